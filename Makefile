@@ -1,0 +1,44 @@
+# The README's commands. `make run` starts the gateway (SQLite queue, and
+# the bundled Extend simulator unless EXTEND_API_TOKEN is set); `make test`
+# runs the whole suite, plain and under ASan + UBSan.
+
+BUILD ?= build
+BUILD_ASAN ?= build-asan
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build build-asan test test-plain test-asan run certs bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh test
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DDG_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+test-plain: build
+	ctest --test-dir $(BUILD) --output-on-failure -j 2
+
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j 2
+
+test: test-plain test-asan
+
+certs:
+	@certs/make-dev-certs.sh certs/dev >/dev/null
+
+run: build certs
+	scripts/run-dev.sh $(BUILD)
+
+bench:
+	@scripts/deps.sh bench
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

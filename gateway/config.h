@@ -1,0 +1,141 @@
+/*
+ * config.h: the gateway's configuration, loaded from one JSON file.
+ *
+ * Every key is described once, in the table in config.c (key, type,
+ * default, bounds, secret or not); validation, `check` output and the
+ * example file follow that table. Unknown keys are an error. A secret is
+ * never written in the file: "env:NAME" reads an environment variable,
+ * "file:/path" reads a file (one trailing newline is dropped).
+ */
+#ifndef DG_CONFIG_H
+#define DG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_SECRETS 8   /* per list: rotation needs two, a few spare */
+#define CONFIG_MAX_RULES 64
+#define CONFIG_MAX_CLIENTS 64
+#define CONFIG_CLIENT_ID_MAX 64
+
+/* A secret: where it comes from (ref, shown redacted by `check`) and its
+ * bytes once resolved. value is NULL until config_resolve_secrets(). */
+struct secret {
+    char *ref;            /* "env:NAME" or "file:/path"; NULL = not configured */
+    unsigned char *value; /* resolved bytes, NUL-terminated for convenience */
+    size_t len;
+};
+
+#define RULE_DELETE_RUN 1u
+#define RULE_DELETE_FILE 2u
+
+struct rule {
+    char *event;       /* "extract_run.processed", or a prefix ending in '*' */
+    unsigned deletes;  /* RULE_DELETE_RUN | RULE_DELETE_FILE */
+    int64_t delay_seconds;
+};
+
+struct client {
+    char id[CONFIG_CLIENT_ID_MAX + 1];
+    struct secret secrets[CONFIG_MAX_SECRETS];
+    int n_secrets;
+    char *cert_subject; /* issue 5: mTLS certificate CN bound to this client, or NULL */
+};
+
+struct tls_config {
+    char *cert_file;      /* NULL = plain HTTP */
+    char *key_file;
+    char *client_ca_file; /* NULL = no client certificates asked for */
+};
+
+struct config {
+    struct {
+        char *address;
+        int port;
+        struct tls_config tls;
+    } listen;
+    struct {
+        char *address;
+        int port;              /* 0 = admin listener off */
+        struct secret token;
+    } admin;
+    struct {
+        char *base_url;        /* https://..., or http:// only for loopback hosts */
+        char *api_version;
+        struct secret token;
+        char *workspace_id;    /* NULL = header not sent */
+        char *ca_file;         /* extra CA bundle to trust, NULL = system CAs only */
+        int timeout_ms;
+        int connect_timeout_ms;
+        double rate_per_second;
+        int max_in_flight;
+        bool dry_run;
+    } extend;
+    struct {
+        char *path;            /* "/webhooks/extend" */
+        struct secret signing_secrets[CONFIG_MAX_SECRETS];
+        int n_signing_secrets;
+        int max_age_seconds;
+        int max_future_seconds;
+        struct rule rules[CONFIG_MAX_RULES];
+        int n_rules;
+    } webhooks;
+    struct {
+        /* Standard Webhooks timestamp tolerance for internal clients, both
+         * directions (the spec's libraries use 300 s). */
+        int timestamp_tolerance_seconds;
+        int max_batch_items;
+    } internal;
+    struct client clients[CONFIG_MAX_CLIENTS];
+    int n_clients;
+    struct {
+        char *backend;         /* "sqlite" */
+        char *path;            /* SQLite database file */
+        int64_t idempotency_ttl_seconds; /* how long eventIds / webhook-ids are remembered */
+    } queue;
+    struct {
+        int64_t initial_ms;
+        int64_t max_ms;
+        int64_t give_up_after_seconds;
+    } retry;
+    struct {
+        char *path;
+        struct secret key;
+        int64_t rotate_bytes;
+    } audit;
+    struct {
+        struct secret signing_key; /* PEM Ed25519 private key for receipts; NULL ref = none */
+    } receipts;
+    struct {
+        int64_t max_body_bytes;
+        int64_t max_header_bytes;
+        int request_timeout_seconds;
+        int max_connections;
+    } limits;
+    struct {
+        char *level;           /* debug, info, warn, error */
+    } log;
+};
+
+/* Loads and validates path. On error returns -1 and writes a message that
+ * starts with the offending key ("extend.rate_per_second: must be ...")
+ * into err. Secrets are not resolved yet. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Same, from a JSON text (for tests). */
+int config_load_string(struct config *cfg, const char *json, char *err, size_t errlen);
+
+/* Reads every secret reference (env: or file:). Called at start and again
+ * on SIGHUP; old values are wiped. -1 with the key named in err. */
+int config_resolve_secrets(struct config *cfg, char *err, size_t errlen);
+
+/* Prints the effective config as JSON, every secret shown as its reference
+ * followed by " (redacted)" or as null. */
+void config_print(const struct config *cfg, FILE *out);
+
+/* Wipes secrets (OPENSSL_cleanse) and frees everything. */
+void config_free(struct config *cfg);
+
+#endif

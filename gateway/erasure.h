@@ -1,0 +1,36 @@
+/*
+ * erasure.h: the body of an internal erasure request, parsed and checked.
+ *
+ * One deletion:  {"resource": "extract_run", "id": "exr_...",
+ *                 "reason": "gdpr erasure #123", "not_before": "RFC 3339"}
+ * or a batch:    {"items": [ {...}, ... ]}  (1..max_items)
+ * reason is optional (at most 256 bytes of printable text), not_before is
+ * optional. Unknown keys are refused so typos do not silently change what
+ * is deleted. The whole request is refused if any item is bad, and the
+ * error names the item ("items[3].id: ...").
+ */
+#ifndef DG_ERASURE_H
+#define DG_ERASURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_error.h"
+#include "resource.h"
+
+#define ERASURE_REASON_MAX 256
+
+struct erasure_item {
+    enum resource resource;
+    char id[RESOURCE_ID_MAX + 1];
+    char reason[ERASURE_REASON_MAX + 1]; /* "" when absent */
+    int64_t not_before_ms;               /* 0 when absent */
+};
+
+/* 0 with *items (malloc'd, caller frees) and *n set, or -1 with *err:
+ * 400 malformed_json | invalid_body | unknown_resource | invalid_id |
+ * invalid_reason | invalid_not_before | batch_too_large | empty_batch. */
+int erasure_parse(const char *body, size_t len, int max_items, struct erasure_item **items,
+                  int *n, struct api_error *err);
+
+#endif

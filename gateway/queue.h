@@ -1,0 +1,219 @@
+/*
+ * queue.h: the durable queue of deletions, behind one small interface so
+ * that backends (queue_sqlite.c now, queue_pg.c for replicas) are
+ * interchangeable.
+ *
+ * Model. A *deletion* is one request to delete one resource: it has a
+ * public id ("del_..."), who asked and why. A *job* is the work of deleting
+ * one resource at Extend: two deletions of the same resource that arrive
+ * while a job for it is still pending (queued or in_flight) share that job
+ * ("coalesce"), so Extend sees one DELETE. A deletion's state is its job's.
+ *
+ *   queued -> in_flight -> deleted | not_found | rejected | dead
+ *   queued -> cancelled (operator);  dead | rejected -> queued (operator retry)
+ *   in_flight -> queued (retry later; or lease expired after a crash)
+ *
+ * Every call is asynchronous: it copies its arguments, returns at once,
+ * and its callback runs later on the event loop thread of the base passed
+ * to queue_open(). A backend may do its I/O on a worker thread; it groups
+ * every operation that arrived during one commit into the next commit, so
+ * an fsync is shared by many requests. A submit callback with
+ * QUEUE_SUBMIT_OK runs only after the rows are committed and fsynced: only
+ * then may the caller answer 2xx.
+ *
+ * Audit: when given an audit log, the backend appends one record per state
+ * change (accepted, duplicate, ignored, attempt, deleted, not_found,
+ * rejected, dead, cancelled, retried) and syncs it in the same cycle,
+ * before the commit and so before any callback acknowledges the change.
+ */
+#ifndef DG_QUEUE_H
+#define DG_QUEUE_H
+
+#include <stdint.h>
+
+#include "erasure.h"
+#include "resource.h"
+
+struct event_base;
+struct audit;
+struct queue;
+
+enum deletion_state {
+    DEL_QUEUED,
+    DEL_IN_FLIGHT,
+    DEL_DELETED,
+    DEL_NOT_FOUND,
+    DEL_REJECTED,
+    DEL_DEAD,
+    DEL_CANCELLED,
+    DEL_STATE_COUNT
+};
+
+const char *deletion_state_name(enum deletion_state s); /* "queued"... */
+int deletion_state_from_name(const char *name, enum deletion_state *out);
+
+#define QUEUE_DELETION_ID_MAX 39 /* "del_" + 26 base32 characters, with room */
+#define QUEUE_SOURCE_MAX 64      /* "extend" or a client id */
+#define QUEUE_KEY_MAX 255        /* eventId or webhook-id */
+
+struct queue_options {
+    const char *path;              /* SQLite file (or PostgreSQL URL for queue_pg) */
+    int64_t idempotency_ttl_ms;    /* how long submission keys are remembered */
+    struct audit *audit;           /* NULL = no audit records (unit tests) */
+};
+
+int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
+               char *err, size_t errlen);
+/* Runs every operation already submitted (their callbacks fire), then
+ * stops the worker and closes the database. Call with the loop stopped or
+ * running; callbacks that cannot run any more are not called. */
+void queue_close(struct queue *q);
+
+/* ---- ingest ---- */
+
+struct queue_item {
+    char deletion_id[QUEUE_DELETION_ID_MAX + 1];
+    enum resource resource;
+    char resource_id[RESOURCE_ID_MAX + 1];
+    char reason[ERASURE_REASON_MAX + 1];
+    int64_t not_before_ms; /* 0 = now */
+};
+
+struct queue_submission {
+    const char *source;       /* "extend" for webhooks, else the client id */
+    const char *key;          /* eventId or webhook-id: unique within source */
+    const char *request_id;   /* the gateway's id of the inbound request */
+    int64_t now_ms;
+    const struct queue_item *items;
+    int n_items;              /* 0 records the key only (an ignored event) */
+    int response_status;      /* answer to replay if this key comes again */
+    const char *response_body;
+};
+
+enum queue_submit_status { QUEUE_SUBMIT_OK, QUEUE_SUBMIT_DUPLICATE, QUEUE_SUBMIT_FAILED };
+
+struct queue_submit_result {
+    enum queue_submit_status status;
+    int stored_status;        /* DUPLICATE: the first submission's answer */
+    const char *stored_body;  /* valid only during the callback */
+};
+
+typedef void (*queue_submit_cb)(const struct queue_submit_result *res, void *arg);
+
+/* -1 when the queue is closing (answer 503); else the callback will run. */
+int queue_submit(struct queue *q, const struct queue_submission *sub, queue_submit_cb cb,
+                 void *arg);
+
+/* Called on the loop thread after a commit that made jobs due, with the
+ * earliest due time, so the dispatcher need not poll. */
+typedef void (*queue_notify_cb)(int64_t earliest_due_ms, void *arg);
+void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg);
+
+/* ---- dispatch ---- */
+
+struct queue_job {
+    int64_t job_id;
+    enum resource resource;
+    char resource_id[RESOURCE_ID_MAX + 1];
+    int attempts;          /* attempts counted so far (429s and breaker holds excluded) */
+    int64_t created_ms;    /* first accepted: the give-up clock starts here */
+};
+
+/* jobs is valid only during the callback. next_due_ms: the earliest time
+ * another job becomes claimable (INT64_MAX if none). n = -1 on failure. */
+typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next_due_ms,
+                               void *arg);
+
+/* Moves up to max_jobs due jobs (queued with due <= now, or in_flight whose
+ * lease ended before now) to in_flight with a lease of lease_ms. */
+int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms,
+                queue_claim_cb cb, void *arg);
+
+struct queue_outcome {
+    int64_t job_id;
+    enum deletion_state state;   /* DEL_QUEUED = try again at retry_at_ms */
+    int64_t retry_at_ms;
+    int counts_as_attempt;       /* 0 for 429s and breaker holds */
+    int http_status;             /* 0 = no HTTP answer (or not sent) */
+    char upstream_request_id[128];
+    char error_code[64];         /* Extend's code, or "timeout", "connect_failed"... */
+    char detail[256];
+    int64_t started_ms;
+    int64_t finished_ms;
+};
+
+typedef void (*queue_done_cb)(int ok, void *arg);
+
+/* Records an attempt (when started_ms != 0) and moves the job. */
+int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb cb, void *arg);
+
+/* ---- reading ---- */
+
+#define QUEUE_VIEW_ATTEMPTS 20
+
+struct queue_attempt_view {
+    int64_t started_ms;
+    int64_t finished_ms;
+    int http_status;
+    char upstream_request_id[128];
+    char error_code[64];
+    char detail[256];
+};
+
+struct queue_deletion_view {
+    char deletion_id[QUEUE_DELETION_ID_MAX + 1];
+    int64_t job_id;
+    enum resource resource;
+    char resource_id[RESOURCE_ID_MAX + 1];
+    enum deletion_state state;
+    char source[QUEUE_SOURCE_MAX + 1];  /* who asked: "extend" or client id */
+    char key[QUEUE_KEY_MAX + 1];        /* their eventId / webhook-id */
+    char request_id[64];                /* the gateway request that accepted it */
+    char reason[ERASURE_REASON_MAX + 1];
+    int attempts;
+    int last_http_status;
+    char last_upstream_request_id[128];
+    char last_error[64];
+    int64_t accepted_ms;
+    int64_t not_before_ms;
+    int64_t updated_ms;
+    int64_t next_attempt_ms;  /* queued: when; else 0 */
+    int64_t completed_ms;     /* terminal states: when; else 0 */
+    uint64_t final_audit_seq; /* audit record of the terminal state, 0 if none */
+    char final_audit_mac[65];
+    int n_attempts;           /* most recent first, at most QUEUE_VIEW_ATTEMPTS */
+    struct queue_attempt_view attempt[QUEUE_VIEW_ATTEMPTS];
+};
+
+/* view is NULL when the id is unknown (or on failure: failed = 1). */
+typedef void (*queue_get_cb)(const struct queue_deletion_view *view, int failed, void *arg);
+int queue_get(struct queue *q, const char *deletion_id, queue_get_cb cb, void *arg);
+
+/* ---- operators ---- */
+
+struct queue_stats {
+    int64_t count[DEL_STATE_COUNT];  /* deletions by state */
+    int64_t jobs_pending;            /* jobs queued or in_flight */
+    int64_t oldest_pending_ms;       /* accepted time of the oldest pending job, 0 if none */
+};
+typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
+int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
+
+/* Deletions in one state, oldest first, up to limit (attempt lists empty). */
+typedef void (*queue_list_cb)(const struct queue_deletion_view *views, int n, int failed,
+                              void *arg);
+int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb,
+               void *arg);
+
+/* Operator actions; actor names the operator for the audit trail.
+ * retry: a dead or rejected deletion (or, with deletion_id NULL, every dead
+ * one) goes back to queued, due now, its give-up clock restarted.
+ * cancel: a queued deletion becomes cancelled (its job too when no other
+ * pending deletion shares it). count = rows changed, -1 on failure. */
+typedef void (*queue_count_cb)(int64_t count, void *arg);
+int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                queue_count_cb cb, void *arg);
+int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                 queue_count_cb cb, void *arg);
+
+#endif

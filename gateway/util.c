@@ -1,0 +1,182 @@
+/*
+ * util.c: the clock, random ids and string helpers (see util.h).
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+int64_t util_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void util_format_time_ms(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static int parse_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+int util_parse_rfc3339(const char *s, int64_t *ms_out)
+{
+    int year, mon, day, hour, min, sec, frac_ms = 0, off = 0;
+    const char *p = s;
+    struct tm tm;
+
+    if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) ||
+        *p++ != '-' || parse_digits(&p, 2, &day) || (*p != 'T' && *p != 't'))
+        return -1;
+    p++;
+    if (parse_digits(&p, 2, &hour) || *p++ != ':' || parse_digits(&p, 2, &min) ||
+        *p++ != ':' || parse_digits(&p, 2, &sec))
+        return -1;
+    if (*p == '.') {
+        int digits = 0;
+
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*p - '0');
+            digits++;
+            p++;
+        }
+        if (digits == 0 || digits > 9)
+            return -1;
+        for (int i = digits; i < 3; i++)
+            frac_ms *= 10;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+
+        if (parse_digits(&p, 2, &oh) || *p++ != ':' || parse_digits(&p, 2, &om) || oh > 23 ||
+            om > 59)
+            return -1;
+        off = sign * (oh * 3600 + om * 60);
+    } else {
+        return -1;
+    }
+    if (*p != '\0' || year < 1970 || year > 9999 || mon < 1 || mon > 12 || day < 1 || day > 31 ||
+        hour > 23 || min > 59 || sec > 60)
+        return -1;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+    *ms_out = ((int64_t)timegm(&tm) - off) * 1000 + frac_ms;
+    return 0;
+}
+
+int util_random_id(const char *prefix, char *out, size_t outlen)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+    unsigned char bytes[26];
+    size_t plen = strlen(prefix);
+
+    if (outlen < plen + 27 || RAND_bytes(bytes, sizeof(bytes)) != 1)
+        return -1;
+    memcpy(out, prefix, plen);
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        out[plen + i] = alphabet[bytes[i] & 31];
+    out[plen + 26] = '\0';
+    return 0;
+}
+
+void util_hex(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+size_t util_json_escape(const char *s, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    if (outlen < 3) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return 0;
+    }
+    out[n++] = '"';
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        size_t elen;
+
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            elen = 2;
+        } else if (c < 0x20) {
+            elen = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
+        } else {
+            esc[0] = (char)c;
+            elen = 1;
+        }
+        if (n + elen + 2 > outlen)
+            break;
+        memcpy(out + n, esc, elen);
+        n += elen;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return n;
+}
+
+int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}

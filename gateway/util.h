@@ -1,0 +1,40 @@
+/*
+ * util.h: small helpers shared by every module: the clock, random ids,
+ * hex and JSON string escaping, bounded number parsing.
+ */
+#ifndef DG_UTIL_H
+#define DG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall-clock time in Unix milliseconds (CLOCK_REALTIME). */
+int64_t util_now_ms(void);
+
+/* Monotonic milliseconds, for measuring durations and timers. */
+int64_t util_mono_ms(void);
+
+/* RFC 3339 UTC with milliseconds, "2026-11-29T09:35:04.123Z". */
+void util_format_time_ms(int64_t ms, char *out, size_t outlen);
+
+/* Parses RFC 3339 ("2026-11-29T09:35:04Z", optional fraction and offset)
+ * into Unix milliseconds. Returns 0 or -1. */
+int util_parse_rfc3339(const char *s, int64_t *ms_out);
+
+/* A random id: prefix followed by 26 lowercase base32 characters
+ * (130 bits from the OpenSSL CSPRNG). out needs strlen(prefix) + 27 bytes.
+ * Returns 0 or -1. */
+int util_random_id(const char *prefix, char *out, size_t outlen);
+
+/* Lowercase hex of len bytes; out needs 2 * len + 1 bytes. */
+void util_hex(const unsigned char *in, size_t len, char *out);
+
+/* Writes s as a quoted JSON string into out (always NUL-terminated, cut
+ * short if out is too small). Returns the number of bytes written. */
+size_t util_json_escape(const char *s, char *out, size_t outlen);
+
+/* Bounded integer parse of a whole decimal string: 0, or -1 when empty,
+ * not a number, trailing garbage or outside [min, max]. */
+int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+#endif

@@ -112,7 +112,6 @@ struct config {
         int64_t max_body_bytes;
         int64_t max_header_bytes;
         int request_timeout_seconds;
-        int max_connections;
     } limits;
     struct {
         char *level;           /* debug, info, warn, error */

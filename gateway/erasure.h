@@ -5,7 +5,8 @@
  *                 "reason": "gdpr erasure #123", "not_before": "RFC 3339"}
  * or a batch:    {"items": [ {...}, ... ]}  (1..max_items)
  * reason is optional (at most 256 bytes of printable text), not_before is
- * optional. Unknown keys are refused so typos do not silently change what
+ * optional and at most 366 days ahead of now_ms. Unknown keys are refused
+ * so typos do not silently change what
  * is deleted. The whole request is refused if any item is bad, and the
  * error names the item ("items[3].id: ...").
  */
@@ -30,7 +31,7 @@ struct erasure_item {
 /* 0 with *items (malloc'd, caller frees) and *n set, or -1 with *err:
  * 400 malformed_json | invalid_body | unknown_resource | invalid_id |
  * invalid_reason | invalid_not_before | batch_too_large | empty_batch. */
-int erasure_parse(const char *body, size_t len, int max_items, struct erasure_item **items,
-                  int *n, struct api_error *err);
+int erasure_parse(const char *body, size_t len, int max_items, int64_t now_ms,
+                  struct erasure_item **items, int *n, struct api_error *err);
 
 #endif

@@ -116,7 +116,7 @@ struct queue_job {
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     int attempts;          /* attempts counted so far (429s and breaker holds excluded) */
-    int64_t created_ms;    /* first accepted: the give-up clock starts here */
+    int64_t clock_start_ms; /* give-up clock: first accepted, or last operator retry */
 };
 
 /* jobs is valid only during the callback. next_due_ms: the earliest time

@@ -1,0 +1,84 @@
+/* test_resource.c: the resource table, id rules and path encoding. */
+#include "check.h"
+#include "resource.h"
+#include "util.h"
+
+#include <stdint.h>
+
+static void test_names_round_trip(void)
+{
+    for (int i = 0; i < RES_COUNT; i++) {
+        enum resource r;
+        CHECK(resource_from_name(resource_name((enum resource)i), &r) == 0 && (int)r == i);
+    }
+    CHECK_STR(resource_collection(RES_EXTRACT_RUN), "extract_runs");
+    CHECK_STR(resource_collection(RES_FILE), "files");
+    enum resource r;
+    CHECK(resource_from_name("extract_runs", &r) == -1);
+    CHECK(resource_from_name("", &r) == -1);
+}
+
+static void test_id_rules_refuse_path_tricks(void)
+{
+    char big[300];
+    CHECK(resource_id_valid("exr_Xj8mK2pL9nR4vT7qY5wZ", 24));
+    CHECK(resource_id_valid("workflow_run_abc-DEF", 20));
+    CHECK(!resource_id_valid("", 0));
+    CHECK(!resource_id_valid("a/b", 3));
+    CHECK(!resource_id_valid("..", 2));
+    CHECK(!resource_id_valid("a%2F", 4));
+    CHECK(!resource_id_valid("a\nb", 3));
+    CHECK(!resource_id_valid("caf\xc3\xa9", 5));
+    CHECK(!resource_id_valid("a b", 3));
+    memset(big, 'a', sizeof(big));
+    CHECK(resource_id_valid(big, 255));
+    CHECK(!resource_id_valid(big, 256));
+}
+
+static void test_segment_encoding(void)
+{
+    char out[64];
+    CHECK(resource_encode_segment("exr_1-a", out, sizeof(out)) == 0);
+    CHECK_STR(out, "exr_1-a");
+    CHECK(resource_encode_segment("a/b c%", out, sizeof(out)) == 0);
+    CHECK_STR(out, "a%2Fb%20c%25");
+    CHECK(resource_encode_segment("abcdef", out, 4) == -1);
+}
+
+static void test_util_time_and_numbers(void)
+{
+    int64_t ms, v;
+    char buf[40];
+    CHECK(util_parse_rfc3339("2026-11-29T09:35:04Z", &ms) == 0 && ms == 1795944904000LL);
+    CHECK(util_parse_rfc3339("2026-11-29T10:35:04.250+01:00", &ms) == 0 && ms == 1795944904250LL);
+    CHECK(util_parse_rfc3339("2026-11-29 09:35:04Z", &ms) == -1);
+    CHECK(util_parse_rfc3339("2026-13-29T09:35:04Z", &ms) == -1);
+    CHECK(util_parse_rfc3339("2026-11-29T09:35:04", &ms) == -1);
+    util_format_time_ms(1795944904250LL, buf, sizeof(buf));
+    CHECK_STR(buf, "2026-11-29T09:35:04.250Z");
+    CHECK(util_parse_int64("42", 0, 100, &v) == 0 && v == 42);
+    CHECK(util_parse_int64("101", 0, 100, &v) == -1);
+    CHECK(util_parse_int64("4x", 0, 100, &v) == -1);
+    CHECK(util_parse_int64("", 0, 100, &v) == -1);
+    CHECK(util_parse_int64("99999999999999999999", 0, INT64_MAX, &v) == -1);
+}
+
+static void test_random_ids_differ(void)
+{
+    char a[40], b[40];
+    CHECK(util_random_id("del_", a, sizeof(a)) == 0);
+    CHECK(util_random_id("del_", b, sizeof(b)) == 0);
+    CHECK(strlen(a) == 30 && strncmp(a, "del_", 4) == 0);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(util_random_id("del_", a, 10) == -1);
+}
+
+int main(void)
+{
+    test_names_round_trip();
+    test_id_rules_refuse_path_tricks();
+    test_segment_encoding();
+    test_util_time_and_numbers();
+    test_random_ids_differ();
+    return check_done();
+}

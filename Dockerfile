@@ -39,6 +39,7 @@ RUN apt-get update \
  && install -d -m 0755 /etc/deletion-gateway
 COPY --from=build /usr/local/bin/deletion-gateway /usr/local/bin/extend-sim /usr/local/bin/
 COPY config/gateway.container.json /etc/deletion-gateway/gateway.json
+RUN chmod 0644 /etc/deletion-gateway/gateway.json
 
 # The queue (SQLite) and the audit log live here: keep it on a volume, or
 # every accepted deletion is lost with the container.

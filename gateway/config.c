@@ -245,6 +245,10 @@ static int check_ed25519_pem(const char *path, const struct secret *s, char *err
 
 #define C(m) offsetof(struct config, m)
 
+/* K_IDBUF writes up to max characters plus the NUL into client.id. */
+_Static_assert(sizeof(((struct client *)0)->id) == CONFIG_CLIENT_ID_MAX + 1,
+               "client id buffer must match its table bound");
+
 static const struct key rule_keys[] = {
     {"event", K_STR, offsetof(struct rule, event), 0, NULL, 1, 127, KF_REQUIRED, check_event, NULL,
      NULL, "Event type to match, e.g. extract_run.processed; a trailing '*' matches a prefix."},

@@ -537,6 +537,32 @@ static void test_shipped_files(void)
     CHECK(strstr(err, "missing.json") != NULL);
 }
 
+/* Every cut of a valid file is refused cleanly (no crash, no leak, a message). */
+static void test_truncated_files_fail_cleanly(void)
+{
+    const char *full = "{\"listen\": {\"port\": 9000, \"tls\": {\"cert_file\": null}},"
+                       " \"webhooks\": {\"rules\": [{\"event\": \"a*\", \"delete\": [\"file\"]}]},"
+                       " \"clients\": [{\"id\": \"x\", \"secrets\": [\"env:X\", \"file:/y\"]}]}";
+    char buf[512], err[256];
+    size_t n = strlen(full);
+    struct config cfg;
+
+    CHECK(load_ok(&cfg, full) == 0);
+    config_free(&cfg);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf, full, i);
+        buf[i] = '\0';
+        err[0] = '\0';
+        CHECK(config_load_string(&cfg, buf, err, sizeof(err)) == -1);
+        CHECK(err[0] != '\0');
+        config_free(&cfg);
+    }
+    /* A tiny error buffer is cut, not overrun. */
+    CHECK(config_load_string(&cfg, "{\"bogus\": 1}", err, 4) == -1);
+    CHECK(strlen(err) <= 3);
+    CHECK(config_load_string(&cfg, "{\"bogus\": 1}", NULL, 0) == -1);
+}
+
 /* config/README.md carries the reference table exactly as the code prints it. */
 static void test_reference_doc_matches_table(void)
 {
@@ -611,6 +637,7 @@ int main(int argc, char **argv)
     test_secret_resolution();
     test_client_secrets_must_be_whsec_base64();
     test_receipt_key_must_be_ed25519_pem();
+    test_truncated_files_fail_cleanly();
     test_shipped_files();
     test_reference_doc_matches_table();
     cleanup();

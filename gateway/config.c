@@ -344,7 +344,7 @@ static const struct key config_keys[] = {
      "First retry delay (doubles each time, with jitter)."},
     {"retry.max_ms", K_I64, C(retry.max_ms), 0, "300000", 10, 86400000, 0, NULL, NULL, NULL,
      "Longest retry delay; at least retry.initial_ms."},
-    {"retry.give_up_after_seconds", K_I64, C(retry.give_up_after_seconds), 0, "259200", 60,
+    {"retry.give_up_after_seconds", K_I64, C(retry.give_up_after_seconds), 0, "259200", 1,
      31536000, 0, NULL, NULL, NULL, "A deletion still failing after this long is dead."},
     {"audit.path", K_STR, C(audit.path), 0, "\"var/audit.jsonl\"", 1, 4096, 0, NULL, NULL, NULL,
      "Audit log (JSON Lines, HMAC chain)."},
@@ -353,7 +353,7 @@ static const struct key config_keys[] = {
     {"audit.rotate_bytes", K_I64, C(audit.rotate_bytes), 0, "67108864", 65536, 17179869184LL, 0,
      NULL, NULL, NULL, "Audit file size that starts a new file."},
     {"receipts.signing_key", K_SECRET, C(receipts.signing_key), 0, "null", 0, 0, KF_NULLABLE, NULL,
-     check_ed25519_pem, NULL, "PEM Ed25519 private key that signs receipts; null = unsigned."},
+     check_ed25519_pem, NULL, "PEM Ed25519 private key that signs receipts; null = receipts off."},
     {"limits.max_body_bytes", K_I64, C(limits.max_body_bytes), 0, "1048576", 1024, 67108864, 0,
      NULL, NULL, NULL, "Largest request body accepted (413 above)."},
     {"limits.max_header_bytes", K_I64, C(limits.max_header_bytes), 0, "16384", 1024, 1048576, 0,
@@ -1060,6 +1060,12 @@ fail:
         secret_wipe_value(&pl.items[i].value, &pl.items[i].len);
     free(pl.items);
     return rc;
+}
+
+int config_resolve_ref(const char *ref, struct secret *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    return secret_read("secret", ref, &out->value, &out->len, err, errlen);
 }
 
 /* ---- output ----------------------------------------------------------- */

@@ -133,6 +133,10 @@ int config_load_string(struct config *cfg, const char *json, char *err, size_t e
  * kept. */
 int config_resolve_secrets(struct config *cfg, char *err, size_t errlen);
 
+/* Reads one "env:NAME" or "file:/path" reference outside any config (the
+ * command line's --secret); out->ref stays NULL. Wipe and free out->value. */
+int config_resolve_ref(const char *ref, struct secret *out, char *err, size_t errlen);
+
 /* Prints the effective config as pretty JSON with every key present; a
  * secret is shown as {"ref": "env:NAME", "value": "(redacted)"}, or null
  * when not configured. No secret byte is ever written. */

@@ -50,7 +50,7 @@ static json_t *load_json(const char *body, size_t len, struct api_error *err)
     }
     /* Duplicate keys are refused: two "id"s could mean two different
      * things to two parsers, and what is deleted must not be ambiguous. */
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root != NULL)
         return root;
     switch (json_error_code(&jerr)) {

@@ -383,6 +383,30 @@ static void test_tampering_is_named(void)
         CHECK_STR(text, want);
     }
 
+    /* line 3 taken from another log under the same key: its own mac holds,
+     * but it does not chain onto this log's line 2 */
+    {
+        char other[128];
+        struct lines o;
+        size_t olen;
+        path_in_dir(other, sizeof(other), "other.jsonl");
+        CHECK(audit_open(&a, other, key, KEY_LEN, 0, err, sizeof(err)) == 0);
+        CHECK(append_n(a, 11, 6) == 0);
+        audit_close(a);
+        char *odata = slurp(other, &olen);
+        split(odata, &o);
+        FILE *f = fopen(copy, "wb");
+        fwrite(data, 1, (size_t)(l.line[2] - data), f);
+        fwrite(o.line[2], 1, o.len[2], f);
+        fwrite(l.line[3], 1, len - (size_t)(l.line[3] - data), f);
+        fclose(f);
+        CHECK(verify_one(copy, text, sizeof(text)) == 1);
+        snprintf(want, sizeof(want), "%s:3: seq 3: prev does not match the previous record's mac\n",
+                 copy);
+        CHECK_STR(text, want);
+        free(odata);
+    }
+
     /* the last line truncated */
     spit(copy, data, len - 30);
     CHECK(verify_one(copy, text, sizeof(text)) == 1);

@@ -23,7 +23,12 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define TOKEN1 "sk_test_first_token"
 #define TOKEN2 "sk_test_second_token"
@@ -590,6 +595,135 @@ static void test_stale_keepalive_is_retried(void)
     evconnlistener_free(rs.lis);
 }
 
+/* ---- an https server with a throw-away self-signed certificate ---------- */
+
+struct tls_server {
+    struct server srv;
+    SSL_CTX *ctx;
+    char ca_path[64];
+};
+
+static struct bufferevent *tls_bevcb(struct event_base *b, void *arg)
+{
+    struct tls_server *ts = arg;
+
+    return bufferevent_openssl_socket_new(b, -1, SSL_new(ts->ctx), BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+static int add_ext(X509 *cert, int nid, const char *value)
+{
+    X509V3_CTX v3;
+    X509_EXTENSION *ext;
+    int rc;
+
+    X509V3_set_ctx(&v3, cert, cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+    if (ext == NULL)
+        return -1;
+    rc = X509_add_ext(cert, ext, -1) == 1 ? 0 : -1;
+    X509_EXTENSION_free(ext);
+    return rc;
+}
+
+/* A P-256 key and a certificate for 127.0.0.1, also written as the PEM
+ * file extend.ca_file will point at. */
+static int tls_start(struct tls_server *ts)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *cert = X509_new();
+    X509_NAME *name;
+    FILE *f;
+    int fd, rc = -1;
+
+    memset(ts, 0, sizeof(*ts));
+    if (key == NULL || cert == NULL)
+        goto fail;
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1, -1,
+                               0);
+    X509_set_issuer_name(cert, name);
+    if (add_ext(cert, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
+        add_ext(cert, NID_subject_alt_name, "IP:127.0.0.1") != 0 ||
+        X509_sign(cert, key, EVP_sha256()) == 0)
+        goto fail;
+    ts->ctx = SSL_CTX_new(TLS_server_method());
+    if (ts->ctx == NULL || SSL_CTX_use_certificate(ts->ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ts->ctx, key) != 1)
+        goto fail;
+    snprintf(ts->ca_path, sizeof(ts->ca_path), "/tmp/dg-test-ca-XXXXXX");
+    fd = mkstemp(ts->ca_path);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL)
+        goto fail;
+    PEM_write_X509(f, cert);
+    fclose(f);
+    if (server_start(&ts->srv) != 0)
+        goto fail;
+    evhttp_set_bevcb(ts->srv.http, tls_bevcb, ts);
+    rc = 0;
+fail:
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static void tls_stop(struct tls_server *ts)
+{
+    if (ts->srv.http != NULL)
+        evhttp_free(ts->srv.http);
+    SSL_CTX_free(ts->ctx);
+    if (ts->ca_path[0] != '\0')
+        unlink(ts->ca_path);
+}
+
+static void test_tls_trust(void)
+{
+    struct tls_server ts;
+    struct config cfg;
+    char url[128], err[256];
+    struct upstream *u = NULL;
+    struct outcome untrusted = {0}, trusted = {0};
+
+    if (tls_start(&ts) != 0) {
+        CHECK(0);
+        tls_stop(&ts);
+        return;
+    }
+    base_config(&cfg, url, sizeof(url), ts.srv.port);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/v1", ts.srv.port);
+
+    /* System CAs only: the self-signed server is refused. */
+    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    if (u != NULL) {
+        CHECK(start(u, RES_EXTRACT_RUN, "exr_ok", &untrusted) == 0);
+        run_until(&untrusted.done, 1);
+        CHECK(untrusted.r.http_status == 0);
+        CHECK_STR(untrusted.r.transport_error, "tls_failed");
+        CHECK(ts.srv.requests == 0);
+        upstream_close(u);
+        u = NULL;
+    }
+
+    /* extend.ca_file adds the server's CA to the system bundle. */
+    cfg.extend.ca_file = ts.ca_path;
+    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    if (u != NULL) {
+        CHECK(start(u, RES_EXTRACT_RUN, "exr_ok", &trusted) == 0);
+        run_until(&trusted.done, 1);
+        CHECK(trusted.r.http_status == 200);
+        CHECK_STR(trusted.r.transport_error, "");
+        CHECK_STR(trusted.r.request_id, "req_abc123");
+        CHECK_STR(ts.srv.last.uri, "/v1/extract_runs/exr_ok");
+        upstream_close(u);
+    }
+    tls_stop(&ts);
+}
+
 /* Closing from inside a callback aborts the rest without calling back. */
 static struct upstream *closing_u;
 static int close_cb_calls;
@@ -650,6 +784,7 @@ int main(void)
     test_many_bounded_in_flight(&srv);
     test_stale_keepalive_is_retried();
     test_close_inside_callback(&srv);
+    test_tls_trust();
     CHECK(callbacks_inside_delete == 0);
 
     evhttp_free(srv.http);

@@ -167,10 +167,3 @@ usage:
                     "resume\n");
     return 2;
 }
-
-int ctl_health(int argc, char **argv)
-{
-    const char *url = opt(argc, argv, "--url");
-
-    return request("GET", url ? url : "http://127.0.0.1:8080/healthz", NULL, 1) == 200 ? 0 : 1;
-}

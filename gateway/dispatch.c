@@ -208,7 +208,7 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
     if (cls != RETRY_CREDENTIALS && r->http_status != 0)
         breaker_close(d);
     if (o->state == DEL_DEAD)
-        snprintf(o->detail, sizeof(o->detail), "gave up after %lld s of failures: %s",
+        snprintf(o->detail, sizeof(o->detail), "gave up after %lld s of failures: %.180s",
                  (long long)cfg->retry.give_up_after_seconds,
                  r->error_message[0] ? r->error_message : r->transport_detail);
 }
@@ -226,7 +226,7 @@ static void upstream_done(const struct upstream_result *r, void *arg)
     o.started_ms = a->started_ms;
     o.finished_ms = now;
     snprintf(o.upstream_request_id, sizeof(o.upstream_request_id), "%s", r->request_id);
-    snprintf(o.error_code, sizeof(o.error_code), "%s",
+    snprintf(o.error_code, sizeof(o.error_code), "%.63s",
              r->http_status != 0 ? r->error_code : r->transport_error);
     snprintf(o.detail, sizeof(o.detail), "%s",
              r->http_status != 0 ? r->error_message : r->transport_detail);
@@ -263,6 +263,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
         memset(&o, 0, sizeof(o));
         o.job_id = job->job_id;
         o.state = DEL_CANCELLED;
+        o.started_ms = o.finished_ms = a->started_ms; /* recorded, not counted */
         snprintf(o.error_code, sizeof(o.error_code), "dry_run");
         snprintf(o.detail, sizeof(o.detail), "dry run: DELETE not sent");
         metrics_attempt("dry_run", 0);

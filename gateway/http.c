@@ -19,6 +19,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <sys/queue.h>
+
 #include <event2/keyvalq_struct.h>
 
 #include "dispatch.h"
@@ -227,6 +229,12 @@ static void http_route(struct evhttp_request *req, void *arg)
     char rid[48];
 
     http_request_id(req, rid, sizeof(rid));
+    if (gw->tls != NULL && !tls_request_is_tls(req)) {
+        /* evhttp falls back to plain TCP when a TLS bufferevent cannot be
+         * made; never serve a TLS listener's routes in the clear. */
+        http_send_error(req, rid, 400, "tls_required", "this listener requires TLS");
+        return;
+    }
     if (path == NULL) {
         http_send_error(req, rid, 400, "invalid_body", "unusable request URI");
         return;

@@ -52,7 +52,7 @@ static void ingest_ctx_free(struct ingest_ctx *c)
 static void ingest_done(const struct queue_submit_result *res, void *arg)
 {
     struct ingest_ctx *c = arg;
-    char body[512], eid[600];
+    char body[700], eid[600];
 
     c->gw->pending--;
     switch (res->status) {

@@ -29,6 +29,7 @@
 #include "ctl.h"
 #include "dispatch.h"
 #include "gateway.h"
+#include "healthcheck.h"
 #include "http.h"
 #include "log.h"
 #include "queue.h"
@@ -510,7 +511,7 @@ done:
     if (gw.audit != NULL)
         audit_close(gw.audit);
     if (gw.tls != NULL)
-        tls_server_close(gw.tls);
+        tls_server_free(gw.tls);
     EVP_PKEY_free(gw.receipt_key);
     if (sig_term != NULL)
         event_free(sig_term);
@@ -552,7 +553,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "ctl") == 0)
         return ctl_main(argc - 2, argv + 2);
     if (strcmp(cmd, "health") == 0)
-        return ctl_health(argc - 2, argv + 2);
+        return healthcheck_main(argc - 2, argv + 2);
     fprintf(stderr, "deletion-gateway: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

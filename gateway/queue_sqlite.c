@@ -44,7 +44,7 @@
 
 /* Bounds on what callers hand in, so one request cannot make a cycle huge. */
 #define Q_MAX_ITEMS 10000
-#define Q_MAX_BODY 65536
+#define Q_MAX_BODY (1 << 20) /* a 1000-item batch answer is about 110 KB */
 #define Q_REQUEST_ID_MAX 63
 #define Q_CLAIM_MAX 1000
 #define Q_LIST_MAX 500
@@ -1349,7 +1349,7 @@ int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb
     op->in.complete.upstream_request_id[sizeof(o->upstream_request_id) - 1] = '\0';
     op->in.complete.error_code[sizeof(o->error_code) - 1] = '\0';
     op->in.complete.detail[sizeof(o->detail) - 1] = '\0';
-    if (o->state == DEL_IN_FLIGHT || o->state == DEL_CANCELLED || (int)o->state < 0 ||
+    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 ||
         o->state >= DEL_STATE_COUNT)
         op->failed = 1;
     return q_enqueue(q, op);

@@ -75,7 +75,10 @@ def test_500s_and_dropped_connections_are_retried(ctx):
     assert a["attempts"] == 3, a
     statuses = [x["upstream_status"] for x in a["attempt_history"]]
     assert sorted(statuses, key=lambda s: s or 0) == [200, 500, 500], statuses
-    assert b["attempts"] == 2 and b["attempt_history"][-1]["upstream_status"] is None, b
+    # The dropped answer was either an attempt of ours or, on a reused
+    # connection, retried at once by libcurl: the simulator saw it twice.
+    dropper = [r for r in sim.deletes() if r["path"] == "/files/file_dropper"]
+    assert len(dropper) == 2 and b["attempts"] in (1, 2), (dropper, b)
 
 
 def test_429_waits_for_retry_after_and_keeps_the_budget(ctx):

@@ -94,7 +94,7 @@ static void put_string(struct audit *a, const char *s)
     char clean[AUDIT_FIELD_MAX + 1];
     size_t n = 0;
 
-    for (; s[n] != '\0' && n < AUDIT_FIELD_MAX; n++) {
+    for (; n < AUDIT_FIELD_MAX && s[n] != '\0'; n++) {
         unsigned char c = (unsigned char)s[n];
         clean[n] = c >= 0x7f ? '?' : (char)c;
     }
@@ -227,7 +227,10 @@ static int mkdir_parents(const char *path)
             continue;
         char c = *p;
         *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        /* a new directory's own entry must reach the disk as well */
+        if (mkdir(dir, 0700) == 0)
+            rc = fsync_dir(dir);
+        else if (errno != EEXIST)
             rc = -1;
         *p = c;
         if (c == '\0')
@@ -724,11 +727,11 @@ static enum read_status read_line(FILE *f, char *buf, size_t max, size_t *len)
     int c;
 
     *len = 0;
-    while ((c = getc(f)) != EOF) {
+    while ((c = getc_unlocked(f)) != EOF) {
         if (c == '\n')
             return LINE_OK;
         if (*len == max) {
-            while ((c = getc(f)) != EOF && c != '\n')
+            while ((c = getc_unlocked(f)) != EOF && c != '\n')
                 ;
             return LINE_TOO_LONG;
         }

@@ -22,6 +22,7 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 
 #include "audit.h"
@@ -431,6 +432,40 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     log_info(NULL, "SIGHUP: secrets, token and certificates reloaded");
 }
 
+/* The first record of every run: which binary and which config (by its
+ * SHA-256, never its content) were in force from here on. */
+static int audit_config_loaded(struct audit *a, const char *path)
+{
+    unsigned char buf[65536], md[32];
+    char hex[65], detail[256];
+    struct audit_record r;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int mdlen = 0;
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    int ok = ctx != NULL && f != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+
+    while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        ok = EVP_DigestUpdate(ctx, buf, n) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+    if (f != NULL)
+        fclose(f);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    util_hex(md, sizeof(md), hex);
+    snprintf(detail, sizeof(detail), "deletion-gateway %s; config %s sha256 %s", DG_VERSION, path,
+             hex);
+    memset(&r, 0, sizeof(r));
+    r.event = "config_loaded";
+    r.time_ms = util_now_ms();
+    r.source = "operator";
+    r.detail = detail;
+    if (audit_append(a, &r, NULL, NULL) != 0 || audit_sync(a) != 0)
+        return -1;
+    return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     static struct config cfg;
@@ -454,6 +489,10 @@ static int cmd_serve(int argc, char **argv)
     if (audit_open(&gw.audit, cfg.audit.path, cfg.audit.key.value, cfg.audit.key.len,
                    cfg.audit.rotate_bytes, err, sizeof(err)) != 0) {
         log_error(NULL, "audit.path: %s", err);
+        goto done;
+    }
+    if (audit_config_loaded(gw.audit, opt_value(argc, argv, "-c")) != 0) {
+        log_error(NULL, "audit.path: cannot write the config_loaded record");
         goto done;
     }
     memset(&qo, 0, sizeof(qo));

@@ -231,7 +231,8 @@ fail:
 
 /* CURLOPT_CAINFO_BLOB replaces libcurl's default bundle instead of adding
  * to it, so an extra CA means one blob: the system bundle, then ca_file,
- * read once here. */
+ * read once here. libcurl parses a blob again for each new TLS connection
+ * (its store cache is for files only); connection reuse keeps that rare. */
 static int load_ca_blob(struct upstream *u, const char *ca_file, char *err, size_t errlen)
 {
     const char *system_ca = NULL;
@@ -829,14 +830,16 @@ int upstream_in_flight(const struct upstream *u)
 /* Removes every request without calling back. */
 static void abort_all(struct upstream *u)
 {
-    while (u->reqs != NULL) {
-        struct up_req *req = u->reqs;
+    struct up_req *req = u->reqs, *next;
 
-        req_unlink(req);
+    u->reqs = NULL;
+    for (; req != NULL; req = next) {
+        next = req->next;
         if (req->defer == NULL)
             curl_multi_remove_handle(u->multi, req->easy);
         req_free(req);
     }
+    u->in_flight = 0;
 }
 
 static void destroy(struct upstream *u)
@@ -848,8 +851,13 @@ static void destroy(struct upstream *u)
         /* May still call on_curl_socket / on_curl_timer: both need u. */
         curl_multi_cleanup(u->multi);
     }
-    while (u->socks != NULL)
-        sock_free(u, u->socks);
+    /* Sockets libcurl never told us to remove (none expected). */
+    for (struct up_sock *s = u->socks, *next; s != NULL; s = next) {
+        next = s->next;
+        event_free(s->ev);
+        free(s);
+    }
+    u->socks = NULL;
     if (u->timer != NULL)
         event_free(u->timer);
     headers_unref(u->hdrs);

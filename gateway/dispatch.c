@@ -8,9 +8,10 @@
  * waits for the next due job, and the queue's notify callback wakes the
  * dispatcher when new work is committed, so it never polls.
  *
- * Rate limit: a token bucket of depth one, so requests are spaced by
- * 1/rate_per_second and no second ever holds more than the configured
- * number. A 429 holds all sending until its Retry-After, since the limit is
+ * Rate limit: sends are spaced by at least 1/rate_per_second, measured
+ * when each DELETE starts (not when it was claimed, since a claim's commit
+ * takes a variable time), so no second ever holds more than the configured
+ * number. A job claimed early waits in `ready` for its slot. A 429 holds all sending until its Retry-After, since the limit is
  * the whole account's, not one job's.
  *
  * Crash safety: a claimed job is in_flight in the database with a lease
@@ -40,8 +41,9 @@ struct dispatch {
     int64_t timer_at_ms;     /* when the armed timer fires, 0 if not armed */
     int in_flight;
     int claiming;            /* a claim is with the queue: one at a time */
-    double tokens;
-    int64_t tokens_at_mono;
+    int64_t next_send_mono;  /* rate limit: no DELETE starts before this */
+    struct queue_job ready;  /* claimed, waiting for its rate slot */
+    int have_ready;
     int64_t hold_until_ms;   /* after a 429: nothing is sent before this */
     int breaker_open;
     int64_t probe_at_ms;
@@ -285,6 +287,21 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     }
 }
 
+/* Under a rate limit: whether the next DELETE must wait; if not, the slot
+ * is taken for it. */
+static int rate_slot_taken(struct dispatch *d)
+{
+    double rate = d->gw->cfg->extend.rate_per_second;
+    int64_t mono = util_mono_ms();
+
+    if (rate <= 0)
+        return 0;
+    if (mono < d->next_send_mono)
+        return 1;
+    d->next_send_mono = mono + (int64_t)(1000.0 / rate + 0.999);
+    return 0;
+}
+
 static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg)
 {
     struct dispatch *d = arg;
@@ -296,10 +313,16 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
         arm(d, 1000);
         return;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (rate_slot_taken(d)) {
+            /* Only one job is claimed at a time under a rate limit. */
+            d->ready = jobs[i];
+            d->have_ready = 1;
+            arm(d, d->next_send_mono - util_mono_ms());
+            return;
+        }
         start_attempt(d, &jobs[i]);
-    if (d->gw->cfg->extend.rate_per_second > 0)
-        d->tokens -= n;
+    }
     if (next_due_ms != INT64_MAX && next_due_ms > now)
         arm(d, next_due_ms - now);
     else if (next_due_ms != INT64_MAX)
@@ -329,12 +352,15 @@ static void pump(struct dispatch *d)
     }
     if (cfg->extend.rate_per_second > 0) {
         mono = util_mono_ms();
-        d->tokens += (double)(mono - d->tokens_at_mono) * cfg->extend.rate_per_second / 1000.0;
-        d->tokens_at_mono = mono;
-        if (d->tokens > 1.0)
-            d->tokens = 1.0;
-        if (d->tokens < 1.0) {
-            arm(d, (int64_t)((1.0 - d->tokens) * 1000.0 / cfg->extend.rate_per_second) + 1);
+        if (mono < d->next_send_mono) {
+            arm(d, d->next_send_mono - mono);
+            return;
+        }
+        if (d->have_ready) {
+            d->have_ready = 0;
+            rate_slot_taken(d);
+            start_attempt(d, &d->ready);
+            arm(d, d->next_send_mono - util_mono_ms());
             return;
         }
         allowed = 1;
@@ -362,8 +388,6 @@ int dispatch_open(struct dispatch **out, struct gateway *gw)
     if (d == NULL)
         return -1;
     d->gw = gw;
-    d->tokens = 1.0;
-    d->tokens_at_mono = util_mono_ms();
     d->timer = evtimer_new(gw->base, timer_fired, d);
     if (d->timer == NULL) {
         free(d);

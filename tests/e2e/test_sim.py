@@ -395,6 +395,29 @@ def test_plain_mode_and_bad_usage(tmp, certs):
     check(r.returncode == 1, "missing cert exit %d" % r.returncode)
 
 
+def test_rate_limit_answers_429_beyond_n_per_second(tmp, certs):
+    sim = Sim(tmp, certs, extra=["--rate-limit", "5"])
+    try:
+        c = sim.conn()
+        answers = [sim.delete("files", "file_rate_%d" % i, conn=c) for i in range(8)]
+        statuses = [a[0] for a in answers]
+        check(statuses.count(200) >= 5 and statuses.count(429) >= 2,
+              "burst of 8 against 5/s: %r" % statuses)
+        limited = [a for a in answers if a[0] == 429]
+        if limited:
+            st, h, body = limited[0]
+            check(h.get("retry-after") == "1" and "x-ratelimit-reset" in h, "429 headers %r" % h)
+            check(is_extend_error(body, "RATE_LIMIT_EXCEEDED", True,
+                                  h.get("x-extend-request-id")), "429 body %r" % body)
+        time.sleep(1.1)
+        st, _, _ = sim.delete("files", "file_rate_after", conn=c)
+        check(st == 200, "after a second the bucket refills: %d" % st)
+        c.close()
+    finally:
+        rc, err = sim.stop()
+    check(rc == 0, "rate-limited sim exit %d %s" % (rc, err))
+
+
 def main():
     if not os.access(SIM, os.X_OK):
         print("extend-sim not found at %s" % SIM, file=sys.stderr)
@@ -405,7 +428,7 @@ def main():
                        stdout=subprocess.DEVNULL)
         sim = Sim(tmp, certs, extra=["--token", TOKEN, "--idle-close-ms", str(IDLE_MS)])
         tests = [v for k, v in sorted(globals().items())
-                 if k.startswith("test_") and k != "test_plain_mode_and_bad_usage"]
+                 if k.startswith("test_") and v.__code__.co_argcount == 1]
         tests.sort(key=lambda f: f.__code__.co_firstlineno)
         try:
             for t in tests:
@@ -426,10 +449,13 @@ def main():
             rc, err = sim.stop()
         check(rc == 0, "SIGTERM exit status %d, stderr: %s" % (rc, err[-2000:]))
         print("%s test_sigterm_exits_zero" % ("ok  " if rc == 0 else "FAIL"))
-        try:
-            test_plain_mode_and_bad_usage(tmp, certs)
-        except Exception as e:
-            check(False, "test_plain_mode_and_bad_usage raised %r" % e)
+        for t in (test_plain_mode_and_bad_usage, test_rate_limit_answers_429_beyond_n_per_second):
+            before = failed
+            try:
+                t(tmp, certs)
+            except Exception as e:
+                check(False, "%s raised %r" % (t.__name__, e))
+            print("%s %s" % ("ok  " if failed == before else "FAIL", t.__name__))
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

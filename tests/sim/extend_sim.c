@@ -312,6 +312,38 @@ static void sim_conn_closed(struct evhttp_connection *evcon, void *arg)
     }
 }
 
+/* --rate-limit: a token bucket of N per second with a burst of N, as
+ * Extend limits an organisation; an injected fault takes precedence. */
+static bool sim_rate_ok(struct sim *s)
+{
+    struct timespec ts;
+    double now;
+    if (s->rate_limit <= 0)
+        return true;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (s->rate_last > 0)
+        s->rate_tokens += (now - s->rate_last) * s->rate_limit;
+    else
+        s->rate_tokens = s->rate_limit;
+    if (s->rate_tokens > s->rate_limit)
+        s->rate_tokens = s->rate_limit;
+    s->rate_last = now;
+    if (s->rate_tokens < 1.0)
+        return false;
+    s->rate_tokens -= 1.0;
+    return true;
+}
+
+static void sim_rate_fault(struct fault *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->status = 429;
+    sim_copy(f->retry_after, sizeof(f->retry_after), "1");
+    snprintf(f->ratelimit_reset, sizeof(f->ratelimit_reset), "%lld",
+             (long long)(sim_now_ms() / 1000 + 1));
+}
+
 static json_t *sim_new_record(struct sim *s, struct evhttp_request *req, const char *path,
                               const char *collection, const char *id)
 {
@@ -388,6 +420,8 @@ static void sim_handle_delete(struct sim *s, struct evhttp_request *req, const c
     }
     if ((f = sim_match_fault(s, p->id)) != NULL)
         p->fault = *f;
+    else if (!sim_rate_ok(s))
+        sim_rate_fault(&p->fault);
     delay = s->latency_ms + (f ? f->delay_ms : 0);
     if (delay == 0 && !(f != NULL && f->action == ACT_DROP)) {
         sim_finish(p);
@@ -512,6 +546,7 @@ static void usage(FILE *out)
             "usage: extend-sim --port P [--address 127.0.0.1]\n"
             "                  [--cert server.pem --key server.key | --plain]\n"
             "                  [--token TOKEN] [--log FILE] [--idle-close-ms N] [--latency-ms N]\n"
+            "                  [--rate-limit N]\n"
             "A stand-in for the Extend API's DELETE endpoints, with fault injection on\n"
             "POST /_sim/faults and inspection on GET /_sim/requests and /_sim/stats.\n");
 }
@@ -520,7 +555,7 @@ int main(int argc, char **argv)
 {
     struct sim *s = calloc(1, sizeof(*s));
     const char *address = "127.0.0.1", *cert = NULL, *key = NULL, *log_path = NULL;
-    int64_t port = -1, idle_ms = 0, latency = 0;
+    int64_t port = -1, idle_ms = 0, latency = 0, rate = 0;
     bool plain = false;
     struct evhttp_bound_socket *bound;
     struct sockaddr_storage ss;
@@ -560,6 +595,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--idle-close-ms") == 0) {
             if (sim_parse_int(v, 0, 3600000, &idle_ms) < 0)
                 goto bad;
+        } else if (strcmp(a, "--rate-limit") == 0) {
+            if (sim_parse_int(v, 0, 1000000, &rate) < 0)
+                goto bad;
         } else if (strcmp(a, "--latency-ms") == 0) {
             if (sim_parse_int(v, 0, SIM_MAX_DELAY_MS, &latency) < 0)
                 goto bad;
@@ -570,6 +608,7 @@ int main(int argc, char **argv)
     if (port < 0 || (plain && (cert || key)) || (!plain && (!cert || !key)))
         goto bad;
     s->latency_ms = (int)latency;
+    s->rate_limit = (double)rate;
     if (RAND_bytes((unsigned char *)&s->boot_tag, sizeof(s->boot_tag)) != 1)
         s->boot_tag = (uint32_t)time(NULL);
     signal(SIGPIPE, SIG_IGN);

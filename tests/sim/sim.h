@@ -81,6 +81,8 @@ struct sim {
     FILE *log;
     bool log_dirty;
     int latency_ms;
+    double rate_limit; /* DELETEs per second before 429s, 0 = no limit */
+    double rate_tokens, rate_last;
     uint32_t boot_tag;
     uint64_t req_counter;
 

@@ -249,6 +249,7 @@ void sim_handle_reset(struct sim *s, struct evhttp_request *req)
     s->seq = 0;
     s->deletes = s->dropped = s->connections_opened = 0;
     s->max_concurrent = s->in_flight;
+    s->rate_last = 0; /* a full bucket again */
     memset(s->by_status, 0, sizeof(s->by_status));
     sim_send_json(req, 200, json_pack("{s:b}", "reset", 1));
 }

@@ -202,7 +202,7 @@ static bool sim_bearer_ok(struct sim *s, const char *auth)
 {
     const char *tok;
     size_t n;
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
         return false;
     tok = auth + 7;
     n = strlen(tok);

@@ -9,7 +9,8 @@
 
 /* deletion-gateway health [--url http://HOST:PORT/PATH] [--timeout-ms N]
  * GETs the URL (default http://127.0.0.1:8080/healthz) over plain HTTP.
- * argv[0] is "health". Returns 0 for a 200 answer, 1 for any other answer
+ * argv holds the options only, as main() passes every subcommand (argc may
+ * be 0). Returns 0 for a 200 answer, 1 for any other answer
  * or failure, 2 for a usage error: main() returns it as the exit code. */
 int healthcheck_main(int argc, char **argv);
 

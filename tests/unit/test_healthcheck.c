@@ -36,8 +36,8 @@ static void *serve(void *arg)
 
 static int run(const char *url, const char *timeout)
 {
-    char *argv[] = {"health", "--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
-    return healthcheck_main(5, argv);
+    char *argv[] = {"--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
+    return healthcheck_main(4, argv);
 }
 
 static void test_parse_url(void)
@@ -79,12 +79,14 @@ int main(void)
     char ok[64], bad[64], closed[64];
     pthread_t th;
     int fd;
-    char *usage[] = {"health", "--bogus", NULL};
-    char *bad_timeout[] = {"health", "--timeout-ms", "0", NULL};
+    char *usage[] = {"--bogus", NULL};
+    char *bad_timeout[] = {"--timeout-ms", "0", NULL};
+    char *no_value[] = {"--url", NULL};
 
     test_parse_url();
-    CHECK(healthcheck_main(2, usage) == 2);
-    CHECK(healthcheck_main(3, bad_timeout) == 2);
+    CHECK(healthcheck_main(1, usage) == 2);
+    CHECK(healthcheck_main(2, bad_timeout) == 2);
+    CHECK(healthcheck_main(1, no_value) == 2);
     CHECK(run("https://127.0.0.1/", "1000") == 2);
 
     CHECK(evthread_use_pthreads() == 0);

@@ -117,6 +117,9 @@ if ! DOCKER_BUILDKIT=0 docker build --build-arg BASE="$BASE_IMAGE" -t "$IMAGE" "
     tail -40 "$build_log" >&2
     fail "docker build"
 fi
+# The image this tag named before is now untagged: drop it, or every run
+# leaves one behind.
+docker image prune -f >/dev/null
 T_BUILT=$(date +%s)
 
 # ---- 3. simulator and gateway ----

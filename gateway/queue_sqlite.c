@@ -49,6 +49,7 @@
 #define Q_REQUEST_ID_MAX 63
 #define Q_CLAIM_MAX 1000
 #define Q_LIST_MAX 500
+#define Q_LEASE_MAX_MS (7 * 86400000LL)
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000
 #define Q_GATHER_NS 1000000 /* longest wait for the loop to answer a cycle */
@@ -1361,7 +1362,9 @@ int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms,
     op->cb.claim = cb;
     op->now_ms = now_ms;
     op->in.claim.max_jobs = max_jobs < 1 ? 1 : max_jobs > Q_CLAIM_MAX ? Q_CLAIM_MAX : max_jobs;
-    op->in.claim.lease_ms = lease_ms < 1 ? 1 : lease_ms;
+    op->in.claim.lease_ms = lease_ms < 1                ? 1
+                            : lease_ms > Q_LEASE_MAX_MS ? Q_LEASE_MAX_MS
+                                                        : lease_ms;
     return q_enqueue(q, op);
 }
 

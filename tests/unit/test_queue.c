@@ -595,7 +595,49 @@ static void test_stats_list_retry_cancel(void)
     stats(q, &st);
     CHECK(st.s.count[DEL_QUEUED] == 2 && st.s.count[DEL_IN_FLIGHT] == 1);
     CHECK(st.s.count[DEL_DEAD] == 0);
+
+    /* Retrying a dead deletion whose resource has a pending job again:
+     * it joins that job (one pending job per resource). */
+    CHECK(submit1(q, "crm", "k6", "d6", "exr_6", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(claim(q, now + 700, 10, 60000, &c) == 3);
+    for (int i = 0; i < 3; i++)
+        CHECK(complete(q, c.jobs[i].job_id, DEL_DEAD, 0, 1, 503, "") == 1);
+    CHECK(submit1(q, "crm", "k7", "d7", "exr_6", now + 100000, now, "", &r) == QUEUE_SUBMIT_OK);
+    struct get_res g7;
+    CHECK(get(q, "d7", &g7) && g7.v.state == DEL_QUEUED);
+    CHECK(retry(q, "d6", now + 800) == 1);
+    CHECK(get(q, "d6", &g) && g.v.job_id == g7.v.job_id && g.v.state == DEL_QUEUED);
+    CHECK(g.v.next_attempt_ms == now + 800); /* the retry pulls the delayed job in */
+
+    /* Completing with a state a completion cannot have fails. */
+    CHECK(complete(q, g7.v.job_id, DEL_IN_FLIGHT, 0, 1, 0, "") == 0);
     queue_close(q);
+}
+
+/* Keys past the TTL are pruned from the table, not only ignored. */
+static void test_expired_keys_are_pruned(void)
+{
+    struct queue *q = open_q("prune.db", 1000);
+    struct sub_res r;
+    int64_t now = util_now_ms();
+    char path[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "old1", NULL, NULL, 0, now - 5000, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "old2", NULL, NULL, 0, now - 5000, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "new", NULL, NULL, 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    queue_close(q);
+    db_path("prune.db", path, sizeof(path));
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT group_concat(key) FROM submissions", -1, &st, NULL) ==
+          SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "new");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 static void test_reopen_keeps_rows_and_requeues_in_flight(void)
@@ -755,6 +797,7 @@ int main(void)
     test_due_limit_and_lease();
     test_complete_attempts_and_retry_at();
     test_stats_list_retry_cancel();
+    test_expired_keys_are_pruned();
     test_reopen_keeps_rows_and_requeues_in_flight();
     test_second_open_fails();
     test_close_answers_pending();

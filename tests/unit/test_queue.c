@@ -611,7 +611,30 @@ static void test_stats_list_retry_cancel(void)
 
     /* Completing with a state a completion cannot have fails. */
     CHECK(complete(q, g7.v.job_id, DEL_IN_FLIGHT, 0, 1, 0, "") == 0);
+    stats(q, &st);
     queue_close(q);
+
+    /* The counts kept by triggers agree with counting the rows. */
+    char path[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *sq = NULL;
+    int64_t counted[DEL_STATE_COUNT] = {0};
+    db_path("ops.db", path, sizeof(path));
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT coalesce(d.state, j.state), count(*) FROM deletions d"
+                             " JOIN jobs j ON j.id = d.job_id GROUP BY 1",
+                             -1, &sq, NULL) == SQLITE_OK);
+    while (sqlite3_step(sq) == SQLITE_ROW) {
+        enum deletion_state ds;
+        CHECK(deletion_state_from_name((const char *)sqlite3_column_text(sq, 0), &ds) == 0);
+        counted[ds] = sqlite3_column_int64(sq, 1);
+    }
+    sqlite3_finalize(sq);
+    sqlite3_close(db);
+    for (int i = 0; i < DEL_STATE_COUNT; i++)
+        CHECK(counted[i] == st.s.count[i]);
+    CHECK(st.s.count[DEL_QUEUED] == 2 && st.s.count[DEL_DEAD] == 2);
 }
 
 /* Keys past the TTL are pruned from the table, not only ignored. */

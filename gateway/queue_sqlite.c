@@ -332,8 +332,11 @@ struct queue {
     uint64_t commits;
     uint64_t posted, drained; /* cycles handed to the loop / answered there */
 
-    queue_notify_cb notify_cb; /* loop thread only */
+    queue_notify_cb notify_cb; /* loop thread only, like the three below */
     void *notify_arg;
+    int draining;  /* callbacks are being delivered */
+    int closed;    /* queue_close was called */
+    int finishing; /* the final drain before the free is running */
 };
 
 /* What one cycle gathers besides the operations' own results. */
@@ -1240,12 +1243,15 @@ static void q_deliver(struct op *op)
     free(op);
 }
 
+static void q_finish(struct queue *q);
+
 static void q_drain(struct queue *q)
 {
     struct op *list, *next;
     int64_t due;
     uint64_t posted;
 
+    q->draining++;
     pthread_mutex_lock(&q->mu);
     posted = q->posted;
     list = q->done;
@@ -1259,7 +1265,7 @@ static void q_drain(struct queue *q)
         next = list->next;
         q_deliver(list);
     }
-    if (due != INT64_MAX && q->notify_cb != NULL)
+    if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
         q->notify_cb(due, q->notify_arg);
 
     pthread_mutex_lock(&q->mu);
@@ -1267,6 +1273,10 @@ static void q_drain(struct queue *q)
         q->drained = posted;
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
+    /* A callback closed the queue: finish that close now that nothing
+     * above us still holds q. */
+    if (--q->draining == 0 && q->closed && !q->finishing)
+        q_finish(q);
 }
 
 static void q_on_done(evutil_socket_t fd, short what, void *arg)
@@ -1736,10 +1746,20 @@ fail:
     return -1;
 }
 
+/* Answers everything that has run (callbacks that call queue_close again
+ * find it closed) and frees the queue. */
+static void q_finish(struct queue *q)
+{
+    q->finishing = 1;
+    q_drain(q);
+    q_free(q);
+}
+
 void queue_close(struct queue *q)
 {
-    if (q == NULL)
+    if (q == NULL || q->closed)
         return;
+    q->closed = 1;
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
     pthread_cond_signal(&q->cv);
@@ -1747,7 +1767,8 @@ void queue_close(struct queue *q)
     if (q->worker_started)
         pthread_join(q->worker, NULL);
     /* Everything submitted has run; answer it here rather than leave
-     * callers waiting on an event that will be freed. */
-    q_drain(q);
-    q_free(q);
+     * callers waiting on an event that will be freed. Called from inside
+     * a queue callback, the delivery in progress does it when it ends. */
+    if (q->draining == 0)
+        q_finish(q);
 }

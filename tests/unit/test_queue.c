@@ -770,6 +770,49 @@ static void test_close_answers_pending(void)
     CHECK(r.done == 1 && r.status == QUEUE_SUBMIT_OK);
 }
 
+struct close_ctx {
+    struct queue *q;
+    int calls, ok;
+};
+
+static void on_submit_close(const struct queue_submit_result *r, void *arg)
+{
+    struct close_ctx *x = arg;
+    struct queue *q = x->q;
+
+    x->calls++;
+    x->ok += r->status == QUEUE_SUBMIT_OK;
+    x->q = NULL;
+    if (q != NULL)
+        queue_close(q); /* from inside a callback, with another answer due */
+}
+
+static void test_close_from_a_callback(void)
+{
+    struct close_ctx x = {.q = open_q("close_cb.db", 0)};
+    struct queue_item a, b;
+    struct queue_submission s1 = {.source = "crm",
+                                  .key = "k1",
+                                  .now_ms = util_now_ms(),
+                                  .items = &a,
+                                  .n_items = 1,
+                                  .response_body = ""};
+    struct queue_submission s2 = s1;
+
+    if (x.q == NULL)
+        return;
+    make_item(&a, "d1", "exr_1", 0);
+    make_item(&b, "d2", "exr_2", 0);
+    s2.key = "k2";
+    s2.items = &b;
+    CHECK(queue_submit(x.q, &s1, on_submit_close, &x) == 0);
+    CHECK(queue_submit(x.q, &s2, on_submit_close, &x) == 0);
+    /* The first answer closes the queue; the close answers the second
+     * before it returns, so both are in once the loop has run once. */
+    run_until(&x.calls);
+    CHECK(x.calls == 2 && x.ok == 2);
+}
+
 static void test_state_names(void)
 {
     enum deletion_state s;
@@ -824,6 +867,7 @@ int main(void)
     test_reopen_keeps_rows_and_requeues_in_flight();
     test_second_open_fails();
     test_close_answers_pending();
+    test_close_from_a_callback();
     event_free(tick);
     event_base_free(base);
     remove_dir();

@@ -1571,7 +1571,8 @@ static int q_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
-/* Runs a statement returning one integer (or text as integer 0). */
+/* Runs sql with ?1 = bind (if it has a parameter): 1 with *out set from the
+ * first column when it returned a row, 0 when it returned none, -1 on error. */
 static int q_query_int(sqlite3 *db, const char *sql, int64_t bind, int64_t *out)
 {
     sqlite3_stmt *st = NULL;

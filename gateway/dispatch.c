@@ -11,8 +11,8 @@
  * Rate limit: sends are spaced by at least 1/rate_per_second, measured
  * when each DELETE starts (not when it was claimed, since a claim's commit
  * takes a variable time), so no second ever holds more than the configured
- * number. A job claimed early waits in `ready` for its slot. A 429 holds all sending until its Retry-After, since the limit is
- * the whole account's, not one job's.
+ * number. A job claimed early waits in `ready` for its slot. A 429 holds all sending until its
+ * Retry-After, since the limit is the whole account's, not one job's.
  *
  * Crash safety: a claimed job is in_flight in the database with a lease
  * longer than any request can take; if the process dies, the job is
@@ -38,13 +38,13 @@
 struct dispatch {
     struct gateway *gw;
     struct event *timer;
-    int64_t timer_at_ms;     /* when the armed timer fires, 0 if not armed */
+    int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;            /* a claim is with the queue: one at a time */
-    int64_t next_send_mono;  /* rate limit: no DELETE starts before this */
-    struct queue_job ready;  /* claimed, waiting for its rate slot */
+    int claiming;           /* a claim is with the queue: one at a time */
+    int64_t next_send_mono; /* rate limit: no DELETE starts before this */
+    struct queue_job ready; /* claimed, waiting for its rate slot */
     int have_ready;
-    int64_t hold_until_ms;   /* after a 429: nothing is sent before this */
+    int64_t hold_until_ms; /* after a 429: nothing is sent before this */
     int breaker_open;
     int64_t probe_at_ms;
     int64_t probe_interval_ms;

@@ -1420,8 +1420,7 @@ int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb
     op->in.complete.upstream_request_id[sizeof(o->upstream_request_id) - 1] = '\0';
     op->in.complete.error_code[sizeof(o->error_code) - 1] = '\0';
     op->in.complete.detail[sizeof(o->detail) - 1] = '\0';
-    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 ||
-        o->state >= DEL_STATE_COUNT)
+    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 || o->state >= DEL_STATE_COUNT)
         op->failed = 1;
     return q_enqueue(q, op);
 }

@@ -157,12 +157,10 @@ int ctl_main(int argc, char **argv)
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/retry-dead", base);
         fprintf(stderr, "retrying every dead deletion...\n");
-    } else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) &&
-               nwords == 2) {
+    } else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) && nwords == 2) {
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/deletions/%s/%s", base, words[1], words[0]);
-    } else if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) &&
-               nwords == 1) {
+    } else if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/%s", base, words[0]);
     } else

@@ -65,12 +65,12 @@ int util_parse_rfc3339(const char *s, int64_t *ms_out)
     const char *p = s;
     struct tm tm;
 
-    if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) ||
-        *p++ != '-' || parse_digits(&p, 2, &day) || (*p != 'T' && *p != 't'))
+    if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) || *p++ != '-' ||
+        parse_digits(&p, 2, &day) || (*p != 'T' && *p != 't'))
         return -1;
     p++;
-    if (parse_digits(&p, 2, &hour) || *p++ != ':' || parse_digits(&p, 2, &min) ||
-        *p++ != ':' || parse_digits(&p, 2, &sec))
+    if (parse_digits(&p, 2, &hour) || *p++ != ':' || parse_digits(&p, 2, &min) || *p++ != ':' ||
+        parse_digits(&p, 2, &sec))
         return -1;
     if (*p == '.') {
         int digits = 0;

@@ -188,6 +188,7 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     struct evbuffer *out = NULL;
     struct api_error err;
     enum verify_result vr;
+    int64_t now_ms = util_now_ms();
     char eid[600];
     size_t len;
     int n;
@@ -206,8 +207,8 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     }
     if ((plan = malloc(sizeof(*plan))) == NULL || (out = evbuffer_new()) == NULL)
         goto oom;
-    if (webhook_plan(body, len, cfg->webhooks.rules, cfg->webhooks.n_rules, util_now_ms(), plan,
-                     &err) != 0) {
+    if (webhook_plan(body, len, cfg->webhooks.rules, cfg->webhooks.n_rules, now_ms, plan, &err) !=
+        0) {
         send_api_error(req, rid, &err);
         goto done;
     }
@@ -217,7 +218,8 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     if (n > 0 && (items = calloc((size_t)n, sizeof(*items))) == NULL)
         goto oom;
     for (int i = 0; i < n; i++) {
-        if (util_random_id("del_", items[i].deletion_id, sizeof(items[i].deletion_id)) != 0)
+        if (util_sortable_id("del_", now_ms, items[i].deletion_id, sizeof(items[i].deletion_id)) !=
+            0)
             goto oom;
         items[i].resource = plan->items[i].resource;
         memcpy(items[i].resource_id, plan->items[i].id, sizeof(items[i].resource_id));
@@ -314,6 +316,7 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
     struct evbuffer *out = NULL;
     struct api_error err;
     const char *body, *key;
+    int64_t now_ms = util_now_ms();
     size_t len;
     int n = 0;
 
@@ -323,8 +326,8 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
     if ((client = authenticate_client(req, gw, rid, body, len)) == NULL)
         return;
     key = evhttp_find_header(evhttp_request_get_input_headers(req), "webhook-id");
-    if (erasure_parse(body, len, gw->cfg->internal.max_batch_items, util_now_ms(), &parsed, &n,
-                      &err) != 0) {
+    if (erasure_parse(body, len, gw->cfg->internal.max_batch_items, now_ms, &parsed, &n, &err) !=
+        0) {
         send_api_error(req, rid, &err);
         return;
     }
@@ -332,7 +335,8 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
         (c = ingest_ctx_new(req, gw, rid)) == NULL)
         goto oom;
     for (int i = 0; i < n; i++) {
-        if (util_random_id("del_", items[i].deletion_id, sizeof(items[i].deletion_id)) != 0)
+        if (util_sortable_id("del_", now_ms, items[i].deletion_id, sizeof(items[i].deletion_id)) !=
+            0)
             goto oom;
         items[i].resource = parsed[i].resource;
         memcpy(items[i].resource_id, parsed[i].id, sizeof(items[i].resource_id));

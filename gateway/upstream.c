@@ -695,6 +695,10 @@ int upstream_open(struct upstream **out, struct event_base *base, const struct c
         curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)max) != CURLM_OK ||
+        /* The idle connection cache defaults to four per easy handle still
+         * added; ours are removed as each DELETE ends, so without this the
+         * cache shrinks and closes the connections it should reuse. */
+        curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)max) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)max) != CURLM_OK) {
         snprintf(err, errlen, "extend: cannot set up libcurl");
         goto fail;

@@ -178,6 +178,42 @@ static void send_verify_error(struct evhttp_request *req, const char *rid, enum 
                     why[vr]);
 }
 
+/* Sets one item; its deletion id sorts by time (see util_sortable_id). */
+static int item_set(struct queue_item *it, int64_t now_ms, enum resource r, const char *id,
+                    const char *reason, int64_t not_before_ms)
+{
+    if (util_sortable_id("del_", now_ms, it->deletion_id, sizeof(it->deletion_id)) != 0)
+        return -1;
+    it->resource = r;
+    snprintf(it->resource_id, sizeof(it->resource_id), "%s", id);
+    snprintf(it->reason, sizeof(it->reason), "%s", reason);
+    it->not_before_ms = not_before_ms;
+    return 0;
+}
+
+/* Renders the answer ({head, "deletions": [...]}) and hands the request
+ * to the queue; c is owned by the queue's callback from here on. */
+static void ingest_accept(struct ingest_ctx *c, const char *head, const char *source,
+                          const char *key, const struct queue_item *items, int n)
+{
+    struct evbuffer *out = evbuffer_new();
+
+    if (out != NULL) {
+        evbuffer_add_printf(out, "{%s,", head);
+        render_items(out, items, n);
+        evbuffer_add_printf(out, "}");
+        c->ok_body = evbuffer_to_string(out);
+        evbuffer_free(out);
+    }
+    if (c->ok_body == NULL) {
+        http_send_error(c->req, c->rid, 503, "queue_unavailable", "out of memory");
+        ingest_ctx_free(c);
+        return;
+    }
+    c->n_items = n;
+    ingest_submit(c, source, key, items, n);
+}
+
 void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const char *rid)
 {
     const struct config *cfg = gw->cfg;
@@ -185,11 +221,10 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     struct webhook_plan *plan = NULL;
     struct queue_item *items = NULL;
     struct ingest_ctx *c = NULL;
-    struct evbuffer *out = NULL;
     struct api_error err;
     enum verify_result vr;
     int64_t now_ms = util_now_ms();
-    char eid[600];
+    char head[700], eid[600], reason[ERASURE_REASON_MAX + 1];
     size_t len;
     int n;
 
@@ -199,13 +234,13 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
         return;
     body = http_body(req, &len);
     vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets, ts,
-                                 sig, body, len, util_now_ms() / 1000,
-                                 cfg->webhooks.max_age_seconds, cfg->webhooks.max_future_seconds);
+                                 sig, body, len, now_ms / 1000, cfg->webhooks.max_age_seconds,
+                                 cfg->webhooks.max_future_seconds);
     if (vr != VERIFY_OK) {
         send_verify_error(req, rid, vr);
         return;
     }
-    if ((plan = malloc(sizeof(*plan))) == NULL || (out = evbuffer_new()) == NULL)
+    if ((plan = malloc(sizeof(*plan))) == NULL)
         goto oom;
     if (webhook_plan(body, len, cfg->webhooks.rules, cfg->webhooks.n_rules, now_ms, plan, &err) !=
         0) {
@@ -213,40 +248,27 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
         goto done;
     }
     n = plan->matched ? plan->n : 0;
-    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
-        goto done;
     if (n > 0 && (items = calloc((size_t)n, sizeof(*items))) == NULL)
         goto oom;
+    snprintf(reason, sizeof(reason), "extend webhook %s", plan->event_type);
     for (int i = 0; i < n; i++) {
-        if (util_sortable_id("del_", now_ms, items[i].deletion_id, sizeof(items[i].deletion_id)) !=
-            0)
+        if (item_set(&items[i], now_ms, plan->items[i].resource, plan->items[i].id, reason,
+                     plan->items[i].not_before_ms) != 0)
             goto oom;
-        items[i].resource = plan->items[i].resource;
-        memcpy(items[i].resource_id, plan->items[i].id, sizeof(items[i].resource_id));
-        snprintf(items[i].reason, sizeof(items[i].reason), "extend webhook %s", plan->event_type);
-        items[i].not_before_ms = plan->items[i].not_before_ms;
     }
+    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
+        goto done;
     c->from_extend = 1;
-    c->n_items = n;
     c->ok_status = 200;
     memcpy(c->event_id, plan->event_id, sizeof(c->event_id));
     util_json_escape(plan->event_id, eid, sizeof(eid));
-    evbuffer_add_printf(out, "{\"status\":\"%s\",\"event_id\":%s,", n > 0 ? "accepted" : "ignored",
-                        eid);
-    render_items(out, items, n);
-    evbuffer_add_printf(out, "}");
-    if ((c->ok_body = evbuffer_to_string(out)) == NULL)
-        goto oom;
-    ingest_submit(c, "extend", plan->event_id, items, n);
-    c = NULL;
+    snprintf(head, sizeof(head), "\"status\":\"%s\",\"event_id\":%s",
+             n > 0 ? "accepted" : "ignored", eid);
+    ingest_accept(c, head, "extend", plan->event_id, items, n);
     goto done;
 oom:
     http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
 done:
-    if (c != NULL)
-        ingest_ctx_free(c);
-    if (out != NULL)
-        evbuffer_free(out);
     free(items);
     free(plan);
 }
@@ -312,8 +334,7 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
     const struct client *client;
     struct erasure_item *parsed = NULL;
     struct queue_item *items = NULL;
-    struct ingest_ctx *c = NULL;
-    struct evbuffer *out = NULL;
+    struct ingest_ctx *c;
     struct api_error err;
     const char *body, *key;
     int64_t now_ms = util_now_ms();
@@ -331,35 +352,21 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
         send_api_error(req, rid, &err);
         return;
     }
-    if ((out = evbuffer_new()) == NULL || (items = calloc((size_t)n, sizeof(*items))) == NULL ||
-        (c = ingest_ctx_new(req, gw, rid)) == NULL)
+    if ((items = calloc((size_t)n, sizeof(*items))) == NULL)
         goto oom;
     for (int i = 0; i < n; i++) {
-        if (util_sortable_id("del_", now_ms, items[i].deletion_id, sizeof(items[i].deletion_id)) !=
-            0)
+        if (item_set(&items[i], now_ms, parsed[i].resource, parsed[i].id, parsed[i].reason,
+                     parsed[i].not_before_ms) != 0)
             goto oom;
-        items[i].resource = parsed[i].resource;
-        memcpy(items[i].resource_id, parsed[i].id, sizeof(items[i].resource_id));
-        memcpy(items[i].reason, parsed[i].reason, sizeof(items[i].reason));
-        items[i].not_before_ms = parsed[i].not_before_ms;
     }
-    c->n_items = n;
+    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
+        goto done;
     c->ok_status = 202;
-    evbuffer_add_printf(out, "{\"status\":\"accepted\",");
-    render_items(out, items, n);
-    evbuffer_add_printf(out, "}");
-    if ((c->ok_body = evbuffer_to_string(out)) == NULL)
-        goto oom;
-    ingest_submit(c, client->id, key, items, n);
-    c = NULL;
+    ingest_accept(c, "\"status\":\"accepted\"", client->id, key, items, n);
     goto done;
 oom:
     http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
 done:
-    if (c != NULL)
-        ingest_ctx_free(c);
-    if (out != NULL)
-        evbuffer_free(out);
     free(items);
     free(parsed);
 }

@@ -1700,7 +1700,13 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     /* EXCLUSIVE keeps SQLite's own file lock for the whole life of the
      * connection, so even a tool that ignores the lock file cannot write
      * behind our back; synchronous=FULL fsyncs the WAL at every commit. */
-    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE", err, errlen) != 0)
+    /* Small pages: every request inserts into indexes keyed by ids that
+     * arrive in random order (eventIds, resource ids), so each insert
+     * dirties its own leaf page, and the commit writes whole pages. With
+     * 1 KiB pages a request writes a quarter of the bytes it would with
+     * the 4 KiB default. Only takes effect when the file is created. */
+    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA page_size = 1024", err, errlen) !=
+        0)
         goto fail;
     {
         sqlite3_stmt *st = NULL;

@@ -40,12 +40,12 @@ struct dispatch {
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;           /* a claim is with the queue: one at a time */
-    int64_t next_send_mono; /* rate limit: no DELETE starts before this */
+    int claiming;            /* a claim is with the queue: one at a time */
+    int64_t next_send_mono;  /* rate limit: no DELETE starts before this */
     struct queue_job *ready; /* claimed, waiting for a free slot (prefetch) */
     int n_ready;
     int cap_ready;
-    int claim_short;         /* the last claim took every due job; reset by timer and notify */
+    int claim_short;       /* the last claim took every due job; reset by timer and notify */
     int64_t hold_until_ms; /* after a 429: nothing is sent before this */
     int breaker_open;
     int64_t probe_at_ms;
@@ -408,8 +408,7 @@ static void queue_notified(int64_t earliest_due_ms, void *arg)
     if (earliest_due_ms <= now) {
         d->claim_short = 0;
         pump(d);
-    }
-    else
+    } else
         arm(d, earliest_due_ms - now);
 }
 

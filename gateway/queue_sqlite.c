@@ -668,8 +668,11 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
         q_bind_text(st, 7, o->detail);
         if (q_done(q, S_ATTEMPT_INSERT) != 0)
             return -1;
+        /* A try that ends the job is told by its terminal record, which
+         * carries the same status and request id; an "attempt" record is
+         * for the tries that will be made again. */
         r.event = "attempt";
-        if (q_audit(q, c, &r, NULL, NULL) != 0)
+        if (o->state == DEL_QUEUED && q_audit(q, c, &r, NULL, NULL) != 0)
             return -1;
     }
 
@@ -1705,8 +1708,7 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
      * dirties its own leaf page, and the commit writes whole pages. With
      * 1 KiB pages a request writes a quarter of the bytes it would with
      * the 4 KiB default. Only takes effect when the file is created. */
-    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA page_size = 1024", err, errlen) !=
-        0)
+    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA page_size = 1024", err, errlen) != 0)
         goto fail;
     {
         sqlite3_stmt *st = NULL;

@@ -238,10 +238,12 @@ static void upstream_done(const struct upstream_result *r, void *arg)
     decide(d, a, r, now, &o);
 
     metrics_attempt(class_name(retry_classify(r->http_status)), (double)r->elapsed_ms / 1000.0);
-    log_info(NULL, "dispatch: DELETE %s %s -> %d%s%s (x-extend-request-id %s) => %s",
-             resource_name(a->job.resource), a->job.resource_id, r->http_status,
-             r->http_status ? "" : " ", r->http_status ? "" : r->transport_error,
-             r->request_id[0] ? r->request_id : "-", deletion_state_name(o.state));
+    /* Successes are in the audit log; retries and failures are news. */
+    log_msg(o.state == DEL_DELETED || o.state == DEL_NOT_FOUND ? LOG_DEBUG : LOG_INFO, NULL,
+            "dispatch: DELETE %s %s -> %d%s%s (x-extend-request-id %s) => %s",
+            resource_name(a->job.resource), a->job.resource_id, r->http_status,
+            r->http_status ? "" : " ", r->http_status ? "" : r->transport_error,
+            r->request_id[0] ? r->request_id : "-", deletion_state_name(o.state));
 
     d->in_flight--;
     metrics_set_in_flight(d->in_flight);

@@ -59,8 +59,9 @@ static void ingest_done(const struct queue_submit_result *res, void *arg)
     case QUEUE_SUBMIT_OK:
         c->gw->queue_failed = 0;
         metrics_ingest(c->n_items > 0 ? "accepted" : "ignored");
-        log_info(c->rid, "%s: %d deletion(s) queued", c->from_extend ? "webhook" : "erasure",
-                 c->n_items);
+        /* Each acceptance is in the audit log already; at debug here. */
+        log_debug(c->rid, "%s: %d deletion(s) queued", c->from_extend ? "webhook" : "erasure",
+                  c->n_items);
         http_send_json(c->req, c->ok_status, c->ok_body);
         break;
     case QUEUE_SUBMIT_DUPLICATE:

@@ -1724,7 +1724,8 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     }
     if (q_exec(q->db,
                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-               " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY",
+               " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
+               " PRAGMA wal_autocheckpoint = 16384",
                err, errlen) != 0)
         goto fail;
     if (q_migrate(q->db, util_now_ms(), err, errlen) != 0)

@@ -282,7 +282,12 @@ void http_apply_limits(struct evhttp *http, const struct config *cfg)
     evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.max_body_bytes);
     evhttp_set_max_headers_size(http, (ev_ssize_t)cfg->limits.max_header_bytes);
     evhttp_set_timeout(http, cfg->limits.request_timeout_seconds);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    /* evhttp refuses other methods itself, with an HTML page; these it
+     * passes on, so the router can refuse them in JSON (405). TRACE and
+     * CONNECT never reach us. */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                         EVHTTP_REQ_OPTIONS);
     evhttp_set_default_content_type(http, "application/json");
 }
 

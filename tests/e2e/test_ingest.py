@@ -193,6 +193,9 @@ def test_bad_input_gets_stable_json_errors_and_queues_nothing(ctx):
     assert r.status == 400 and r.json()["error"]["code"] == "stale_timestamp", r
     # Method and route.
     assert h.request(g.port, "GET", "/webhooks/extend").status == 405
+    for m in ("PUT", "DELETE", "PATCH"):
+        r = h.request(g.port, m, "/v1/deletions", b"{}")
+        assert r.status == 405 and r.json()["error"]["code"] == "method_not_allowed", (m, r)
     assert h.request(g.port, "GET", "/nope").json()["error"]["code"] == "not_found"
     # Oversized body: refused by the server's limit.
     big = json.dumps({"resource": "file", "id": "f", "reason": "x" * 300000}).encode()

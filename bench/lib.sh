@@ -63,7 +63,8 @@ kv() {
     grep '^BENCH ' "$1" | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-# The Extend simulator, when it is built, with development certificates.
+# The Extend simulator, when it is built, with development certificates
+# (BENCH_SIM_BIN and BENCH_CERTS_SCRIPT override where they are found).
 # Sets sim_url, sim_ca, sim_pid; without it, sim_url is a closed loopback
 # port (deletions then fail to connect, which both gateways survive).
 sim_start() {
@@ -71,11 +72,13 @@ sim_start() {
     sim_pid=""
     sim_ca=""
     sim_url="https://127.0.0.1:$port"
-    if [ -x "$root/$BUILD/extend-sim" ] && [ -x "$root/certs/make-dev-certs.sh" ]; then
+    local bin="${BENCH_SIM_BIN:-$root/$BUILD/extend-sim}"
+    local mkcerts="${BENCH_CERTS_SCRIPT:-$root/certs/make-dev-certs.sh}"
+    if [ -x "$bin" ] && [ -x "$mkcerts" ]; then
         mkdir -p "$work/certs"
-        "$root/certs/make-dev-certs.sh" "$work/certs" >/dev/null 2>&1
+        "$mkcerts" "$work/certs" >/dev/null 2>&1
         port_free "$port" || { echo "bench: port $port busy" >&2; return 1; }
-        "$root/$BUILD/extend-sim" --port "$port" --cert "$work/certs/server.pem" \
+        "$bin" --port "$port" --cert "$work/certs/server.pem" \
             --key "$work/certs/server.key" --token "$EXTEND_API_TOKEN" \
             >"$work/sim.log" 2>&1 &
         sim_pid=$!
@@ -137,4 +140,9 @@ target_start() {
         stop_pid "$target_pid"
         return 1
     fi
+}
+
+# sim_reset: forget the simulator's counters and request log between runs.
+sim_reset() {
+    curl -sf --cacert "$sim_ca" -X POST "$sim_url/_sim/reset" >/dev/null
 }

@@ -1,18 +1,27 @@
 /*
  * audit.h: the audit trail, an append-only JSON Lines file whose records
- * are chained with HMAC-SHA256 under the audit key:
+ * are chained with HMAC-SHA256 under the audit key. One record per line,
+ * its fields always in this order, empty ones left out:
  *
- *   mac_n = HMAC(key, prev || canonical record n without "mac")
- *   prev of record n = mac_(n-1), 64 zeros for the very first record
+ *   {"seq":N,"time":"RFC 3339 ms","event":"...","deletion_id":...,"job_id":N,
+ *    "resource":...,"resource_id":...,"source":...,"key":...,"request_id":...,
+ *    "http_status":N,"upstream_request_id":...,"error_code":...,"detail":...,
+ *    "prev":"<64 hex>","mac":"<64 hex>"}
  *
- * so editing, deleting, inserting or reordering any line breaks the chain
- * at that line, and `deletion-gateway audit verify` names it. When a file
- * reaches rotate_bytes it is renamed (path.1, path.2, ... oldest highest)
- * and the chain goes on in the new file: seq and prev carry over.
+ *   mac_n = HMAC-SHA256(key, the line's bytes from '{' up to ,"mac":)
+ *   prev of record n = mac_(n-1), 64 zeros for record 1
  *
- * Single writer: one thread (the queue worker) appends. Records go to a
- * buffer; audit_sync() writes and fsyncs them. A record never holds a
- * token, a secret or a payload's output: only ids, states, statuses.
+ * so the mac covers prev, and editing, deleting, inserting or reordering
+ * any line breaks the chain at that line; `deletion-gateway audit verify`
+ * names it. When a file would exceed rotate_bytes it is renamed path.K
+ * (path.1 is the oldest, each rotation takes the next number in one atomic
+ * rename) and the chain goes on in a fresh file: seq and prev carry over.
+ *
+ * Single writer: one thread (the queue worker) appends, so there is no
+ * locking inside; an flock() on the file keeps a second process out.
+ * Records go to a buffer; audit_sync() writes and fsyncs them. A record
+ * never holds a token, a secret or a payload's output: only ids, states,
+ * statuses.
  */
 #ifndef DG_AUDIT_H
 #define DG_AUDIT_H
@@ -41,6 +50,12 @@ struct audit_record {
     const char *detail;
 };
 
+/* Opens the log (creating it 0600 and its directory 0700 if missing) and
+ * continues the chain from its last record, or from the newest rotated
+ * file when the current one is empty. A torn last line (a crash during a
+ * write, never acknowledged) is cut off with a warning. The last record's
+ * mac is checked, so a wrong key fails here. key_len >= 16;
+ * rotate_bytes <= 0 never rotates. 0, or -1 with err. */
 int audit_open(struct audit **out, const char *path, const unsigned char *key, size_t key_len,
                int64_t rotate_bytes, char *err, size_t errlen);
 
@@ -55,10 +70,18 @@ int audit_sync(struct audit *a);
 /* Wipes the key and closes. */
 void audit_close(struct audit *a);
 
-/* Checks the chain across files given oldest first. Prints "ok: N records"
- * or the first bad record ("path:line: seq N: mac mismatch") on out.
+/* Checks the chain across files given oldest first. The first record must
+ * be seq 1 with a zero prev, so a missing oldest file is reported too.
+ * Prints "ok: N records, last seq S, last mac M" or the first bad record
+ * ("path:line: seq N: mac mismatch") on out.
  * 0 = intact, 1 = broken, -1 = cannot read. */
 int audit_verify_files(const char *const *paths, int n_paths, const unsigned char *key,
                        size_t key_len, FILE *out);
+
+/* The files of the log at path, oldest first: path.1, path.2, ... then path
+ * itself (each only if it exists). 0 with *files (free with
+ * audit_free_files) and *n set, or -1. */
+int audit_list_files(const char *path, char ***files, int *n);
+void audit_free_files(char **files, int n);
 
 #endif

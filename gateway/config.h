@@ -120,19 +120,35 @@ struct config {
 
 /* Loads and validates path. On error returns -1 and writes a message that
  * starts with the offending key ("extend.rate_per_second: must be ...")
- * into err. Secrets are not resolved yet. */
+ * into err, and cfg holds nothing to free. cfg is overwritten, so do not
+ * pass a loaded one. Secrets are not resolved yet. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 /* Same, from a JSON text (for tests). */
 int config_load_string(struct config *cfg, const char *json, char *err, size_t errlen);
 
 /* Reads every secret reference (env: or file:). Called at start and again
- * on SIGHUP; old values are wiped. -1 with the key named in err. */
+ * on SIGHUP; old values are wiped. All or nothing: on error (-1, with the
+ * key and reference named in err, never the value) the previous values are
+ * kept. */
 int config_resolve_secrets(struct config *cfg, char *err, size_t errlen);
 
-/* Prints the effective config as JSON, every secret shown as its reference
- * followed by " (redacted)" or as null. */
+/* Reads one "env:NAME" or "file:/path" reference outside any config (the
+ * command line's --secret); out->ref stays NULL. Wipe and free out->value. */
+int config_resolve_ref(const char *ref, struct secret *out, char *err, size_t errlen);
+
+/* Prints the effective config as pretty JSON with every key present; a
+ * secret is shown as {"ref": "env:NAME", "value": "(redacted)"}, or null
+ * when not configured. No secret byte is ever written. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* Prints the key table as a Markdown table (key | type | default | bounds |
+ * meaning), for the README and config/README.md. */
+void config_print_reference(FILE *out);
+
+/* The i-th key of the table as a dotted path; keys inside array elements
+ * read "webhooks.rules[].event". Returns 0, or -1 past the last key. */
+int config_key_name(size_t i, char *out, size_t outlen);
 
 /* Wipes secrets (OPENSSL_cleanse) and frees everything. */
 void config_free(struct config *cfg);

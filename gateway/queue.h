@@ -25,6 +25,10 @@
  * change (accepted, duplicate, ignored, attempt, deleted, not_found,
  * rejected, dead, cancelled, retried) and syncs it in the same cycle,
  * before the commit and so before any callback acknowledges the change.
+ *
+ * Threads: the SQLite backend posts results to the loop from its worker
+ * thread with event_active(), so the process must call
+ * evthread_use_pthreads() before it creates the event_base.
  */
 #ifndef DG_QUEUE_H
 #define DG_QUEUE_H
@@ -116,7 +120,8 @@ struct queue_job {
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     int attempts;          /* attempts counted so far (429s and breaker holds excluded) */
-    int64_t clock_start_ms; /* give-up clock: first accepted, or last operator retry */
+    int64_t clock_start_ms; /* give-up clock: first due (accepted, or its not_before),
+                               or last operator retry */
 };
 
 /* jobs is valid only during the callback. next_due_ms: the earliest time
@@ -215,5 +220,8 @@ int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int
                 queue_count_cb cb, void *arg);
 int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
                  queue_count_cb cb, void *arg);
+
+/* Commits made since queue_open (metrics, benchmarks). Any thread. */
+uint64_t queue_commits(struct queue *q);
 
 #endif

@@ -35,6 +35,10 @@ struct upstream_result {
 
 typedef void (*upstream_done_cb)(const struct upstream_result *r, void *arg);
 
+/* curl_global_init, once. libcurl's global state is not thread-safe to set
+ * up: main calls this before any thread starts. 0 or -1. */
+int upstream_global_init(void);
+
 /* Reads extend.* from cfg (the token must be resolved). Refuses a base_url
  * that is not https unless its host is a loopback address. */
 int upstream_open(struct upstream **out, struct event_base *base, const struct config *cfg,

@@ -1,0 +1,417 @@
+/*
+ * dispatch.c: the outbound half (see dispatch.h).
+ *
+ * The loop: pump() claims as many due jobs as the rate limit, the in-flight
+ * limit and the breaker allow; each claimed job becomes one DELETE through
+ * upstream.c; its answer is classified (retry.c) into an outcome that the
+ * queue records; then pump() runs again. When nothing is due, one timer
+ * waits for the next due job, and the queue's notify callback wakes the
+ * dispatcher when new work is committed, so it never polls.
+ *
+ * Rate limit: a token bucket of depth one, so requests are spaced by
+ * 1/rate_per_second and no second ever holds more than the configured
+ * number. A 429 holds all sending until its Retry-After, since the limit is
+ * the whole account's, not one job's.
+ *
+ * Crash safety: a claimed job is in_flight in the database with a lease
+ * longer than any request can take; if the process dies, the job is
+ * claimable again (the SQLite backend re-queues it at start), and the
+ * DELETE is sent again: at least once, and a DELETE is idempotent.
+ */
+#include "dispatch.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "queue.h"
+#include "retry.h"
+#include "upstream.h"
+#include "util.h"
+
+struct dispatch {
+    struct gateway *gw;
+    struct event *timer;
+    int64_t timer_at_ms;     /* when the armed timer fires, 0 if not armed */
+    int in_flight;
+    int claiming;            /* a claim is with the queue: one at a time */
+    double tokens;
+    int64_t tokens_at_mono;
+    int64_t hold_until_ms;   /* after a 429: nothing is sent before this */
+    int breaker_open;
+    int64_t probe_at_ms;
+    int64_t probe_interval_ms;
+    int paused;
+    int stopping;
+};
+
+/* One DELETE in progress. */
+struct attempt {
+    struct dispatch *d;
+    struct queue_job job;
+    int64_t started_ms;
+};
+
+static void pump(struct dispatch *d);
+
+static int64_t lease_ms(const struct config *cfg)
+{
+    /* Longer than any one request can take, so a job is never in flight
+     * twice; the margin covers a slow commit of the outcome. */
+    return (int64_t)cfg->extend.timeout_ms + cfg->extend.connect_timeout_ms + 60000;
+}
+
+static void arm(struct dispatch *d, int64_t delay_ms)
+{
+    int64_t at = util_now_ms() + (delay_ms < 0 ? 0 : delay_ms);
+    struct timeval tv;
+
+    if (d->timer_at_ms != 0 && d->timer_at_ms <= at && evtimer_pending(d->timer, NULL))
+        return;
+    d->timer_at_ms = at;
+    delay_ms = delay_ms < 0 ? 0 : delay_ms;
+    tv.tv_sec = (time_t)(delay_ms / 1000);
+    tv.tv_usec = (suseconds_t)(delay_ms % 1000) * 1000;
+    evtimer_add(d->timer, &tv);
+}
+
+static void timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatch *d = arg;
+
+    (void)fd, (void)what;
+    d->timer_at_ms = 0;
+    pump(d);
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t r = 0;
+
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = (uint32_t)util_mono_ms();
+    return r;
+}
+
+static void outcome_committed(int ok, void *arg)
+{
+    struct dispatch *d = arg;
+
+    if (!ok) {
+        /* The outcome is not recorded: the job stays in_flight until its
+         * lease ends and is then sent again. Nothing is lost. */
+        d->gw->queue_failed = 1;
+        log_error(NULL, "dispatch: could not record an outcome; the job will be retried");
+    }
+}
+
+static void breaker_open(struct dispatch *d, int64_t now, int status)
+{
+    const struct config *cfg = d->gw->cfg;
+
+    if (!d->breaker_open) {
+        d->probe_interval_ms = cfg->retry.initial_ms < 1000 ? cfg->retry.initial_ms : 1000;
+        log_error(NULL,
+                  "dispatch: Extend answered %d: credentials or account rejected; holding every "
+                  "job and probing",
+                  status);
+    } else if (d->probe_interval_ms < cfg->retry.max_ms) {
+        d->probe_interval_ms *= 2;
+        if (d->probe_interval_ms > cfg->retry.max_ms)
+            d->probe_interval_ms = cfg->retry.max_ms;
+    }
+    d->breaker_open = 1;
+    d->probe_at_ms = now + d->probe_interval_ms;
+    metrics_set_breaker(1);
+}
+
+static void breaker_close(struct dispatch *d)
+{
+    if (!d->breaker_open)
+        return;
+    d->breaker_open = 0;
+    metrics_set_breaker(0);
+    log_info(NULL, "dispatch: Extend accepts the credentials again; resuming");
+}
+
+static const char *class_name(enum retry_class c)
+{
+    switch (c) {
+    case RETRY_DELETED:
+        return "deleted";
+    case RETRY_NOT_FOUND:
+        return "not_found";
+    case RETRY_REJECTED:
+        return "rejected";
+    case RETRY_TRANSIENT:
+        return "transient";
+    case RETRY_RATE_LIMITED:
+        return "rate_limited";
+    case RETRY_CREDENTIALS:
+    default:
+        return "credentials";
+    }
+}
+
+/* Turns Extend's answer into what the queue records. Pure but for the
+ * breaker and the global hold, which it updates. */
+static void decide(struct dispatch *d, const struct attempt *a, const struct upstream_result *r,
+                   int64_t now, struct queue_outcome *o)
+{
+    const struct config *cfg = d->gw->cfg;
+    enum retry_class cls = retry_classify(r->http_status);
+    int next_attempt = a->job.attempts + 1;
+    int64_t delay;
+    int give_up = now - a->job.clock_start_ms >= cfg->retry.give_up_after_seconds * 1000;
+
+    o->counts_as_attempt = 1;
+    switch (cls) {
+    case RETRY_DELETED:
+        o->state = DEL_DELETED;
+        break;
+    case RETRY_NOT_FOUND:
+        o->state = DEL_NOT_FOUND;
+        break;
+    case RETRY_REJECTED:
+        o->state = DEL_REJECTED;
+        break;
+    case RETRY_RATE_LIMITED:
+        /* A 429 is the account's limit, not this job's failure: it does not
+         * use up the retry budget, and it pauses everyone. */
+        o->counts_as_attempt = 0;
+        delay = retry_next_delay_ms(r->retry_after, r->ratelimit_reset, next_attempt,
+                                    cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32());
+        if (now + delay > d->hold_until_ms)
+            d->hold_until_ms = now + delay;
+        o->state = give_up ? DEL_DEAD : DEL_QUEUED;
+        o->retry_at_ms = now + delay;
+        break;
+    case RETRY_CREDENTIALS:
+        o->counts_as_attempt = 0;
+        o->state = DEL_QUEUED;
+        o->retry_at_ms = now;
+        breaker_open(d, now, r->http_status);
+        break;
+    case RETRY_TRANSIENT:
+    default:
+        delay = retry_next_delay_ms(r->retry_after, r->ratelimit_reset, next_attempt,
+                                    cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32());
+        o->state = give_up ? DEL_DEAD : DEL_QUEUED;
+        o->retry_at_ms = now + delay;
+        break;
+    }
+    if (cls != RETRY_CREDENTIALS && r->http_status != 0)
+        breaker_close(d);
+    if (o->state == DEL_DEAD)
+        snprintf(o->detail, sizeof(o->detail), "gave up after %lld s of failures: %.180s",
+                 (long long)cfg->retry.give_up_after_seconds,
+                 r->error_message[0] ? r->error_message : r->transport_detail);
+}
+
+static void upstream_done(const struct upstream_result *r, void *arg)
+{
+    struct attempt *a = arg;
+    struct dispatch *d = a->d;
+    struct queue_outcome o;
+    int64_t now = util_now_ms();
+
+    memset(&o, 0, sizeof(o));
+    o.job_id = a->job.job_id;
+    o.http_status = r->http_status;
+    o.started_ms = a->started_ms;
+    o.finished_ms = now;
+    snprintf(o.upstream_request_id, sizeof(o.upstream_request_id), "%s", r->request_id);
+    snprintf(o.error_code, sizeof(o.error_code), "%.63s",
+             r->http_status != 0 ? r->error_code : r->transport_error);
+    snprintf(o.detail, sizeof(o.detail), "%s",
+             r->http_status != 0 ? r->error_message : r->transport_detail);
+    decide(d, a, r, now, &o);
+
+    metrics_attempt(class_name(retry_classify(r->http_status)), (double)r->elapsed_ms / 1000.0);
+    log_info(NULL, "dispatch: DELETE %s %s -> %d%s%s (x-extend-request-id %s) => %s",
+             resource_name(a->job.resource), a->job.resource_id, r->http_status,
+             r->http_status ? "" : " ", r->http_status ? "" : r->transport_error,
+             r->request_id[0] ? r->request_id : "-", deletion_state_name(o.state));
+
+    d->in_flight--;
+    metrics_set_in_flight(d->in_flight);
+    if (queue_complete(d->gw->queue, &o, outcome_committed, d) != 0)
+        log_warn(NULL, "dispatch: queue closing; job %lld stays leased and will be retried",
+                 (long long)a->job.job_id);
+    free(a);
+    pump(d);
+}
+
+static void start_attempt(struct dispatch *d, const struct queue_job *job)
+{
+    struct attempt *a = calloc(1, sizeof(*a));
+    struct queue_outcome o;
+
+    if (a == NULL)
+        return; /* stays leased; retried when the lease ends */
+    a->d = d;
+    a->job = *job;
+    a->started_ms = util_now_ms();
+    if (d->gw->cfg->extend.dry_run) {
+        /* Everything but the DELETE: the job ends cancelled, and the audit
+         * trail says it was a dry run. */
+        memset(&o, 0, sizeof(o));
+        o.job_id = job->job_id;
+        o.state = DEL_CANCELLED;
+        o.started_ms = o.finished_ms = a->started_ms; /* recorded, not counted */
+        snprintf(o.error_code, sizeof(o.error_code), "dry_run");
+        snprintf(o.detail, sizeof(o.detail), "dry run: DELETE not sent");
+        metrics_attempt("dry_run", 0);
+        log_info(NULL, "dispatch: dry run: would DELETE %s %s", resource_name(job->resource),
+                 job->resource_id);
+        queue_complete(d->gw->queue, &o, outcome_committed, d);
+        free(a);
+        return;
+    }
+    d->in_flight++;
+    metrics_set_in_flight(d->in_flight);
+    if (upstream_delete(d->gw->upstream, job->resource, job->resource_id, upstream_done, a) != 0) {
+        struct upstream_result r;
+
+        memset(&r, 0, sizeof(r));
+        snprintf(r.transport_error, sizeof(r.transport_error), "other");
+        snprintf(r.transport_detail, sizeof(r.transport_detail), "request could not be started");
+        upstream_done(&r, a);
+    }
+}
+
+static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg)
+{
+    struct dispatch *d = arg;
+    int64_t now = util_now_ms();
+
+    d->claiming = 0;
+    if (n < 0) {
+        d->gw->queue_failed = 1;
+        arm(d, 1000);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        start_attempt(d, &jobs[i]);
+    if (d->gw->cfg->extend.rate_per_second > 0)
+        d->tokens -= n;
+    if (next_due_ms != INT64_MAX && next_due_ms > now)
+        arm(d, next_due_ms - now);
+    else if (next_due_ms != INT64_MAX)
+        pump(d);
+}
+
+static void pump(struct dispatch *d)
+{
+    const struct config *cfg = d->gw->cfg;
+    int64_t now = util_now_ms(), mono;
+    int allowed = cfg->extend.max_in_flight - d->in_flight;
+
+    if (d->claiming || d->paused || d->stopping || allowed <= 0)
+        return;
+    if (now < d->hold_until_ms) {
+        arm(d, d->hold_until_ms - now);
+        return;
+    }
+    if (d->breaker_open) {
+        if (d->in_flight > 0)
+            return; /* the probe is out */
+        if (now < d->probe_at_ms) {
+            arm(d, d->probe_at_ms - now);
+            return;
+        }
+        allowed = 1;
+    }
+    if (cfg->extend.rate_per_second > 0) {
+        mono = util_mono_ms();
+        d->tokens += (double)(mono - d->tokens_at_mono) * cfg->extend.rate_per_second / 1000.0;
+        d->tokens_at_mono = mono;
+        if (d->tokens > 1.0)
+            d->tokens = 1.0;
+        if (d->tokens < 1.0) {
+            arm(d, (int64_t)((1.0 - d->tokens) * 1000.0 / cfg->extend.rate_per_second) + 1);
+            return;
+        }
+        allowed = 1;
+    }
+    d->claiming = 1;
+    if (queue_claim(d->gw->queue, now, allowed, lease_ms(cfg), claim_done, d) != 0)
+        d->claiming = 0;
+}
+
+static void queue_notified(int64_t earliest_due_ms, void *arg)
+{
+    struct dispatch *d = arg;
+    int64_t now = util_now_ms();
+
+    if (earliest_due_ms <= now)
+        pump(d);
+    else
+        arm(d, earliest_due_ms - now);
+}
+
+int dispatch_open(struct dispatch **out, struct gateway *gw)
+{
+    struct dispatch *d = calloc(1, sizeof(*d));
+
+    if (d == NULL)
+        return -1;
+    d->gw = gw;
+    d->tokens = 1.0;
+    d->tokens_at_mono = util_mono_ms();
+    d->timer = evtimer_new(gw->base, timer_fired, d);
+    if (d->timer == NULL) {
+        free(d);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+void dispatch_start(struct dispatch *d)
+{
+    queue_set_notify(d->gw->queue, queue_notified, d);
+    arm(d, 0);
+}
+
+void dispatch_stop(struct dispatch *d)
+{
+    d->stopping = 1;
+    evtimer_del(d->timer);
+}
+
+void dispatch_close(struct dispatch *d)
+{
+    if (d == NULL)
+        return;
+    event_free(d->timer);
+    free(d);
+}
+
+void dispatch_set_paused(struct dispatch *d, int paused)
+{
+    d->paused = paused;
+    metrics_set_paused(paused);
+    if (!paused)
+        pump(d);
+}
+
+int dispatch_paused(const struct dispatch *d)
+{
+    return d->paused;
+}
+
+int dispatch_breaker_open(const struct dispatch *d)
+{
+    return d->breaker_open;
+}
+
+int dispatch_in_flight(const struct dispatch *d)
+{
+    return d->in_flight;
+}

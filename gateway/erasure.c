@@ -1,0 +1,274 @@
+/*
+ * erasure.c: an internal erasure request's body (see erasure.h).
+ *
+ *   load_json, show:  parse the body; quote input safely in messages
+ *   item_parse:       one {"resource", "id", "reason", "not_before"}
+ *   erasure_parse:    a single item or {"items": [...]}
+ *
+ * Each field has its own error code, whatever is wrong with it (missing,
+ * wrong JSON type, bad value), so a client can switch on the code alone:
+ * unknown_resource, invalid_id, invalid_reason, invalid_not_before. Keys
+ * nobody knows are invalid_body. Messages start with the field's path
+ * ("items[3].id: ...") and quote at most 64 bytes of input.
+ */
+#include "erasure.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "util.h"
+
+#define SHOW_MAX 64
+#define NOT_BEFORE_MAX_MS (INT64_C(366) * 86400 * 1000)
+#define TIME_TEXT_MAX 40 /* "2026-11-29T09:35:04.123456789+01:00" is 35 */
+
+static const char *show(const char *s, size_t len, char out[SHOW_MAX + 4])
+{
+    size_t n = len < SHOW_MAX ? len : SHOW_MAX;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+    }
+    if (n < len) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static json_t *load_json(const char *body, size_t len, struct api_error *err)
+{
+    json_error_t jerr;
+    json_t *root;
+    const char *why;
+
+    if (body == NULL) {
+        api_error_set(err, 400, "malformed_json", "body is empty");
+        return NULL;
+    }
+    /* Duplicate keys are refused: {"id": "a", "id": "b"} must not mean
+     * one thing here and another to the client that wrote it. */
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (root != NULL)
+        return root;
+    switch (json_error_code(&jerr)) {
+    case json_error_duplicate_key:
+        why = "duplicate object key";
+        break;
+    case json_error_invalid_utf8:
+        why = "invalid UTF-8";
+        break;
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        why = "NUL character";
+        break;
+    case json_error_stack_overflow:
+        why = "nested too deeply";
+        break;
+    default:
+        why = "invalid JSON";
+        break;
+    }
+    api_error_set(err, 400, "malformed_json", "body: %s at line %d, column %d", why, jerr.line,
+                  jerr.column);
+    return NULL;
+}
+
+/* Printable text: no C0 controls, no DEL, no C1 controls (U+0080..U+009F,
+ * encoded C2 80..C2 9F). jansson has already checked the UTF-8. */
+static int reason_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+        if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0)
+            return 0;
+    }
+    return 1;
+}
+
+static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct erasure_item *item,
+                      struct api_error *err)
+{
+    json_t *jres = NULL, *jid = NULL, *jreason = NULL, *jnb = NULL, *v;
+    const char *key, *s;
+    char q[SHOW_MAX + 4];
+    int64_t ms;
+    size_t len;
+
+    memset(item, 0, sizeof(*item));
+    if (!json_is_object(obj)) {
+        api_error_set(err, 400, "invalid_body", "%s: must be a JSON object",
+                      where[0] ? where : "body");
+        return -1;
+    }
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "resource") == 0) {
+            jres = v;
+        } else if (strcmp(key, "id") == 0) {
+            jid = v;
+        } else if (strcmp(key, "reason") == 0) {
+            jreason = v;
+        } else if (strcmp(key, "not_before") == 0) {
+            jnb = v;
+        } else {
+            /* Refused, so a typo ("not_befor") never silently drops a
+             * condition on what is deleted and when. */
+            api_error_set(err, 400, "invalid_body", "%s%s\"%s\": unknown key", where,
+                          where[0] ? "." : "", show(key, strlen(key), q));
+            return -1;
+        }
+    }
+
+    if (!json_is_string(jres)) {
+        api_error_set(err, 400, "unknown_resource", "%s%sresource: %s", where, where[0] ? "." : "",
+                      jres == NULL ? "is required" : "must be a string");
+        return -1;
+    }
+    s = json_string_value(jres);
+    if (resource_from_name(s, &item->resource) != 0) {
+        api_error_set(err, 400, "unknown_resource",
+                      "%s%sresource: \"%s\" is not one of extract_run, parse_run, classify_run, "
+                      "split_run, edit_run, workflow_run, file",
+                      where, where[0] ? "." : "", show(s, json_string_length(jres), q));
+        return -1;
+    }
+
+    if (!json_is_string(jid)) {
+        api_error_set(err, 400, "invalid_id", "%s%sid: %s", where, where[0] ? "." : "",
+                      jid == NULL ? "is required" : "must be a string");
+        return -1;
+    }
+    s = json_string_value(jid);
+    len = json_string_length(jid);
+    if (!resource_id_valid(s, len)) {
+        api_error_set(err, 400, "invalid_id",
+                      "%s%sid: \"%s\" is not 1..%d characters of [A-Za-z0-9_-]", where,
+                      where[0] ? "." : "", show(s, len, q), RESOURCE_ID_MAX);
+        return -1;
+    }
+    memcpy(item->id, s, len + 1);
+
+    if (jreason != NULL && !json_is_null(jreason)) {
+        if (!json_is_string(jreason)) {
+            api_error_set(err, 400, "invalid_reason", "%s%sreason: must be a string", where,
+                          where[0] ? "." : "");
+            return -1;
+        }
+        s = json_string_value(jreason);
+        len = json_string_length(jreason);
+        if (len > ERASURE_REASON_MAX || !reason_ok(s, len)) {
+            api_error_set(err, 400, "invalid_reason",
+                          "%s%sreason: at most %d bytes of text without control characters", where,
+                          where[0] ? "." : "", ERASURE_REASON_MAX);
+            return -1;
+        }
+        memcpy(item->reason, s, len + 1);
+    }
+
+    if (jnb != NULL && !json_is_null(jnb)) {
+        if (!json_is_string(jnb)) {
+            api_error_set(err, 400, "invalid_not_before",
+                          "%s%snot_before: must be an RFC 3339 string", where, where[0] ? "." : "");
+            return -1;
+        }
+        s = json_string_value(jnb);
+        len = json_string_length(jnb);
+        if (len > TIME_TEXT_MAX || util_parse_rfc3339(s, &ms) != 0) {
+            api_error_set(err, 400, "invalid_not_before",
+                          "%s%snot_before: \"%s\" is not an RFC 3339 time "
+                          "(2026-11-29T09:35:04Z)",
+                          where, where[0] ? "." : "", show(s, len, q));
+            return -1;
+        }
+        if (ms - now_ms > NOT_BEFORE_MAX_MS) {
+            api_error_set(err, 400, "invalid_not_before",
+                          "%s%snot_before: more than 366 days ahead", where, where[0] ? "." : "");
+            return -1;
+        }
+        /* A time already past means "now"; keeping it as now makes the
+         * stored value say when the request allowed the deletion. */
+        item->not_before_ms = ms > now_ms ? ms : now_ms;
+    }
+    return 0;
+}
+
+int erasure_parse(const char *body, size_t len, int max_items, int64_t now_ms,
+                  struct erasure_item **items, int *n, struct api_error *err)
+{
+    struct erasure_item *out = NULL;
+    json_t *root, *list, *v;
+    char where[32];
+    size_t count, i;
+    int rc = -1;
+
+    *items = NULL;
+    *n = 0;
+    root = load_json(body, len, err);
+    if (root == NULL)
+        return -1;
+    if (!json_is_object(root)) {
+        api_error_set(err, 400, "invalid_body", "body: must be a JSON object");
+        goto fail;
+    }
+    list = json_object_get(root, "items");
+    if (list == NULL) {
+        out = calloc(1, sizeof(*out));
+        if (out == NULL) {
+            api_error_set(err, 503, "out_of_memory", "body: out of memory");
+            goto fail;
+        }
+        if (item_parse(root, "", now_ms, out, err) != 0)
+            goto fail;
+        count = 1;
+    } else {
+        if (json_object_size(root) != 1) {
+            api_error_set(err, 400, "invalid_body",
+                          "body: \"items\" cannot be combined with other keys");
+            goto fail;
+        }
+        if (!json_is_array(list)) {
+            api_error_set(err, 400, "invalid_body", "items: must be an array");
+            goto fail;
+        }
+        count = json_array_size(list);
+        if (count == 0) {
+            api_error_set(err, 400, "empty_batch", "items: must hold at least one item");
+            goto fail;
+        }
+        if (max_items < 1 || count > (size_t)max_items) {
+            api_error_set(err, 400, "batch_too_large", "items: at most %d items, got %zu",
+                          max_items, count);
+            goto fail;
+        }
+        out = calloc(count, sizeof(*out));
+        if (out == NULL) {
+            api_error_set(err, 503, "out_of_memory", "items: out of memory");
+            goto fail;
+        }
+        /* Duplicates are kept: the queue coalesces them, and refusing
+         * would make a client's honest retry-with-overlap fail. */
+        json_array_foreach(list, i, v)
+        {
+            snprintf(where, sizeof(where), "items[%zu]", i);
+            if (item_parse(v, where, now_ms, &out[i], err) != 0)
+                goto fail;
+        }
+    }
+    *items = out;
+    *n = (int)count;
+    out = NULL;
+    rc = 0;
+fail:
+    free(out);
+    json_decref(root);
+    return rc;
+}

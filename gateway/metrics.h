@@ -1,0 +1,42 @@
+/*
+ * metrics.h: counters and gauges for GET /metrics, in Prometheus text
+ * format. Every label takes its values from a fixed list, so nothing from
+ * outside can grow the series count. Updated on the loop thread only.
+ */
+#ifndef DG_METRICS_H
+#define DG_METRICS_H
+
+#include <stdint.h>
+
+#include "queue.h"
+
+struct evbuffer;
+
+enum metrics_route {
+    MR_WEBHOOK,
+    MR_DELETIONS_CREATE,
+    MR_DELETIONS_GET,
+    MR_RECEIPT,
+    MR_HEALTHZ,
+    MR_READYZ,
+    MR_METRICS,
+    MR_ADMIN,
+    MR_OTHER,
+    MR_COUNT
+};
+
+void metrics_request(enum metrics_route route, int status);
+/* A refused request, by its stable error code. */
+void metrics_rejection(const char *code);
+/* Webhooks and internal requests by result: accepted, ignored, duplicate. */
+void metrics_ingest(const char *result);
+/* One DELETE attempt: its outcome class and how long it took. */
+void metrics_attempt(const char *outcome, double seconds);
+void metrics_set_breaker(int open);
+void metrics_set_paused(int paused);
+void metrics_set_in_flight(int n);
+
+/* Appends the exposition; stats may be NULL when the queue did not answer. */
+void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64_t now_ms);
+
+#endif

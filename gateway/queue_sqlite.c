@@ -1,0 +1,1686 @@
+/*
+ * queue_sqlite.c: the durable queue of queue.h on one SQLite file.
+ *
+ * Map of this file:
+ *   schema      the versioned schema: migrations[] applied forward at open
+ *   statements  every SQL statement, prepared once at open
+ *   open/close  ownership (flock on "<path>.lock"), pragmas, crash recovery,
+ *               the worker thread
+ *   operations  one function per queue.h call, run on the worker inside a
+ *               SAVEPOINT of the current cycle
+ *   cycle       the worker loop: take every pending operation, run them all
+ *               in one transaction, sync the audit log, COMMIT (one fsync),
+ *               hand the results back to the event loop
+ *   delivery    the loop-thread side: callbacks and the due-time notify
+ *
+ * Threads. The event loop thread only copies arguments into an `op` and
+ * appends it to `pending` under `mu`; the worker owns the SQLite
+ * connection. Results travel back on `done` and one event_active() on an
+ * event of the loop's base, which is why the process must call
+ * evthread_use_pthreads() before creating that base. Callbacks therefore
+ * always run on the loop thread and never inside the call that queued them.
+ *
+ * Group commit. Every operation that arrives while a commit is running
+ * waits for the next cycle, so one fsync of the WAL serves all of them.
+ * Each operation runs inside its own SAVEPOINT: a failing operation is
+ * rolled back alone; a failed COMMIT fails every operation of the cycle.
+ */
+#include "queue.h"
+#include "audit.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+/* Bounds on what callers hand in, so one request cannot make a cycle huge. */
+#define Q_MAX_ITEMS 10000
+#define Q_MAX_BODY (1 << 20) /* a 1000-item batch answer is about 110 KB */
+#define Q_REQUEST_ID_MAX 63
+#define Q_CLAIM_MAX 1000
+#define Q_LIST_MAX 500
+#define Q_RETRY_ALL_MAX 10000
+#define Q_BUSY_TIMEOUT_MS 5000
+
+/* ---- schema ---- */
+
+/* migrations[i] takes the schema from version i to version i + 1; adding
+ * version 2 is appending one string. Every step of one open runs in one
+ * transaction, so a crash mid-upgrade leaves the old version intact. */
+static const char *const migrations[] = {
+    /* v1 */
+    "CREATE TABLE submissions ("
+    "  source TEXT NOT NULL, key TEXT NOT NULL,"
+    "  status INTEGER NOT NULL, body TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (source, key));"
+    "CREATE INDEX submissions_created ON submissions (created_ms);"
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  resource TEXT NOT NULL, resource_id TEXT NOT NULL, state TEXT NOT NULL,"
+    "  due_ms INTEGER NOT NULL," /* queued: next try; in_flight: lease end */
+    "  lease_until_ms INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  clock_start_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL, completed_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_http_status INTEGER NOT NULL DEFAULT 0,"
+    "  last_upstream_request_id TEXT NOT NULL DEFAULT '',"
+    "  last_error TEXT NOT NULL DEFAULT '',"
+    "  final_audit_seq INTEGER NOT NULL DEFAULT 0,"
+    "  final_audit_mac TEXT NOT NULL DEFAULT '');"
+    "CREATE UNIQUE INDEX jobs_pending ON jobs (resource, resource_id)"
+    "  WHERE state IN ('queued', 'in_flight');"
+    "CREATE INDEX jobs_state_due ON jobs (state, due_ms);"
+    "CREATE TABLE deletions ("
+    "  id TEXT PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs (id),"
+    "  source TEXT NOT NULL, key TEXT NOT NULL, request_id TEXT NOT NULL,"
+    "  reason TEXT NOT NULL, not_before_ms INTEGER NOT NULL, accepted_ms INTEGER NOT NULL,"
+    "  state TEXT," /* NULL: its job's; 'cancelled' on its own */
+    "  updated_ms INTEGER NOT NULL DEFAULT 0,"
+    "  final_audit_seq INTEGER NOT NULL DEFAULT 0,"
+    "  final_audit_mac TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX deletions_job ON deletions (job_id);"
+    "CREATE INDEX deletions_own_state ON deletions (accepted_ms) WHERE state IS NOT NULL;"
+    "CREATE TABLE attempts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs (id),"
+    "  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
+    "  http_status INTEGER NOT NULL, upstream_request_id TEXT NOT NULL,"
+    "  error_code TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE INDEX attempts_job ON attempts (job_id);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* ---- statements ---- */
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_SUB_UPSERT,
+    S_SUB_GET,
+    S_SUB_PRUNE,
+    S_JOB_FIND_PENDING,
+    S_JOB_INSERT,
+    S_JOB_SET_DUE,
+    S_DEL_INSERT,
+    S_CLAIM_SELECT,
+    S_CLAIM_UPDATE,
+    S_NEXT_DUE,
+    S_JOB_GET,
+    S_ATTEMPT_INSERT,
+    S_JOB_COMPLETE,
+    S_JOB_FINAL_AUDIT,
+    S_VIEW_GET,
+    S_VIEW_ATTEMPTS,
+    S_LIST_BY_JOB_STATE,
+    S_LIST_CANCELLED,
+    S_STATS_STATES,
+    S_STATS_PENDING,
+    S_DEL_TARGET,
+    S_DEL_CANCEL,
+    S_JOB_LIVE_COUNT,
+    S_JOB_CANCEL,
+    S_DEAD_JOBS,
+    S_JOB_REQUEUE,
+    S_DEL_MOVE,
+    S_COUNT
+};
+
+#define VIEW_COLS                                                                                  \
+    "d.id, d.job_id, j.resource, j.resource_id, coalesce(d.state, j.state), d.source, d.key,"      \
+    " d.request_id, d.reason, j.attempts, j.last_http_status, j.last_upstream_request_id,"         \
+    " j.last_error, d.accepted_ms, d.not_before_ms, max(j.updated_ms, d.updated_ms), j.due_ms,"    \
+    " j.completed_ms, d.state, d.updated_ms, j.final_audit_seq, j.final_audit_mac,"                \
+    " d.final_audit_seq, d.final_audit_mac"
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
+    /* A key older than the TTL is taken over by the new submission. */
+    [S_SUB_UPSERT] = "INSERT INTO submissions (source, key, status, body, created_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source, key) DO UPDATE SET"
+                     " status = excluded.status, body = excluded.body,"
+                     " created_ms = excluded.created_ms WHERE submissions.created_ms <= ?6",
+    [S_SUB_GET] = "SELECT status, body FROM submissions WHERE source = ?1 AND key = ?2",
+    [S_SUB_PRUNE] = "DELETE FROM submissions WHERE rowid IN (SELECT rowid FROM submissions"
+                    " WHERE created_ms <= ?1 ORDER BY created_ms LIMIT ?2)",
+    [S_JOB_FIND_PENDING] = "SELECT id, state, due_ms FROM jobs WHERE resource = ?1 AND"
+                           " resource_id = ?2 AND state IN ('queued', 'in_flight')",
+    [S_JOB_INSERT] = "INSERT INTO jobs (resource, resource_id, state, due_ms, clock_start_ms,"
+                     " created_ms, updated_ms) VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4)",
+    [S_JOB_SET_DUE] = "UPDATE jobs SET due_ms = ?2, updated_ms = ?3 WHERE id = ?1",
+    [S_DEL_INSERT] = "INSERT INTO deletions (id, job_id, source, key, request_id, reason,"
+                     " not_before_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_CLAIM_SELECT] = "SELECT id, resource, resource_id, attempts, clock_start_ms, due_ms"
+                       " FROM jobs WHERE state = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
+    [S_CLAIM_UPDATE] = "UPDATE jobs SET state = 'in_flight', due_ms = ?2, lease_until_ms = ?2,"
+                       " updated_ms = ?3 WHERE id = ?1",
+    [S_NEXT_DUE] = "SELECT due_ms FROM jobs WHERE state = ?1 ORDER BY due_ms LIMIT 1",
+    [S_JOB_GET] = "SELECT state, resource, resource_id FROM jobs WHERE id = ?1",
+    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, started_ms, finished_ms, http_status,"
+                         " upstream_request_id, error_code, detail)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* ?7 = 1 when an attempt was made: only then do the last_* fields move. */
+    [S_JOB_COMPLETE] = "UPDATE jobs SET state = ?2, due_ms = ?3, lease_until_ms = 0,"
+                       " attempts = attempts + ?4, updated_ms = ?5, completed_ms = ?6,"
+                       " last_http_status = iif(?7, ?8, last_http_status),"
+                       " last_upstream_request_id = iif(?7, ?9, last_upstream_request_id),"
+                       " last_error = iif(?7, ?10, last_error) WHERE id = ?1",
+    [S_JOB_FINAL_AUDIT] = "UPDATE jobs SET final_audit_seq = ?2, final_audit_mac = ?3"
+                          " WHERE id = ?1",
+    [S_VIEW_GET] = "SELECT " VIEW_COLS " FROM deletions d JOIN jobs j ON j.id = d.job_id"
+                   " WHERE d.id = ?1",
+    [S_VIEW_ATTEMPTS] = "SELECT started_ms, finished_ms, http_status, upstream_request_id,"
+                        " error_code, detail FROM attempts WHERE job_id = ?1"
+                        " ORDER BY id DESC LIMIT ?2",
+    [S_LIST_BY_JOB_STATE] = "SELECT " VIEW_COLS " FROM jobs j JOIN deletions d"
+                            " ON d.job_id = j.id WHERE j.state = ?1 AND d.state IS NULL"
+                            " ORDER BY d.accepted_ms, d.rowid LIMIT ?2",
+    [S_LIST_CANCELLED] = "SELECT " VIEW_COLS " FROM deletions d JOIN jobs j ON j.id = d.job_id"
+                         " WHERE d.state = 'cancelled' ORDER BY d.accepted_ms, d.rowid"
+                         " LIMIT ?1",
+    [S_STATS_STATES] = "SELECT coalesce(d.state, j.state), count(*) FROM deletions d"
+                       " JOIN jobs j ON j.id = d.job_id GROUP BY 1",
+    [S_STATS_PENDING] = "SELECT count(*), coalesce(min(created_ms), 0) FROM jobs"
+                        " WHERE state IN ('queued', 'in_flight')",
+    [S_DEL_TARGET] = "SELECT d.job_id, d.state, j.state, j.resource, j.resource_id"
+                     " FROM deletions d JOIN jobs j ON j.id = d.job_id WHERE d.id = ?1",
+    [S_DEL_CANCEL] = "UPDATE deletions SET state = 'cancelled', updated_ms = ?2,"
+                     " final_audit_seq = ?3, final_audit_mac = ?4 WHERE id = ?1",
+    [S_JOB_LIVE_COUNT] = "SELECT count(*) FROM deletions WHERE job_id = ?1 AND state IS NULL",
+    [S_JOB_CANCEL] = "UPDATE jobs SET state = 'cancelled', updated_ms = ?2, completed_ms = ?2"
+                     " WHERE id = ?1",
+    /* Dead jobs whose deletions all moved or were cancelled are left alone,
+     * so "retry every dead one" always runs out of work. */
+    [S_DEAD_JOBS] = "SELECT j.id FROM jobs j WHERE j.state = 'dead' AND EXISTS (SELECT 1"
+                    " FROM deletions d WHERE d.job_id = j.id AND d.state IS NULL)"
+                    " ORDER BY j.due_ms LIMIT ?1",
+    [S_JOB_REQUEUE] = "UPDATE jobs SET state = 'queued', due_ms = ?2, lease_until_ms = 0,"
+                      " clock_start_ms = ?2, updated_ms = ?2, completed_ms = 0,"
+                      " final_audit_seq = 0, final_audit_mac = '' WHERE id = ?1",
+    [S_DEL_MOVE] = "UPDATE deletions SET job_id = ?2 WHERE job_id = ?1 AND state IS NULL",
+};
+
+/* ---- operations in flight between the threads ---- */
+
+enum op_kind { OP_SUBMIT, OP_CLAIM, OP_COMPLETE, OP_GET, OP_STATS, OP_LIST, OP_RETRY, OP_CANCEL };
+
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    int failed; /* the operation, or its whole cycle, failed */
+    void *arg;
+    union {
+        queue_submit_cb submit;
+        queue_claim_cb claim;
+        queue_done_cb done;
+        queue_get_cb get;
+        queue_stats_cb stats;
+        queue_list_cb list;
+        queue_count_cb count;
+    } cb;
+    int64_t now_ms;
+    union {
+        struct submit_in {
+            const char *source, *key, *request_id, *body; /* point into this allocation */
+            int status;
+            const struct queue_item *items;
+            int n_items;
+        } submit;
+        struct {
+            int max_jobs;
+            int64_t lease_ms;
+        } claim;
+        struct queue_outcome complete;
+        struct {
+            char id[QUEUE_DELETION_ID_MAX + 1]; /* "" = every dead deletion (retry) */
+            char actor[QUEUE_KEY_MAX + 1];
+        } target;
+        struct {
+            enum deletion_state state;
+            int limit;
+        } list;
+    } in;
+    union {
+        struct {
+            enum queue_submit_status status;
+            int stored_status;
+            char *stored_body;
+        } submit;
+        struct {
+            struct queue_job *jobs;
+            int n;
+            int64_t next_due_ms;
+        } claim;
+        struct {
+            struct queue_deletion_view *views;
+            int n;
+        } view; /* get: n = 0 for an unknown id */
+        struct queue_stats stats;
+        int64_t count;
+        int ok;
+    } out;
+};
+
+struct queue {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];
+    struct audit *audit;
+    int64_t ttl_ms;
+    int lock_fd;
+
+    struct event *ev_done;
+    pthread_t worker;
+    int worker_started;
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;
+    struct op *pending, **pending_tail;
+    struct op *done, **done_tail;
+    int stopping;
+    int64_t notify_due; /* earliest due among jobs made due, INT64_MAX = none */
+    uint64_t commits;
+
+    queue_notify_cb notify_cb; /* loop thread only */
+    void *notify_arg;
+};
+
+/* What one cycle gathers besides the operations' own results. */
+struct cycle {
+    int64_t notify_due;
+    int n_submits;
+    int fatal; /* the transaction is lost or the audit failed: fail the cycle */
+};
+
+/* ---- small SQLite helpers (worker thread) ---- */
+
+static void q_sql_error(struct queue *q, const char *what)
+{
+    log_error(NULL, "queue: %s: %s", what, sqlite3_errmsg(q->db));
+}
+
+/* Runs a statement that returns no row, then resets it. */
+static int q_done(struct queue *q, enum stmt_id id)
+{
+    sqlite3_stmt *st = q->st[id];
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        q_sql_error(q, stmt_sql[id]);
+        return -1;
+    }
+    return 0;
+}
+
+static void q_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static void q_col_copy(sqlite3_stmt *st, int i, char *buf, size_t size)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+
+    snprintf(buf, size, "%s", s != NULL ? (const char *)s : "");
+}
+
+static int q_is_terminal(enum deletion_state s)
+{
+    return s == DEL_DELETED || s == DEL_NOT_FOUND || s == DEL_REJECTED || s == DEL_DEAD ||
+           s == DEL_CANCELLED;
+}
+
+/* The only door to the audit log: every record of a state change passes
+ * here. A failure fails the whole cycle, so nothing is acknowledged that
+ * the audit trail does not hold. */
+static int q_audit(struct queue *q, struct cycle *c, const struct audit_record *r, uint64_t *seq,
+                   char mac[65])
+{
+    uint64_t s = 0;
+    char m[65] = "";
+
+    if (q->audit != NULL && audit_append(q->audit, r, &s, m) != 0) {
+        log_error(NULL, "queue: audit append failed (%s)", r->event);
+        c->fatal = 1;
+        return -1;
+    }
+    if (seq != NULL)
+        *seq = s;
+    if (mac != NULL)
+        memcpy(mac, m, sizeof(m));
+    return 0;
+}
+
+static void q_note_due(struct cycle *c, int64_t due)
+{
+    if (due < c->notify_due)
+        c->notify_due = due;
+}
+
+/* ---- operations (worker thread, inside the cycle's transaction) ---- */
+
+static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
+{
+    const struct submit_in *in = &op->in.submit;
+    sqlite3_stmt *st = q->st[S_SUB_UPSERT];
+    struct audit_record r = {
+        .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
+
+    c->n_submits++;
+    q_bind_text(st, 1, in->source);
+    q_bind_text(st, 2, in->key);
+    sqlite3_bind_int(st, 3, in->status);
+    q_bind_text(st, 4, in->body);
+    sqlite3_bind_int64(st, 5, op->now_ms);
+    sqlite3_bind_int64(st, 6, q->ttl_ms > 0 ? op->now_ms - q->ttl_ms : INT64_MIN);
+    if (q_done(q, S_SUB_UPSERT) != 0)
+        return -1;
+
+    if (sqlite3_changes(q->db) == 0) {
+        /* A key we remember: replay the first answer, change nothing. */
+        st = q->st[S_SUB_GET];
+        q_bind_text(st, 1, in->source);
+        q_bind_text(st, 2, in->key);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            q_sql_error(q, "submission lookup");
+            sqlite3_reset(st);
+            return -1;
+        }
+        op->out.submit.stored_status = sqlite3_column_int(st, 0);
+        const unsigned char *body = sqlite3_column_text(st, 1);
+        op->out.submit.stored_body = strdup(body != NULL ? (const char *)body : "");
+        sqlite3_reset(st);
+        if (op->out.submit.stored_body == NULL)
+            return -1;
+        op->out.submit.status = QUEUE_SUBMIT_DUPLICATE;
+        r.event = "duplicate";
+        return q_audit(q, c, &r, NULL, NULL);
+    }
+
+    if (in->n_items == 0) {
+        r.event = "ignored";
+        if (q_audit(q, c, &r, NULL, NULL) != 0)
+            return -1;
+    }
+    for (int i = 0; i < in->n_items; i++) {
+        const struct queue_item *it = &in->items[i];
+        const char *res = resource_name(it->resource);
+        int64_t due = it->not_before_ms > op->now_ms ? it->not_before_ms : op->now_ms;
+        int64_t job_id;
+
+        st = q->st[S_JOB_FIND_PENDING];
+        q_bind_text(st, 1, res);
+        q_bind_text(st, 2, it->resource_id);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            /* Coalesce: one DELETE serves both. An urgent erasure is not held
+             * back by an earlier request's retention delay. */
+            job_id = sqlite3_column_int64(st, 0);
+            int queued = strcmp((const char *)sqlite3_column_text(st, 1), "queued") == 0;
+            int64_t old_due = sqlite3_column_int64(st, 2);
+            sqlite3_reset(st);
+            if (queued && due < old_due) {
+                st = q->st[S_JOB_SET_DUE];
+                sqlite3_bind_int64(st, 1, job_id);
+                sqlite3_bind_int64(st, 2, due);
+                sqlite3_bind_int64(st, 3, op->now_ms);
+                if (q_done(q, S_JOB_SET_DUE) != 0)
+                    return -1;
+                q_note_due(c, due);
+            }
+        } else {
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE) {
+                q_sql_error(q, "pending job lookup");
+                return -1;
+            }
+            st = q->st[S_JOB_INSERT];
+            q_bind_text(st, 1, res);
+            q_bind_text(st, 2, it->resource_id);
+            sqlite3_bind_int64(st, 3, due);
+            sqlite3_bind_int64(st, 4, op->now_ms);
+            if (q_done(q, S_JOB_INSERT) != 0)
+                return -1;
+            job_id = sqlite3_last_insert_rowid(q->db);
+            q_note_due(c, due);
+        }
+
+        st = q->st[S_DEL_INSERT];
+        q_bind_text(st, 1, it->deletion_id);
+        sqlite3_bind_int64(st, 2, job_id);
+        q_bind_text(st, 3, in->source);
+        q_bind_text(st, 4, in->key);
+        q_bind_text(st, 5, in->request_id);
+        q_bind_text(st, 6, it->reason);
+        sqlite3_bind_int64(st, 7, it->not_before_ms);
+        sqlite3_bind_int64(st, 8, op->now_ms);
+        if (q_done(q, S_DEL_INSERT) != 0)
+            return -1;
+
+        r.event = "accepted";
+        r.deletion_id = it->deletion_id;
+        r.job_id = job_id;
+        r.resource = res;
+        r.resource_id = it->resource_id;
+        if (q_audit(q, c, &r, NULL, NULL) != 0)
+            return -1;
+    }
+    op->out.submit.status = QUEUE_SUBMIT_OK;
+    return 0;
+}
+
+struct claim_row {
+    struct queue_job job;
+    int64_t due_ms;
+};
+
+static int q_claim_row_cmp(const void *a, const void *b)
+{
+    const struct claim_row *x = a, *y = b;
+
+    if (x->due_ms != y->due_ms)
+        return x->due_ms < y->due_ms ? -1 : 1;
+    return x->job.job_id < y->job.job_id ? -1 : x->job.job_id > y->job.job_id;
+}
+
+/* Reads up to max claimable jobs in one state into rows (index (state,
+ * due_ms): a range scan that stops at the limit). -1 on failure. */
+static int q_claim_read(struct queue *q, const char *state, int64_t now, int max,
+                        struct claim_row *rows)
+{
+    sqlite3_stmt *st = q->st[S_CLAIM_SELECT];
+    int n = 0, rc = SQLITE_DONE;
+
+    q_bind_text(st, 1, state);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int(st, 3, max);
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct claim_row *r = &rows[n];
+        r->job.job_id = sqlite3_column_int64(st, 0);
+        if (resource_from_name((const char *)sqlite3_column_text(st, 1), &r->job.resource) != 0)
+            continue; /* not written by this code: leave it for an operator */
+        q_col_copy(st, 2, r->job.resource_id, sizeof(r->job.resource_id));
+        r->job.attempts = sqlite3_column_int(st, 3);
+        r->job.clock_start_ms = sqlite3_column_int64(st, 4);
+        r->due_ms = sqlite3_column_int64(st, 5);
+        n++;
+    }
+    if (n < max && rc != SQLITE_DONE) {
+        q_sql_error(q, "claim");
+        n = -1;
+    }
+    sqlite3_reset(st);
+    return n;
+}
+
+static int q_next_due(struct queue *q, const char *state, int64_t *due)
+{
+    sqlite3_stmt *st = q->st[S_NEXT_DUE];
+    int rc;
+
+    q_bind_text(st, 1, state);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) < *due)
+        *due = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Claimable: queued and due, or in_flight with an ended lease (their
+ * due_ms is the lease end). Two index range scans, merged by due time. */
+static int q_op_claim(struct queue *q, struct cycle *c, struct op *op)
+{
+    int max = op->in.claim.max_jobs, nq, ni, n;
+    int64_t lease_until = op->now_ms + op->in.claim.lease_ms;
+    struct claim_row *rows = malloc(2 * (size_t)max * sizeof(*rows));
+    (void)c;
+
+    if (rows == NULL)
+        return -1;
+    nq = q_claim_read(q, "queued", op->now_ms, max, rows);
+    ni = nq < 0 ? -1 : q_claim_read(q, "in_flight", op->now_ms, max, rows + nq);
+    if (ni < 0)
+        goto fail;
+    n = nq + ni;
+    qsort(rows, (size_t)n, sizeof(*rows), q_claim_row_cmp);
+    if (n > max)
+        n = max;
+    op->out.claim.jobs = malloc((size_t)(n > 0 ? n : 1) * sizeof(struct queue_job));
+    if (op->out.claim.jobs == NULL)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        sqlite3_stmt *st = q->st[S_CLAIM_UPDATE];
+        sqlite3_bind_int64(st, 1, rows[i].job.job_id);
+        sqlite3_bind_int64(st, 2, lease_until);
+        sqlite3_bind_int64(st, 3, op->now_ms);
+        if (q_done(q, S_CLAIM_UPDATE) != 0)
+            goto fail;
+        op->out.claim.jobs[i] = rows[i].job;
+    }
+    op->out.claim.n = n;
+    op->out.claim.next_due_ms = INT64_MAX;
+    if (q_next_due(q, "queued", &op->out.claim.next_due_ms) != 0 ||
+        q_next_due(q, "in_flight", &op->out.claim.next_due_ms) != 0)
+        goto fail;
+    free(rows);
+    return 0;
+fail:
+    free(rows);
+    return -1;
+}
+
+static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
+{
+    const struct queue_outcome *o = &op->in.complete;
+    sqlite3_stmt *st = q->st[S_JOB_GET];
+    char res[32], rid[RESOURCE_ID_MAX + 1];
+    int in_flight, attempted = o->started_ms != 0;
+    int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
+    struct audit_record r = {.time_ms = op->now_ms,
+                             .job_id = o->job_id,
+                             .resource = res,
+                             .resource_id = rid,
+                             .http_status = o->http_status,
+                             .upstream_request_id = o->upstream_request_id,
+                             .error_code = o->error_code,
+                             .detail = o->detail};
+
+    sqlite3_bind_int64(st, 1, o->job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        log_warn(NULL, "queue: completion for unknown job %lld", (long long)o->job_id);
+        return -1;
+    }
+    in_flight = strcmp((const char *)sqlite3_column_text(st, 0), "in_flight") == 0;
+    q_col_copy(st, 1, res, sizeof(res));
+    q_col_copy(st, 2, rid, sizeof(rid));
+    sqlite3_reset(st);
+    op->out.ok = 1;
+    /* A stale completion (the lease ended and the job was claimed again, or
+     * an operator moved it) must not overwrite newer news: it is dropped,
+     * and ok = 1 because there is nothing for the caller to redo. */
+    if (!in_flight)
+        return 0;
+
+    if (attempted) {
+        st = q->st[S_ATTEMPT_INSERT];
+        sqlite3_bind_int64(st, 1, o->job_id);
+        sqlite3_bind_int64(st, 2, o->started_ms);
+        sqlite3_bind_int64(st, 3, o->finished_ms);
+        sqlite3_bind_int(st, 4, o->http_status);
+        q_bind_text(st, 5, o->upstream_request_id);
+        q_bind_text(st, 6, o->error_code);
+        q_bind_text(st, 7, o->detail);
+        if (q_done(q, S_ATTEMPT_INSERT) != 0)
+            return -1;
+        r.event = "attempt";
+        if (q_audit(q, c, &r, NULL, NULL) != 0)
+            return -1;
+    }
+
+    st = q->st[S_JOB_COMPLETE];
+    sqlite3_bind_int64(st, 1, o->job_id);
+    q_bind_text(st, 2, deletion_state_name(o->state));
+    sqlite3_bind_int64(st, 3, o->state == DEL_QUEUED ? due : op->now_ms);
+    sqlite3_bind_int(st, 4, o->counts_as_attempt ? 1 : 0);
+    sqlite3_bind_int64(st, 5, op->now_ms);
+    sqlite3_bind_int64(st, 6, o->state == DEL_QUEUED ? 0 : op->now_ms);
+    sqlite3_bind_int(st, 7, attempted);
+    sqlite3_bind_int(st, 8, o->http_status);
+    q_bind_text(st, 9, o->upstream_request_id);
+    q_bind_text(st, 10, o->error_code);
+    if (q_done(q, S_JOB_COMPLETE) != 0)
+        return -1;
+    if (o->state == DEL_QUEUED) {
+        q_note_due(c, due);
+        return 0;
+    }
+
+    /* Terminal: the job row keeps the seq and mac of the audit record that
+     * proves the outcome, so a deletion's answer can cite it. */
+    uint64_t seq;
+    char mac[65];
+    r.event = deletion_state_name(o->state);
+    if (q_audit(q, c, &r, &seq, mac) != 0)
+        return -1;
+    st = q->st[S_JOB_FINAL_AUDIT];
+    sqlite3_bind_int64(st, 1, o->job_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    q_bind_text(st, 3, mac);
+    return q_done(q, S_JOB_FINAL_AUDIT);
+}
+
+/* Fills a view from one VIEW_COLS row. -1 if the row holds a state or
+ * resource this code does not know. */
+static int q_view_read(sqlite3_stmt *st, struct queue_deletion_view *v)
+{
+    int own_state = sqlite3_column_type(st, 18) != SQLITE_NULL;
+
+    memset(v, 0, sizeof(*v));
+    q_col_copy(st, 0, v->deletion_id, sizeof(v->deletion_id));
+    v->job_id = sqlite3_column_int64(st, 1);
+    if (resource_from_name((const char *)sqlite3_column_text(st, 2), &v->resource) != 0 ||
+        deletion_state_from_name((const char *)sqlite3_column_text(st, 4), &v->state) != 0)
+        return -1;
+    q_col_copy(st, 3, v->resource_id, sizeof(v->resource_id));
+    q_col_copy(st, 5, v->source, sizeof(v->source));
+    q_col_copy(st, 6, v->key, sizeof(v->key));
+    q_col_copy(st, 7, v->request_id, sizeof(v->request_id));
+    q_col_copy(st, 8, v->reason, sizeof(v->reason));
+    v->attempts = sqlite3_column_int(st, 9);
+    v->last_http_status = sqlite3_column_int(st, 10);
+    q_col_copy(st, 11, v->last_upstream_request_id, sizeof(v->last_upstream_request_id));
+    q_col_copy(st, 12, v->last_error, sizeof(v->last_error));
+    v->accepted_ms = sqlite3_column_int64(st, 13);
+    v->not_before_ms = sqlite3_column_int64(st, 14);
+    v->updated_ms = sqlite3_column_int64(st, 15);
+    v->next_attempt_ms = v->state == DEL_QUEUED ? sqlite3_column_int64(st, 16) : 0;
+    if (own_state) {
+        /* Cancelled on its own while its job went on for others. */
+        v->completed_ms = sqlite3_column_int64(st, 19);
+        v->final_audit_seq = (uint64_t)sqlite3_column_int64(st, 22);
+        q_col_copy(st, 23, v->final_audit_mac, sizeof(v->final_audit_mac));
+    } else if (q_is_terminal(v->state)) {
+        v->completed_ms = sqlite3_column_int64(st, 17);
+        v->final_audit_seq = (uint64_t)sqlite3_column_int64(st, 20);
+        q_col_copy(st, 21, v->final_audit_mac, sizeof(v->final_audit_mac));
+    }
+    return 0;
+}
+
+static int q_op_get(struct queue *q, struct cycle *c, struct op *op)
+{
+    sqlite3_stmt *st = q->st[S_VIEW_GET];
+    struct queue_deletion_view *v;
+    int rc = SQLITE_DONE;
+    (void)c;
+
+    q_bind_text(st, 1, op->in.target.id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : -1; /* unknown id: view NULL, not a failure */
+    }
+    v = malloc(sizeof(*v));
+    if (v == NULL || q_view_read(st, v) != 0) {
+        sqlite3_reset(st);
+        free(v);
+        return -1;
+    }
+    sqlite3_reset(st);
+    op->out.view.views = v;
+    op->out.view.n = 1;
+
+    st = q->st[S_VIEW_ATTEMPTS];
+    sqlite3_bind_int64(st, 1, v->job_id);
+    sqlite3_bind_int(st, 2, QUEUE_VIEW_ATTEMPTS);
+    while (v->n_attempts < QUEUE_VIEW_ATTEMPTS && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct queue_attempt_view *a = &v->attempt[v->n_attempts++];
+        a->started_ms = sqlite3_column_int64(st, 0);
+        a->finished_ms = sqlite3_column_int64(st, 1);
+        a->http_status = sqlite3_column_int(st, 2);
+        q_col_copy(st, 3, a->upstream_request_id, sizeof(a->upstream_request_id));
+        q_col_copy(st, 4, a->error_code, sizeof(a->error_code));
+        q_col_copy(st, 5, a->detail, sizeof(a->detail));
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Operator views: stats joins every deletion to its job (a full pass), which
+ * is fine for a scrape every few seconds but is not for the hot path. */
+static int q_op_stats(struct queue *q, struct cycle *c, struct op *op)
+{
+    sqlite3_stmt *st = q->st[S_STATS_STATES];
+    struct queue_stats *s = &op->out.stats;
+    int rc;
+    (void)c;
+
+    memset(s, 0, sizeof(*s));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        enum deletion_state ds;
+        if (deletion_state_from_name((const char *)sqlite3_column_text(st, 0), &ds) == 0)
+            s->count[ds] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return -1;
+    st = q->st[S_STATS_PENDING];
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        s->jobs_pending = sqlite3_column_int64(st, 0);
+        s->oldest_pending_ms = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int q_op_list(struct queue *q, struct cycle *c, struct op *op)
+{
+    int cancelled = op->in.list.state == DEL_CANCELLED, limit = op->in.list.limit, n = 0;
+    int rc = SQLITE_DONE;
+    sqlite3_stmt *st = q->st[cancelled ? S_LIST_CANCELLED : S_LIST_BY_JOB_STATE];
+    struct queue_deletion_view *v = malloc((size_t)(limit > 0 ? limit : 1) * sizeof(*v));
+    (void)c;
+
+    if (v == NULL)
+        return -1;
+    if (cancelled) {
+        sqlite3_bind_int(st, 1, limit);
+    } else {
+        q_bind_text(st, 1, deletion_state_name(op->in.list.state));
+        sqlite3_bind_int(st, 2, limit);
+    }
+    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (q_view_read(st, &v[n]) == 0)
+            n++;
+    }
+    sqlite3_reset(st);
+    if (n < limit && rc != SQLITE_DONE) {
+        free(v);
+        return -1;
+    }
+    op->out.view.views = v;
+    op->out.view.n = n;
+    return 0;
+}
+
+/* Puts a dead or rejected job's live deletions back to work, due now with
+ * the give-up clock restarted. If another job for the same resource is
+ * pending already, the deletions join it instead (one pending job per
+ * resource). Adds the deletions moved to *count. */
+static int q_retry_job(struct queue *q, struct cycle *c, struct op *op, int64_t job_id,
+                       const char *deletion_id, int64_t *count)
+{
+    sqlite3_stmt *st = q->st[S_JOB_GET];
+    char res[32], rid[RESOURCE_ID_MAX + 1];
+    int64_t live, target = job_id;
+    struct audit_record r = {.event = "retried",
+                             .time_ms = op->now_ms,
+                             .deletion_id = deletion_id,
+                             .resource = res,
+                             .resource_id = rid,
+                             .source = "operator",
+                             .key = op->in.target.actor};
+
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return -1;
+    }
+    q_col_copy(st, 1, res, sizeof(res));
+    q_col_copy(st, 2, rid, sizeof(rid));
+    sqlite3_reset(st);
+
+    st = q->st[S_JOB_LIVE_COUNT];
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return -1;
+    }
+    live = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (live == 0)
+        return 0;
+
+    st = q->st[S_JOB_FIND_PENDING];
+    q_bind_text(st, 1, res);
+    q_bind_text(st, 2, rid);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        target = sqlite3_column_int64(st, 0);
+        int queued = strcmp((const char *)sqlite3_column_text(st, 1), "queued") == 0;
+        int64_t due = sqlite3_column_int64(st, 2);
+        sqlite3_reset(st);
+        st = q->st[S_DEL_MOVE];
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_int64(st, 2, target);
+        if (q_done(q, S_DEL_MOVE) != 0)
+            return -1;
+        if (queued && due > op->now_ms) {
+            st = q->st[S_JOB_SET_DUE];
+            sqlite3_bind_int64(st, 1, target);
+            sqlite3_bind_int64(st, 2, op->now_ms);
+            sqlite3_bind_int64(st, 3, op->now_ms);
+            if (q_done(q, S_JOB_SET_DUE) != 0)
+                return -1;
+        }
+    } else {
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return -1;
+        st = q->st[S_JOB_REQUEUE];
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_int64(st, 2, op->now_ms);
+        if (q_done(q, S_JOB_REQUEUE) != 0)
+            return -1;
+    }
+    q_note_due(c, op->now_ms);
+    r.job_id = target;
+    if (q_audit(q, c, &r, NULL, NULL) != 0)
+        return -1;
+    *count += live;
+    return 0;
+}
+
+static int q_op_retry(struct queue *q, struct cycle *c, struct op *op)
+{
+    op->out.count = 0;
+    if (op->in.target.id[0] != '\0') {
+        sqlite3_stmt *st = q->st[S_DEL_TARGET];
+        int rc;
+
+        q_bind_text(st, 1, op->in.target.id);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(st);
+            return rc == SQLITE_DONE ? 0 : -1;
+        }
+        int64_t job_id = sqlite3_column_int64(st, 0);
+        int own_state = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        const char *js = (const char *)sqlite3_column_text(st, 2);
+        int retryable = !own_state && (strcmp(js, "dead") == 0 || strcmp(js, "rejected") == 0);
+        sqlite3_reset(st);
+        if (!retryable)
+            return 0;
+        return q_retry_job(q, c, op, job_id, op->in.target.id, &op->out.count);
+    }
+
+    /* Every dead deletion: in batches, since each retry changes the set. */
+    int64_t ids[256];
+    int total = 0, n;
+    do {
+        sqlite3_stmt *st = q->st[S_DEAD_JOBS];
+        int rc = SQLITE_DONE, cap = (int)(sizeof(ids) / sizeof(ids[0]));
+
+        n = 0;
+        sqlite3_bind_int(st, 1, cap);
+        while (n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            ids[n++] = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            if (q_retry_job(q, c, op, ids[i], NULL, &op->out.count) != 0)
+                return -1;
+        }
+        total += n;
+    } while (n > 0 && total < Q_RETRY_ALL_MAX);
+    return 0;
+}
+
+/* Only a queued deletion can be cancelled: once in flight the DELETE may
+ * already have reached Extend. */
+static int q_op_cancel(struct queue *q, struct cycle *c, struct op *op)
+{
+    sqlite3_stmt *st = q->st[S_DEL_TARGET];
+    char res[32], rid[RESOURCE_ID_MAX + 1];
+    int64_t job_id, live;
+    uint64_t seq;
+    char mac[65];
+    int rc, cancellable;
+
+    op->out.count = 0;
+    q_bind_text(st, 1, op->in.target.id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : -1;
+    }
+    job_id = sqlite3_column_int64(st, 0);
+    cancellable = sqlite3_column_type(st, 1) == SQLITE_NULL &&
+                  strcmp((const char *)sqlite3_column_text(st, 2), "queued") == 0;
+    q_col_copy(st, 3, res, sizeof(res));
+    q_col_copy(st, 4, rid, sizeof(rid));
+    sqlite3_reset(st);
+    if (!cancellable)
+        return 0;
+
+    struct audit_record r = {.event = "cancelled",
+                             .time_ms = op->now_ms,
+                             .deletion_id = op->in.target.id,
+                             .job_id = job_id,
+                             .resource = res,
+                             .resource_id = rid,
+                             .source = "operator",
+                             .key = op->in.target.actor};
+    if (q_audit(q, c, &r, &seq, mac) != 0)
+        return -1;
+    st = q->st[S_DEL_CANCEL];
+    q_bind_text(st, 1, op->in.target.id);
+    sqlite3_bind_int64(st, 2, op->now_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+    q_bind_text(st, 4, mac);
+    if (q_done(q, S_DEL_CANCEL) != 0)
+        return -1;
+
+    st = q->st[S_JOB_LIVE_COUNT];
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return -1;
+    }
+    live = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (live == 0) {
+        st = q->st[S_JOB_CANCEL];
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_int64(st, 2, op->now_ms);
+        if (q_done(q, S_JOB_CANCEL) != 0)
+            return -1;
+    }
+    op->out.count = 1;
+    return 0;
+}
+
+static int q_run_op(struct queue *q, struct cycle *c, struct op *op)
+{
+    switch (op->kind) {
+    case OP_SUBMIT:
+        return q_op_submit(q, c, op);
+    case OP_CLAIM:
+        return q_op_claim(q, c, op);
+    case OP_COMPLETE:
+        return q_op_complete(q, c, op);
+    case OP_GET:
+        return q_op_get(q, c, op);
+    case OP_STATS:
+        return q_op_stats(q, c, op);
+    case OP_LIST:
+        return q_op_list(q, c, op);
+    case OP_RETRY:
+        return q_op_retry(q, c, op);
+    case OP_CANCEL:
+        return q_op_cancel(q, c, op);
+    }
+    return -1;
+}
+
+/* ---- the cycle (worker thread) ---- */
+
+static void q_op_free_out(struct op *op)
+{
+    switch (op->kind) {
+    case OP_SUBMIT:
+        free(op->out.submit.stored_body);
+        op->out.submit.stored_body = NULL;
+        break;
+    case OP_CLAIM:
+        free(op->out.claim.jobs);
+        op->out.claim.jobs = NULL;
+        break;
+    case OP_GET:
+    case OP_LIST:
+        free(op->out.view.views);
+        op->out.view.views = NULL;
+        break;
+    default:
+        break;
+    }
+}
+
+static void q_fail_op(struct op *op)
+{
+    q_op_free_out(op);
+    op->failed = 1;
+}
+
+/* Runs one batch in one transaction. Returns the earliest due time of the
+ * jobs it made due (INT64_MAX if none or if the cycle failed). */
+static int64_t q_run_cycle(struct queue *q, struct op *batch)
+{
+    struct cycle c = {.notify_due = INT64_MAX};
+    struct op *op;
+
+    if (q_done(q, S_BEGIN) != 0)
+        goto fail;
+    for (op = batch; op != NULL; op = op->next) {
+        if (op->failed)
+            continue; /* refused at the door (bounds) */
+        if (q_done(q, S_SAVEPOINT) != 0)
+            goto fail;
+        if (q_run_op(q, &c, op) != 0) {
+            q_fail_op(op);
+            if (c.fatal || sqlite3_get_autocommit(q->db))
+                goto fail; /* audit broken, or SQLite rolled the transaction back */
+            if (q_done(q, S_ROLLBACK_TO) != 0)
+                goto fail;
+        }
+        if (q_done(q, S_RELEASE) != 0)
+            goto fail;
+    }
+
+    /* Forget idempotency keys past their TTL, a bounded number per cycle
+     * (more than a cycle can add, so the table cannot grow without end). */
+    if (q->ttl_ms > 0) {
+        sqlite3_stmt *st = q->st[S_SUB_PRUNE];
+        sqlite3_bind_int64(st, 1, util_now_ms() - q->ttl_ms);
+        sqlite3_bind_int(st, 2, 64 + 4 * c.n_submits);
+        if (q_done(q, S_SUB_PRUNE) != 0)
+            goto fail;
+    }
+
+    /* The audit records of this cycle reach the disk before the rows that
+     * they describe, so no acknowledged change is missing from the trail. */
+    if (q->audit != NULL && audit_sync(q->audit) != 0) {
+        log_error(NULL, "queue: audit sync failed, failing the cycle");
+        goto fail;
+    }
+
+    /* The durability point. With journal_mode=WAL and synchronous=FULL,
+     * COMMIT returns only after this cycle's WAL frames are written and
+     * fsynced. A crash before it loses the whole cycle, but no caller has
+     * been answered yet (callbacks run after this function returns), so
+     * senders retry and nothing acknowledged is lost. A crash after it and
+     * before the callbacks keeps every row: the unanswered sender retries
+     * with the same key and is told "duplicate", so nothing is done twice. */
+    if (q_done(q, S_COMMIT) != 0)
+        goto fail;
+    return c.notify_due;
+
+fail:
+    if (!sqlite3_get_autocommit(q->db))
+        (void)q_done(q, S_ROLLBACK);
+    for (op = batch; op != NULL; op = op->next)
+        q_fail_op(op);
+    return INT64_MAX;
+}
+
+static void *q_worker(void *arg)
+{
+    struct queue *q = arg;
+
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (q->pending == NULL && !q->stopping)
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (q->pending == NULL)
+            break; /* stopping, and everything already submitted has run */
+        struct op *batch = q->pending, *last;
+        q->pending = NULL;
+        q->pending_tail = &q->pending;
+        pthread_mutex_unlock(&q->mu);
+
+        int64_t due = q_run_cycle(q, batch);
+
+        pthread_mutex_lock(&q->mu);
+        for (last = batch; last->next != NULL; last = last->next)
+            ;
+        *q->done_tail = batch;
+        q->done_tail = &last->next;
+        q->commits++;
+        if (due < q->notify_due)
+            q->notify_due = due;
+        pthread_mutex_unlock(&q->mu);
+        event_active(q->ev_done, EV_READ, 0);
+        pthread_mutex_lock(&q->mu);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* ---- delivery (loop thread) ---- */
+
+static void q_deliver(struct op *op)
+{
+    switch (op->kind) {
+    case OP_SUBMIT: {
+        struct queue_submit_result res = {.status = QUEUE_SUBMIT_FAILED};
+        if (!op->failed) {
+            res.status = op->out.submit.status;
+            res.stored_status = op->out.submit.stored_status;
+            res.stored_body = op->out.submit.stored_body;
+        }
+        if (op->cb.submit != NULL)
+            op->cb.submit(&res, op->arg);
+        break;
+    }
+    case OP_CLAIM:
+        if (op->cb.claim != NULL) {
+            if (op->failed)
+                op->cb.claim(NULL, -1, INT64_MAX, op->arg);
+            else
+                op->cb.claim(op->out.claim.jobs, op->out.claim.n, op->out.claim.next_due_ms,
+                             op->arg);
+        }
+        break;
+    case OP_COMPLETE:
+        if (op->cb.done != NULL)
+            op->cb.done(op->failed ? 0 : op->out.ok, op->arg);
+        break;
+    case OP_GET:
+        if (op->cb.get != NULL)
+            op->cb.get(op->failed ? NULL : op->out.view.views, op->failed, op->arg);
+        break;
+    case OP_STATS:
+        if (op->cb.stats != NULL)
+            op->cb.stats(op->failed ? NULL : &op->out.stats, op->failed, op->arg);
+        break;
+    case OP_LIST:
+        if (op->cb.list != NULL)
+            op->cb.list(op->failed ? NULL : op->out.view.views, op->failed ? 0 : op->out.view.n,
+                        op->failed, op->arg);
+        break;
+    case OP_RETRY:
+    case OP_CANCEL:
+        if (op->cb.count != NULL)
+            op->cb.count(op->failed ? -1 : op->out.count, op->arg);
+        break;
+    }
+    q_op_free_out(op);
+    free(op);
+}
+
+static void q_drain(struct queue *q)
+{
+    struct op *list, *next;
+    int64_t due;
+
+    pthread_mutex_lock(&q->mu);
+    list = q->done;
+    q->done = NULL;
+    q->done_tail = &q->done;
+    due = q->notify_due;
+    q->notify_due = INT64_MAX;
+    pthread_mutex_unlock(&q->mu);
+
+    for (; list != NULL; list = next) {
+        next = list->next;
+        q_deliver(list);
+    }
+    if (due != INT64_MAX && q->notify_cb != NULL)
+        q->notify_cb(due, q->notify_arg);
+}
+
+static void q_on_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    q_drain(arg);
+}
+
+/* Queues op for the worker; frees it and returns -1 once closing. */
+static int q_enqueue(struct queue *q, struct op *op)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->mu);
+        free(op);
+        return -1;
+    }
+    op->next = NULL;
+    *q->pending_tail = op;
+    q->pending_tail = &op->next;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+static struct op *q_op_new(enum op_kind kind, size_t extra, void *arg)
+{
+    struct op *op = calloc(1, sizeof(*op) + extra);
+
+    if (op == NULL)
+        return NULL;
+    op->kind = kind;
+    op->arg = arg;
+    op->now_ms = util_now_ms();
+    return op;
+}
+
+/* ---- the public calls (loop thread) ---- */
+
+static int q_str_ok(const char *s, size_t min, size_t max)
+{
+    size_t n;
+
+    if (s == NULL)
+        return min == 0;
+    n = strnlen(s, max + 1);
+    return n >= min && n <= max;
+}
+
+static int q_items_ok(const struct queue_item *items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const struct queue_item *it = &items[i];
+        if (!q_str_ok(it->deletion_id, 1, QUEUE_DELETION_ID_MAX) || (int)it->resource < 0 ||
+            it->resource >= RES_COUNT ||
+            !resource_id_valid(it->resource_id, strnlen(it->resource_id, RESOURCE_ID_MAX + 1)) ||
+            !q_str_ok(it->reason, 0, ERASURE_REASON_MAX))
+            return 0;
+    }
+    return 1;
+}
+
+int queue_submit(struct queue *q, const struct queue_submission *sub, queue_submit_cb cb, void *arg)
+{
+    int valid =
+        sub->n_items >= 0 && sub->n_items <= Q_MAX_ITEMS &&
+        (sub->n_items == 0 || sub->items != NULL) && q_str_ok(sub->source, 1, QUEUE_SOURCE_MAX) &&
+        q_str_ok(sub->key, 1, QUEUE_KEY_MAX) && q_str_ok(sub->request_id, 0, Q_REQUEST_ID_MAX) &&
+        q_str_ok(sub->response_body, 0, Q_MAX_BODY) && q_items_ok(sub->items, sub->n_items);
+    size_t n_items = valid ? (size_t)sub->n_items : 0;
+    size_t ls = 0, lk = 0, lr = 0, lb = 0, items_size = n_items * sizeof(struct queue_item);
+    struct op *op;
+    char *p;
+
+    if (valid) {
+        ls = strlen(sub->source) + 1;
+        lk = strlen(sub->key) + 1;
+        lr = (sub->request_id != NULL ? strlen(sub->request_id) : 0) + 1;
+        lb = (sub->response_body != NULL ? strlen(sub->response_body) : 0) + 1;
+    }
+    /* One allocation holds the operation, its items and its strings. */
+    op = q_op_new(OP_SUBMIT, items_size + ls + lk + lr + lb, arg);
+    if (op == NULL)
+        return -1;
+    op->cb.submit = cb;
+    if (!valid) {
+        log_warn(sub->request_id, "queue: submission out of bounds refused");
+        op->failed = 1;
+        return q_enqueue(q, op);
+    }
+    if (sub->now_ms > 0)
+        op->now_ms = sub->now_ms;
+    p = (char *)(op + 1);
+    if (n_items > 0)
+        memcpy(p, sub->items, items_size);
+    op->in.submit.items = (const struct queue_item *)p;
+    op->in.submit.n_items = (int)n_items;
+    p += items_size;
+    op->in.submit.source = memcpy(p, sub->source, ls);
+    p += ls;
+    op->in.submit.key = memcpy(p, sub->key, lk);
+    p += lk;
+    op->in.submit.request_id = memcpy(p, sub->request_id != NULL ? sub->request_id : "", lr);
+    p += lr;
+    op->in.submit.body = memcpy(p, sub->response_body != NULL ? sub->response_body : "", lb);
+    op->in.submit.status = sub->response_status;
+    return q_enqueue(q, op);
+}
+
+void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg)
+{
+    q->notify_cb = cb;
+    q->notify_arg = arg;
+}
+
+int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms, queue_claim_cb cb,
+                void *arg)
+{
+    struct op *op = q_op_new(OP_CLAIM, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.claim = cb;
+    op->now_ms = now_ms;
+    op->in.claim.max_jobs = max_jobs < 1 ? 1 : max_jobs > Q_CLAIM_MAX ? Q_CLAIM_MAX : max_jobs;
+    op->in.claim.lease_ms = lease_ms < 1 ? 1 : lease_ms;
+    return q_enqueue(q, op);
+}
+
+int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_COMPLETE, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.done = cb;
+    op->in.complete = *o;
+    /* The fixed-size strings are the caller's: make sure they end. */
+    op->in.complete.upstream_request_id[sizeof(o->upstream_request_id) - 1] = '\0';
+    op->in.complete.error_code[sizeof(o->error_code) - 1] = '\0';
+    op->in.complete.detail[sizeof(o->detail) - 1] = '\0';
+    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 ||
+        o->state >= DEL_STATE_COUNT)
+        op->failed = 1;
+    return q_enqueue(q, op);
+}
+
+/* get, retry and cancel name one deletion (retry: NULL = every dead one). */
+static int q_target(struct queue *q, enum op_kind kind, const char *deletion_id, const char *actor,
+                    int64_t now_ms, void *arg, struct op **out)
+{
+    struct op *op = q_op_new(kind, 0, arg);
+
+    (void)q;
+    *out = op;
+    if (op == NULL)
+        return -1;
+    if (now_ms > 0)
+        op->now_ms = now_ms;
+    if ((deletion_id == NULL && kind != OP_RETRY) ||
+        !q_str_ok(deletion_id, kind == OP_RETRY ? 0 : 1, QUEUE_DELETION_ID_MAX) ||
+        !q_str_ok(actor, 0, QUEUE_KEY_MAX))
+        op->failed = 1;
+    else {
+        snprintf(op->in.target.id, sizeof(op->in.target.id), "%s",
+                 deletion_id != NULL ? deletion_id : "");
+        snprintf(op->in.target.actor, sizeof(op->in.target.actor), "%s",
+                 actor != NULL ? actor : "");
+    }
+    if (kind == OP_RETRY && deletion_id != NULL && deletion_id[0] == '\0')
+        op->failed = 1; /* "" must not mean "every dead one" */
+    return 0;
+}
+
+int queue_get(struct queue *q, const char *deletion_id, queue_get_cb cb, void *arg)
+{
+    struct op *op;
+
+    if (q_target(q, OP_GET, deletion_id, NULL, 0, arg, &op) != 0)
+        return -1;
+    op->cb.get = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_stats(struct queue *q, queue_stats_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_STATS, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.stats = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_LIST, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.list = cb;
+    op->in.list.state = state;
+    op->in.list.limit = limit < 0 ? 0 : limit > Q_LIST_MAX ? Q_LIST_MAX : limit;
+    if ((int)state < 0 || state >= DEL_STATE_COUNT)
+        op->failed = 1;
+    return q_enqueue(q, op);
+}
+
+int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                queue_count_cb cb, void *arg)
+{
+    struct op *op;
+
+    if (q_target(q, OP_RETRY, deletion_id, actor, now_ms, arg, &op) != 0)
+        return -1;
+    op->cb.count = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                 queue_count_cb cb, void *arg)
+{
+    struct op *op;
+
+    if (q_target(q, OP_CANCEL, deletion_id, actor, now_ms, arg, &op) != 0)
+        return -1;
+    op->cb.count = cb;
+    return q_enqueue(q, op);
+}
+
+uint64_t queue_commits(struct queue *q)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&q->mu);
+    n = q->commits;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+/* ---- open and close ---- */
+
+/* One gateway per database: an flock on "<path>.lock", held for the life of
+ * the queue. flock conflicts between two opens even inside one process, and
+ * the kernel drops it when the process dies, so a crash never leaves the
+ * file locked. The holder's pid is written in it for the error message. */
+static int q_lock(struct queue *q, const char *path, char *err, size_t errlen)
+{
+    char lock_path[PATH_MAX], pid[32] = "";
+    int n;
+
+    if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s.lock", path) >= sizeof(lock_path)) {
+        snprintf(err, errlen, "queue path too long");
+        return -1;
+    }
+    q->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->lock_fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", lock_path, strerror(errno));
+        return -1;
+    }
+    if (flock(q->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        n = (int)pread(q->lock_fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "queue database %s is in use by another gateway (pid %s): two gateways "
+                     "must never share one SQLite file",
+                     path, pid[0] != '\0' ? pid : "unknown");
+        else
+            snprintf(err, errlen, "cannot lock %s: %s", lock_path, strerror(e));
+        return -1;
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(q->lock_fd, 0) != 0 || pwrite(q->lock_fd, pid, (size_t)n, 0) != n)
+        log_warn(NULL, "queue: cannot write pid to %s", lock_path);
+    return 0;
+}
+
+static int q_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "queue database: %s: %s", sql, msg != NULL ? msg : "error");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs a statement returning one integer (or text as integer 0). */
+static int q_query_int(sqlite3 *db, const char *sql, int64_t bind, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_bind_parameter_count(st) > 0)
+        sqlite3_bind_int64(st, 1, bind);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && out != NULL)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Brings the schema to SCHEMA_VERSION and puts jobs that were in flight at
+ * a crash back in the queue, due now: this process owns the file, so no
+ * one else can be working on them, and their DELETE is sent again (Extend
+ * answers 404 if the first one did land, which counts as done). */
+static int q_migrate(sqlite3 *db, int64_t now, char *err, size_t errlen)
+{
+    int64_t version = 0;
+    int rc;
+
+    if (q_exec(db, "BEGIN IMMEDIATE", err, errlen) != 0)
+        return -1;
+    if (q_exec(db, "CREATE TABLE IF NOT EXISTS meta (schema_version INTEGER NOT NULL)", err,
+               errlen) != 0)
+        goto fail;
+    rc = q_query_int(db, "SELECT schema_version FROM meta", 0, &version);
+    if (rc < 0)
+        goto sql_fail;
+    if (rc == 0 && q_exec(db, "INSERT INTO meta (schema_version) VALUES (0)", err, errlen) != 0)
+        goto fail;
+    if (version > SCHEMA_VERSION || version < 0) {
+        snprintf(err, errlen,
+                 "queue database schema version %lld is newer than this gateway knows (%d): "
+                 "run a newer gateway",
+                 (long long)version, SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int v = (int)version; v < SCHEMA_VERSION; v++) {
+        if (q_exec(db, migrations[v], err, errlen) != 0)
+            goto fail;
+    }
+    if (version < SCHEMA_VERSION &&
+        q_query_int(db, "UPDATE meta SET schema_version = ?1", SCHEMA_VERSION, NULL) != 0)
+        goto sql_fail;
+    if (q_query_int(db,
+                    "UPDATE jobs SET state = 'queued', due_ms = ?1, lease_until_ms = 0,"
+                    " updated_ms = ?1 WHERE state = 'in_flight'",
+                    now, NULL) != 0)
+        goto sql_fail;
+    if (sqlite3_changes(db) > 0)
+        log_warn(NULL, "queue: %d job(s) in flight at the last stop are queued again",
+                 sqlite3_changes(db));
+    if (q_exec(db, "COMMIT", err, errlen) != 0)
+        goto fail;
+    return 0;
+sql_fail:
+    snprintf(err, errlen, "queue database: %s", sqlite3_errmsg(db));
+fail:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+static void q_free(struct queue *q)
+{
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(q->st[i]);
+    if (q->db != NULL)
+        sqlite3_close(q->db);
+    if (q->ev_done != NULL)
+        event_free(q->ev_done);
+    if (q->lock_fd >= 0)
+        close(q->lock_fd); /* releases the flock */
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
+               char *err, size_t errlen)
+{
+    struct queue *q = NULL;
+    char mode[16] = "";
+
+    *out = NULL;
+    if (opts == NULL || opts->path == NULL || opts->path[0] == '\0') {
+        snprintf(err, errlen, "queue path is empty");
+        return -1;
+    }
+    q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    q->lock_fd = -1;
+    q->audit = opts->audit;
+    q->ttl_ms = opts->idempotency_ttl_ms;
+    q->pending_tail = &q->pending;
+    q->done_tail = &q->done;
+    q->notify_due = INT64_MAX;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+
+    if (q_lock(q, opts->path, err, errlen) != 0)
+        goto fail;
+    /* NOMUTEX: one thread at a time uses the connection (this one until
+     * the worker starts, then only the worker). */
+    if (sqlite3_open_v2(opts->path, &q->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open queue database %s: %s", opts->path,
+                 q->db != NULL ? sqlite3_errmsg(q->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(q->db, Q_BUSY_TIMEOUT_MS);
+    /* EXCLUSIVE keeps SQLite's own file lock for the whole life of the
+     * connection, so even a tool that ignores the lock file cannot write
+     * behind our back; synchronous=FULL fsyncs the WAL at every commit. */
+    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE", err, errlen) != 0)
+        goto fail;
+    {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            q_col_copy(st, 0, mode, sizeof(mode));
+        sqlite3_finalize(st);
+        if (strcmp(mode, "wal") != 0) {
+            snprintf(err, errlen, "queue database %s: cannot use WAL mode (%s)", opts->path,
+                     mode[0] != '\0' ? mode : sqlite3_errmsg(q->db));
+            goto fail;
+        }
+    }
+    if (q_exec(q->db,
+               "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+               " PRAGMA cache_size = -16384",
+               err, errlen) != 0)
+        goto fail;
+    if (q_migrate(q->db, util_now_ms(), err, errlen) != 0)
+        goto fail;
+    for (int i = 0; i < S_COUNT; i++) {
+        if (sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "queue database: preparing \"%s\": %s", stmt_sql[i],
+                     sqlite3_errmsg(q->db));
+            goto fail;
+        }
+    }
+    q->ev_done = event_new(base, -1, 0, q_on_done, q);
+    if (q->ev_done == NULL) {
+        snprintf(err, errlen, "cannot create queue event");
+        goto fail;
+    }
+    if (pthread_create(&q->worker, NULL, q_worker, q) != 0) {
+        snprintf(err, errlen, "cannot start queue worker");
+        goto fail;
+    }
+    q->worker_started = 1;
+    *out = q;
+    return 0;
+fail:
+    q_free(q);
+    return -1;
+}
+
+void queue_close(struct queue *q)
+{
+    if (q == NULL)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->stopping = 1;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    if (q->worker_started)
+        pthread_join(q->worker, NULL);
+    /* Everything submitted has run; answer it here rather than leave
+     * callers waiting on an event that will be freed. */
+    q_drain(q);
+    q_free(q);
+}

@@ -1,0 +1,375 @@
+"""Shared machinery for the end-to-end tests: they run the real
+deletion-gateway binary on loopback against the real extend-sim, sign
+requests the way Extend and Standard Webhooks senders do (computed here
+with Python's hmac, independently of the gateway's C code), and check what
+reached the simulator, the queue, the audit log and the metrics.
+
+Each test file calls harness.main() after defining functions named
+test_*; every test gets fresh processes and a fresh directory.
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SRC = os.environ.get("DG_SOURCE_DIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("DG_BUILD_DIR") or os.path.join(SRC, "build")
+GATEWAY_BIN = os.path.join(BUILD, "deletion-gateway")
+SIM_BIN = os.path.join(BUILD, "extend-sim")
+
+WEBHOOK_SECRET = "wss_e2e_webhook_secret_0123456789abcdef"
+CLIENT_SECRET = "whsec_" + base64.b64encode(b"e2e-client-secret-32-bytes-long!").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"other-client-secret-32-bytes-ok!").decode()
+EXTEND_TOKEN = "sk_e2e_token_do_not_log_4f9a1c"
+ADMIN_TOKEN = "adm_e2e_token_do_not_log_77b2e1"
+AUDIT_KEY = "audit_e2e_key_do_not_log_c0ffee"
+ALL_SECRETS = [WEBHOOK_SECRET, CLIENT_SECRET, OTHER_SECRET, EXTEND_TOKEN, ADMIN_TOKEN, AUDIT_KEY,
+               CLIENT_SECRET[len("whsec_"):], OTHER_SECRET[len("whsec_"):]]
+
+_certs_dir = None
+
+
+def certs():
+    """The development CA and certificates, made once per test process."""
+    global _certs_dir
+    if _certs_dir is None:
+        _certs_dir = tempfile.mkdtemp(prefix="dg-certs-")
+        subprocess.run([os.path.join(SRC, "certs", "make-dev-certs.sh"), _certs_dir],
+                       check=True, stdout=subprocess.DEVNULL)
+    return _certs_dir
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+# ---- signing, independent of the gateway's code ----
+
+def sign_extend(body, secret=WEBHOOK_SECRET, ts=None):
+    ts = int(time.time()) if ts is None else ts
+    mac = hmac.new(secret.encode(), b"v0:%d:" % ts + body, hashlib.sha256).hexdigest()
+    return {"x-extend-request-timestamp": str(ts), "x-extend-request-signature": mac}
+
+
+def sign_standard(body, secret=CLIENT_SECRET, msg_id=None, ts=None):
+    ts = int(time.time()) if ts is None else ts
+    msg_id = msg_id or "msg_" + os.urandom(8).hex()
+    key = base64.b64decode(secret[len("whsec_"):] if secret.startswith("whsec_") else secret)
+    mac = hmac.new(key, b"%s.%d.%s" % (msg_id.encode(), ts, body), hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+
+
+def extract_event(run_id, event_id=None, event_type="extract_run.processed", file_id=None):
+    payload = {"object": "extract_run", "id": run_id, "status": "PROCESSED",
+               "file": {"id": file_id} if file_id else None,
+               "output": {"value": {"invoice_total": 1234.5}}, "metadata": {}}
+    return json.dumps({"eventId": event_id or "evt_" + os.urandom(8).hex(),
+                       "eventType": event_type, "payload": payload}).encode()
+
+
+# ---- HTTP ----
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+def request(port, method, path, body=b"", headers=None, tls=None, timeout=10, raw=None):
+    """One request on a fresh connection. tls: an ssl.SSLContext for https."""
+    if tls is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=timeout)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        h = {"Content-Type": "application/json"} if method == "POST" else {}
+        h.update(headers or {})
+        conn.request(method, path, body=body if method != "GET" else None, headers=h)
+        r = conn.getresponse()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+def sim_tls():
+    ctx = ssl.create_default_context(cafile=os.path.join(certs(), "ca.pem"))
+    return ctx
+
+
+# ---- processes ----
+
+class Sim:
+    def __init__(self, workdir, token=EXTEND_TOKEN, extra=()):
+        self.port = None
+        args = [SIM_BIN, "--port", "0", "--cert", os.path.join(certs(), "server.pem"),
+                "--key", os.path.join(certs(), "server.key")]
+        if token:
+            args += ["--token", token]
+        args += list(extra)
+        self.log = open(os.path.join(workdir, "sim.log"), "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline().decode()
+        if "listening on" not in line:
+            raise AssertionError("extend-sim did not start: %r" % line)
+        self.port = int(line.strip().rsplit(":", 1)[1])
+        self.url = "https://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, obj=None):
+        body = json.dumps(obj).encode() if obj is not None else b""
+        r = request(self.port, method, path, body, tls=sim_tls())
+        if r.status != 200:
+            raise AssertionError("sim %s %s: %r" % (method, path, r))
+        return r.json() if r.body.strip() else None
+
+    def requests(self):
+        return self.call("GET", "/_sim/requests")
+
+    def deletes(self, status=None):
+        return [r for r in self.requests() if status is None or r["status"] == status]
+
+    def stats(self):
+        return self.call("GET", "/_sim/stats")
+
+    def faults(self, rules):
+        return self.call("POST", "/_sim/faults", rules)
+
+    def reset(self):
+        return self.call("POST", "/_sim/reset", {})
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def deep_merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+class Gateway:
+    """The real binary with a config written for this test."""
+
+    def __init__(self, workdir, sim=None, overrides=None, env=None):
+        self.workdir = workdir
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.config_path = os.path.join(workdir, "gateway.json")
+        self.log_path = os.path.join(workdir, "gateway.log")
+        cfg = {
+            "listen": {"address": "127.0.0.1", "port": self.port},
+            "admin": {"address": "127.0.0.1", "port": self.admin_port, "token": "env:DG_ADMIN_TOKEN"},
+            "extend": {"base_url": sim.url if sim else "https://127.0.0.1:1",
+                       "ca_file": os.path.join(certs(), "ca.pem"),
+                       "token": "env:EXTEND_API_TOKEN", "timeout_ms": 5000,
+                       "rate_per_second": 0, "max_in_flight": 4},
+            "webhooks": {"signing_secrets": ["env:EXTEND_WEBHOOK_SECRET"],
+                         "rules": [{"event": "extract_run.processed", "delete": ["run", "file"]},
+                                   {"event": "extract_run.failed", "delete": ["run"]}]},
+            "clients": [{"id": "crm", "secrets": ["env:DG_CRM_SECRET"]},
+                        {"id": "billing", "secrets": ["file:" + os.path.join(workdir, "billing.secret")]}],
+            "queue": {"path": os.path.join(workdir, "queue.db")},
+            "retry": {"initial_ms": 100, "max_ms": 2000},
+            "audit": {"path": os.path.join(workdir, "audit.jsonl"), "key": "env:DG_AUDIT_KEY"},
+            "receipts": {"signing_key": "file:" + os.path.join(certs(), "receipt-key.pem")},
+            "log": {"level": "debug"},
+        }
+        with open(os.path.join(workdir, "billing.secret"), "w") as f:
+            f.write(OTHER_SECRET + "\n")
+        deep_merge(cfg, overrides or {})
+        with open(self.config_path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        self.env = dict(os.environ, EXTEND_WEBHOOK_SECRET=WEBHOOK_SECRET, DG_CRM_SECRET=CLIENT_SECRET,
+                        EXTEND_API_TOKEN=EXTEND_TOKEN, DG_ADMIN_TOKEN=ADMIN_TOKEN,
+                        DG_AUDIT_KEY=AUDIT_KEY)
+        self.env.update(env or {})
+        self.proc = None
+        self.start()
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([GATEWAY_BIN, "serve", "-c", self.config_path], env=self.env,
+                                     stdout=self.log, stderr=self.log)
+        if wait:
+            def up():
+                if self.proc.poll() is not None:
+                    raise AssertionError("gateway exited with %d:\n%s" % (self.proc.returncode, self.logs()[-3000:]))
+                try:
+                    return request(self.port, "GET", "/healthz", timeout=1).status == 200
+                except OSError:
+                    return False
+            wait_for(up, 20, what="gateway /healthz")
+
+    def logs(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("gateway did not stop within %ds" % timeout)
+        self.log.close()
+        return rc
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    # requests
+    def webhook(self, body, headers=None, **kw):
+        h = sign_extend(body, **kw) if headers is None else headers
+        return request(self.port, "POST", "/webhooks/extend", body, h)
+
+    def erasure(self, obj_or_bytes, secret=CLIENT_SECRET, msg_id=None, ts=None, extra=None):
+        body = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
+        h = sign_standard(body, secret=secret, msg_id=msg_id, ts=ts)
+        h.update(extra or {})
+        return request(self.port, "POST", "/v1/deletions", body, h)
+
+    def get_deletion(self, did, secret=CLIENT_SECRET, suffix=""):
+        return request(self.port, "GET", "/v1/deletions/" + did + suffix, b"", sign_standard(b"", secret=secret))
+
+    def admin(self, method, path, token=ADMIN_TOKEN):
+        return request(self.admin_port, method, path, b"", {"Authorization": "Bearer " + token})
+
+    def queue(self):
+        r = self.admin("GET", "/admin/queue")
+        assert r.status == 200, r
+        return r.json()
+
+    def show(self, did):
+        r = self.admin("GET", "/admin/deletions/" + did)
+        assert r.status == 200, r
+        return r.json()
+
+    def wait_state(self, did, states, timeout=15):
+        states = (states,) if isinstance(states, str) else states
+        return wait_for(lambda: (lambda v: v if v["state"] in states else None)(self.show(did)),
+                        timeout, 0.05, what="%s to reach %s" % (did, states))
+
+    def ctl(self, *args, check=True):
+        r = subprocess.run([GATEWAY_BIN, "ctl", "-c", self.config_path] + list(args), env=self.env,
+                           capture_output=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError("ctl %s: %d %s" % (args, r.returncode, r.stderr.decode()))
+        return r
+
+
+def run_cli(*args, stdin=b"", env=None, check=False):
+    r = subprocess.run([GATEWAY_BIN] + list(args), input=stdin, capture_output=True, timeout=60,
+                       env=dict(os.environ, **(env or {})))
+    if check and r.returncode != 0:
+        raise AssertionError("%s: %d %s" % (args, r.returncode, r.stderr.decode()))
+    return r
+
+
+# ---- the runner ----
+
+class Ctx:
+    """What a test gets: a directory, and processes that are cleaned up."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix="dg-%s-" % name)
+        self.procs = []
+
+    def sim(self, **kw):
+        s = Sim(self.dir, **kw)
+        self.procs.append(s)
+        return s
+
+    def gateway(self, sim=None, **kw):
+        g = Gateway(self.dir, sim, **kw)
+        self.procs.append(g)
+        return g
+
+    def close(self, ok):
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+        if ok:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main():
+    mod = sys.modules["__main__"]
+    only = sys.argv[1:]
+    tests = [(n, getattr(mod, n)) for n in sorted(dir(mod), key=lambda n: getattr(mod, n).__code__.co_firstlineno
+                                                if callable(getattr(mod, n)) and hasattr(getattr(mod, n), "__code__") else 0)
+             if n.startswith("test_") and callable(getattr(mod, n))]
+    passed = failed = 0
+    for name, fn in tests:
+        if only and name not in only:
+            continue
+        ctx = Ctx(name)
+        t0 = time.monotonic()
+        ok = False
+        try:
+            fn(ctx)
+            ok = True
+            passed += 1
+            print("PASS %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1fs)\n%s" % (name, time.monotonic() - t0, traceback.format_exc()), flush=True)
+            for p in ctx.procs:
+                if isinstance(p, Gateway):
+                    print("---- gateway log (tail) ----\n" + p.logs()[-4000:], flush=True)
+            print("(files kept in %s)" % ctx.dir, flush=True)
+        finally:
+            ctx.close(ok)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed or not passed else 0)

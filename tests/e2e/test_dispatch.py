@@ -1,0 +1,216 @@
+"""The dispatcher end to end: real DELETEs over TLS to the simulator, with
+every outcome, retry rule, limit and stop path of the design."""
+import json
+import signal
+import time
+
+import harness as h
+
+
+def queue_run(g, run_id):
+    r = g.webhook(h.extract_event(run_id))
+    assert r.status == 200, r
+    return r.json()["deletions"][0]["id"]
+
+
+def queue_file(g, file_id):
+    r = g.erasure({"resource": "file", "id": file_id})
+    assert r.status == 202, r
+    return r.json()["deletions"][0]["id"]
+
+
+def test_delete_carries_exactly_the_right_request(ctx):
+    sim = ctx.sim()
+    g = ctx.gateway(sim, overrides={"extend": {"workspace_id": "ws_e2e"}})
+    did = queue_run(g, "exr_hdr1")
+    v = g.wait_state(did, "deleted")
+    reqs = sim.deletes()
+    assert len(reqs) == 1, reqs
+    r = reqs[0]
+    assert r["method"] == "DELETE" and r["path"] == "/extract_runs/exr_hdr1", r
+    hd = r["headers"]
+    assert hd["authorization"] == "Bearer " + h.EXTEND_TOKEN
+    assert hd["x-extend-api-version"] == "2026-02-09"
+    assert hd["x-extend-workspace-id"] == "ws_e2e"
+    assert hd["accept"] == "application/json"
+    assert hd["user-agent"].startswith("deletion-gateway/")
+    assert hd.get("content-length") in (None, "0")
+    assert v["attempts"] == 1 and v["last_upstream_status"] == 200
+    assert v["last_upstream_request_id"].startswith("req_"), v
+    assert v["attempt_history"][0]["upstream_request_id"] == v["last_upstream_request_id"]
+    # The file of a file-rule webhook goes to /files.
+    did = g.webhook(h.extract_event("exr_hdr2", file_id="file_hdr2")).json()["deletions"]
+    for d in did:
+        g.wait_state(d["id"], "deleted")
+    assert sorted(x["path"] for x in sim.deletes())[-1] == "/files/file_hdr2"
+
+
+def test_404_means_already_gone(ctx):
+    sim = ctx.sim()
+    g = ctx.gateway(sim)
+    v = g.wait_state(queue_file(g, "missing_file1"), "not_found")
+    assert v["last_upstream_status"] == 404 and v["attempts"] == 1
+
+
+def test_400_and_422_are_rejected_with_extends_code(ctx):
+    sim = ctx.sim()
+    sim.faults([{"match": "rej422", "status": 422, "count": -1, "code": "INVALID_REQUEST"},
+                {"match": "rej400", "status": 400, "count": -1}])
+    g = ctx.gateway(sim)
+    a = g.wait_state(queue_file(g, "file_rej422"), "rejected")
+    b = g.wait_state(queue_file(g, "file_rej400"), "rejected")
+    assert a["last_error"] == "INVALID_REQUEST" and a["last_upstream_status"] == 422, a
+    assert b["last_upstream_status"] == 400, b
+    time.sleep(0.5)
+    assert len(sim.deletes()) == 2  # no retries
+
+
+def test_500s_and_dropped_connections_are_retried(ctx):
+    sim = ctx.sim()
+    sim.faults([{"match": "flaky", "status": 500, "count": 2},
+                {"match": "dropper", "action": "drop", "count": 1}])
+    g = ctx.gateway(sim)
+    a = g.wait_state(queue_file(g, "file_flaky"), "deleted")
+    b = g.wait_state(queue_file(g, "file_dropper"), "deleted")
+    assert a["attempts"] == 3, a
+    statuses = [x["upstream_status"] for x in a["attempt_history"]]
+    assert sorted(statuses, key=lambda s: s or 0) == [200, 500, 500], statuses
+    # The dropped answer was either an attempt of ours or, on a reused
+    # connection, retried at once by libcurl: the simulator saw it twice.
+    dropper = [r for r in sim.deletes() if r["path"] == "/files/file_dropper"]
+    assert len(dropper) == 2 and b["attempts"] in (1, 2), (dropper, b)
+
+
+def test_429_waits_for_retry_after_and_keeps_the_budget(ctx):
+    sim = ctx.sim()
+    sim.faults([{"match": "limited", "status": 429, "count": 1, "retry_after": "2",
+                 "code": "RATE_LIMIT_EXCEEDED"}])
+    g = ctx.gateway(sim)
+    v = g.wait_state(queue_file(g, "file_limited"), "deleted", timeout=20)
+    times = [r["time_ms"] for r in sim.deletes()]
+    assert len(times) == 2, times
+    assert times[1] - times[0] >= 1900, times
+    assert v["attempts"] == 1, v  # the 429 did not count
+
+
+def test_401_opens_the_breaker_holds_every_job_and_closes_by_itself(ctx):
+    sim = ctx.sim()
+    sim.faults([{"status": 401, "count": -1, "code": "UNAUTHORIZED"}])
+    g = ctx.gateway(sim)
+    ids = [queue_file(g, "file_brk%d" % i) for i in range(5)]
+    h.wait_for(lambda: h.request(g.port, "GET", "/readyz").status == 503, 10, what="readyz 503")
+    ready = h.request(g.port, "GET", "/readyz").json()
+    assert ready["upstream_credentials"] == "rejected", ready
+    metrics = h.request(g.port, "GET", "/metrics").body.decode()
+    assert "dg_breaker_open 1" in metrics
+    time.sleep(1.5)
+    for d in ids:
+        assert g.show(d)["state"] in ("queued", "in_flight"), g.show(d)
+    # Probes are spaced, not a storm: few requests while it was open.
+    assert len(sim.deletes()) < 15, len(sim.deletes())
+    sim.reset()
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=15)
+    assert h.request(g.port, "GET", "/readyz").status == 200
+
+
+def test_rate_limit_spaces_requests(ctx):
+    sim = ctx.sim()
+    g = ctx.gateway(sim, overrides={"extend": {"rate_per_second": 5, "max_in_flight": 4}})
+    g.admin("POST", "/admin/pause")
+    ids = [queue_file(g, "file_rate%d" % i) for i in range(10)]
+    g.admin("POST", "/admin/resume")
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=20)
+    times = sorted(r["time_ms"] for r in sim.deletes())
+    assert times[-1] - times[0] >= 1800 - 50, times  # 10 requests at 5/s: 9 gaps of 200 ms
+    for i in range(len(times)):
+        in_window = [t for t in times if times[i] <= t < times[i] + 1000]
+        assert len(in_window) <= 5 + 1, (i, times)
+
+
+def test_max_in_flight_is_never_exceeded(ctx):
+    sim = ctx.sim()
+    sim.faults([{"delay_ms": 300, "count": -1}])
+    g = ctx.gateway(sim, overrides={"extend": {"max_in_flight": 2}})
+    g.admin("POST", "/admin/pause")
+    ids = [queue_file(g, "file_mif%d" % i) for i in range(8)]
+    g.admin("POST", "/admin/resume")
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=20)
+    assert sim.stats()["max_concurrent"] <= 2, sim.stats()
+
+
+def test_kill_9_with_requests_in_flight_then_restart_deletes_everything(ctx):
+    sim = ctx.sim()
+    sim.faults([{"delay_ms": 3000, "count": -1}])
+    g = ctx.gateway(sim, overrides={"extend": {"max_in_flight": 4}})
+    ids = [queue_file(g, "file_k9_%d" % i) for i in range(10)]
+    h.wait_for(lambda: sim.stats()["in_flight"] >= 3 if "in_flight" in sim.stats() else len(sim.deletes()) >= 3,
+               10, what="DELETEs in flight")
+    g.kill9()
+    sim.reset()
+    g.start()
+    for d in ids:
+        g.wait_state(d, ("deleted", "not_found"), timeout=20)
+    got = {r["path"] for r in sim.deletes()}
+    assert got == {"/files/file_k9_%d" % i for i in range(10)}, got
+
+
+def test_sigterm_drains_in_flight_and_exits_0(ctx):
+    sim = ctx.sim()
+    sim.faults([{"delay_ms": 700, "count": -1}])
+    g = ctx.gateway(sim, overrides={"extend": {"max_in_flight": 2}})
+    ids = [queue_file(g, "file_term%d" % i) for i in range(6)]
+    h.wait_for(lambda: len(sim.deletes()) >= 1, 10, what="a DELETE in flight")
+    t0 = time.monotonic()
+    rc = g.stop(signal.SIGTERM)
+    assert rc == 0, rc
+    assert time.monotonic() - t0 < 9
+    assert h.request(g.port, "GET", "/healthz") if False else True
+    g.start()
+    sim.reset()
+    for d in ids:
+        g.wait_state(d, ("deleted", "not_found"), timeout=20)
+
+
+def test_dry_run_sends_nothing(ctx):
+    sim = ctx.sim()
+    g = ctx.gateway(sim, overrides={"extend": {"dry_run": True}})
+    v = g.wait_state(queue_file(g, "file_dry"), "cancelled")
+    assert v["last_error"] == "dry_run", v
+    assert sim.deletes() == []
+
+
+def test_give_up_after_deadline_is_dead_and_operator_can_retry(ctx):
+    sim = ctx.sim()
+    sim.faults([{"match": "doomed", "status": 503, "count": -1}])
+    g = ctx.gateway(sim, overrides={"retry": {"give_up_after_seconds": 1, "initial_ms": 100, "max_ms": 300}})
+    did = queue_file(g, "file_doomed")
+    v = g.wait_state(did, "dead", timeout=15)
+    assert v["attempts"] >= 2 and "gave up" in (v["attempt_history"][0]["detail"] or ""), v
+    sim.reset()
+    g.ctl("retry", did)
+    g.wait_state(did, "deleted")
+
+
+def test_untrusted_certificate_is_never_accepted(ctx):
+    sim = ctx.sim()
+    g = ctx.gateway(sim, overrides={"extend": {"ca_file": None}})
+    did = queue_file(g, "file_tls")
+    v = h.wait_for(lambda: (lambda x: x if x["attempts"] >= 1 else None)(g.show(did)), 10, what="an attempt")
+    assert v["state"] in ("queued", "in_flight") and v["attempt_history"][0]["error"] == "tls_failed", v
+    assert sim.deletes() == []
+
+
+def test_server_closing_idle_keepalives_costs_no_retry(ctx):
+    sim = ctx.sim(extra=["--idle-close-ms", "200"])
+    g = ctx.gateway(sim)
+    a = g.wait_state(queue_file(g, "file_idle1"), "deleted")
+    time.sleep(0.6)
+    b = g.wait_state(queue_file(g, "file_idle2"), "deleted")
+    assert a["attempts"] == 1 and b["attempts"] == 1, (a, b)
+
+
+if __name__ == "__main__":
+    h.main()

@@ -1,0 +1,122 @@
+/*
+ * test_healthcheck.c: `deletion-gateway health` against a loopback evhttp
+ * server: 0 only for a 200, 1 for other answers and for no answer, 2 for
+ * usage errors; and the URL parser's accepted and refused forms.
+ */
+#include "check.h"
+#include "healthcheck.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+
+static struct event_base *base;
+
+static void handler(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    if (strcmp(evhttp_request_get_uri(req), "/healthz") == 0)
+        evhttp_send_reply(req, 200, "OK", NULL);
+    else
+        evhttp_send_reply(req, 503, "Unavailable", NULL);
+}
+
+static void *serve(void *arg)
+{
+    (void)arg;
+    event_base_dispatch(base);
+    return NULL;
+}
+
+static int run(const char *url, const char *timeout)
+{
+    char *argv[] = {"health", "--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
+    return healthcheck_main(5, argv);
+}
+
+static void test_parse_url(void)
+{
+    char host[64], port[8], path[64];
+
+    CHECK(healthcheck_parse_url("http://127.0.0.1:8080/healthz", host, sizeof(host), port,
+                                sizeof(port), path, sizeof(path)) == 0);
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_STR(port, "8080");
+    CHECK_STR(path, "/healthz");
+    CHECK(healthcheck_parse_url("http://localhost", host, sizeof(host), port, sizeof(port), path,
+                                sizeof(path)) == 0);
+    CHECK_STR(host, "localhost");
+    CHECK_STR(port, "80");
+    CHECK_STR(path, "/");
+    CHECK(healthcheck_parse_url("http://[::1]:9/readyz", host, sizeof(host), port, sizeof(port),
+                                path, sizeof(path)) == 0);
+    CHECK_STR(host, "::1");
+    CHECK_STR(port, "9");
+    CHECK(healthcheck_parse_url("https://127.0.0.1/", host, sizeof(host), port, sizeof(port), path,
+                                sizeof(path)) == -1);
+    CHECK(healthcheck_parse_url("http://127.0.0.1:0/", host, sizeof(host), port, sizeof(port), path,
+                                sizeof(path)) == -1);
+    CHECK(healthcheck_parse_url("http://127.0.0.1:99999/", host, sizeof(host), port, sizeof(port),
+                                path, sizeof(path)) == -1);
+    CHECK(healthcheck_parse_url("http://h/a b", host, sizeof(host), port, sizeof(port), path,
+                                sizeof(path)) == -1);
+    CHECK(healthcheck_parse_url("http://:80/", host, sizeof(host), port, sizeof(port), path,
+                                sizeof(path)) == -1);
+}
+
+int main(void)
+{
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct sockaddr_in sin;
+    socklen_t slen = sizeof(sin);
+    char ok[64], bad[64], closed[64];
+    pthread_t th;
+    int fd;
+    char *usage[] = {"health", "--bogus", NULL};
+    char *bad_timeout[] = {"health", "--timeout-ms", "0", NULL};
+
+    test_parse_url();
+    CHECK(healthcheck_main(2, usage) == 2);
+    CHECK(healthcheck_main(3, bad_timeout) == 2);
+    CHECK(run("https://127.0.0.1/", "1000") == 2);
+
+    CHECK(evthread_use_pthreads() == 0);
+    base = event_base_new();
+    http = evhttp_new(base);
+    evhttp_set_gencb(http, handler, NULL);
+    bound = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+    CHECK(bound != NULL);
+    if (bound == NULL)
+        return check_done();
+    getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sin, &slen);
+    snprintf(ok, sizeof(ok), "http://127.0.0.1:%d/healthz", ntohs(sin.sin_port));
+    snprintf(bad, sizeof(bad), "http://127.0.0.1:%d/readyz", ntohs(sin.sin_port));
+    CHECK(pthread_create(&th, NULL, serve, NULL) == 0);
+
+    CHECK(run(ok, "3000") == 0);
+    CHECK(run(bad, "3000") == 1);
+
+    /* A port nobody listens on: bind one, note it, close it. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sin.sin_port = 0;
+    bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+    slen = sizeof(sin);
+    getsockname(fd, (struct sockaddr *)&sin, &slen);
+    snprintf(closed, sizeof(closed), "http://127.0.0.1:%d/healthz", ntohs(sin.sin_port));
+    close(fd);
+    CHECK(run(closed, "1000") == 1);
+
+    event_base_loopexit(base, NULL);
+    pthread_join(th, NULL);
+    evhttp_free(http);
+    event_base_free(base);
+    libevent_global_shutdown();
+    return check_done();
+}

@@ -1,0 +1,156 @@
+/* test_retry.c: status classes, backoff bounds, server hints and their
+ * precedence. */
+#include "check.h"
+#include "retry.h"
+
+#include <stdint.h>
+
+/* 1994-11-06T08:49:37Z, the RFC's example date. */
+#define RFC_DATE_MS 784111777000LL
+
+static void test_classify_table(void)
+{
+    static const struct {
+        int status;
+        enum retry_class cls;
+    } table[] = {
+        {200, RETRY_DELETED},     {202, RETRY_DELETED},      {204, RETRY_DELETED},
+        {299, RETRY_DELETED},     {404, RETRY_NOT_FOUND},    {410, RETRY_NOT_FOUND},
+        {0, RETRY_TRANSIENT},     {408, RETRY_TRANSIENT},    {500, RETRY_TRANSIENT},
+        {502, RETRY_TRANSIENT},   {503, RETRY_TRANSIENT},    {504, RETRY_TRANSIENT},
+        {599, RETRY_TRANSIENT},   {429, RETRY_RATE_LIMITED}, {401, RETRY_CREDENTIALS},
+        {402, RETRY_CREDENTIALS}, {403, RETRY_CREDENTIALS},  {400, RETRY_REJECTED},
+        {409, RETRY_REJECTED},    {413, RETRY_REJECTED},     {422, RETRY_REJECTED},
+        {499, RETRY_REJECTED},    {301, RETRY_TRANSIENT},    {100, RETRY_TRANSIENT},
+        {600, RETRY_TRANSIENT},   {-1, RETRY_TRANSIENT},
+    };
+
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (retry_classify(table[i].status) != table[i].cls)
+            fprintf(stderr, "status %d misclassified\n", table[i].status);
+        CHECK(retry_classify(table[i].status) == table[i].cls);
+    }
+}
+
+static void test_backoff_bounds_every_attempt(void)
+{
+    const int64_t initial = 1000, max = 300000;
+
+    for (int a = 1; a <= 64; a++) {
+        int64_t base = initial;
+        for (int i = 1; i < a && base < max; i++)
+            base = base * 2 > max ? max : base * 2;
+        int64_t lo = retry_backoff_ms(a, initial, max, 0);
+        int64_t hi = retry_backoff_ms(a, initial, max, UINT32_MAX);
+        int64_t mid = retry_backoff_ms(a, initial, max, UINT32_MAX / 2);
+        CHECK(lo == base / 2);
+        CHECK(hi == base);
+        CHECK(mid >= lo && mid <= hi);
+    }
+    CHECK(retry_backoff_ms(1, 1000, 300000, UINT32_MAX) == 1000);
+    CHECK(retry_backoff_ms(2, 1000, 300000, UINT32_MAX) == 2000);
+    CHECK(retry_backoff_ms(9, 1000, 300000, UINT32_MAX) == 256000);
+    CHECK(retry_backoff_ms(10, 1000, 300000, UINT32_MAX) == 300000);
+    CHECK(retry_backoff_ms(10, 1000, 300000, 0) == 150000);
+}
+
+static void test_backoff_extremes_do_not_overflow(void)
+{
+    /* Huge bounds: doubling and the jitter product must stay in range. */
+    for (int a = 1; a <= 64; a++) {
+        int64_t hi = retry_backoff_ms(a, INT64_MAX / 3, INT64_MAX, UINT32_MAX);
+        int64_t lo = retry_backoff_ms(a, INT64_MAX / 3, INT64_MAX, 0);
+        CHECK(hi > 0 && lo > 0 && lo <= hi);
+    }
+    CHECK(retry_backoff_ms(64, 1, INT64_MAX, UINT32_MAX) == INT64_MAX);
+    CHECK(retry_backoff_ms(INT32_MAX, 1000, 300000, UINT32_MAX) == 300000);
+    /* Nonsense inputs still give at least 1 ms. */
+    CHECK(retry_backoff_ms(0, 0, 0, 0) == 1);
+    CHECK(retry_backoff_ms(-5, -1, -1, UINT32_MAX) == 1);
+    CHECK(retry_backoff_ms(1, 1, 1, 0) == 1);
+    /* initial above max is capped to max. */
+    CHECK(retry_backoff_ms(1, 5000, 2000, UINT32_MAX) == 2000);
+}
+
+static void test_retry_after_forms(void)
+{
+    int64_t d = -7;
+
+    CHECK(retry_parse_retry_after("120", 0, &d) == 0 && d == 120000);
+    CHECK(retry_parse_retry_after("  7 ", 0, &d) == 0 && d == 7000);
+    CHECK(retry_parse_retry_after("0", 0, &d) == 0 && d == 0);
+    CHECK(retry_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE_MS - 5000, &d) == 0 &&
+          d == 5000);
+    CHECK(retry_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE_MS + 5000, &d) == 0 &&
+          d == 0);
+    CHECK(retry_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480000LL - 1, &d) == 0 &&
+          d == 1);
+    CHECK(retry_parse_retry_after("Thu, 29 Feb 2024 00:00:00 GMT", 1709164800000LL, &d) == 0 &&
+          d == 0);
+    /* Huge delta saturates, it does not wrap. */
+    CHECK(retry_parse_retry_after("99999999999999999999999", 0, &d) == 0 && d > 0);
+    d = -7;
+    CHECK(retry_parse_retry_after(NULL, 0, &d) == -1);
+    CHECK(retry_parse_retry_after("", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("   ", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("-5", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("5s", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("1.5", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("soon", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("Sun, 06 Nov 1994 08:49:37 UTC", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("Sun, 06 Nov 1994 25:49:37 GMT", 0, &d) == -1);
+    CHECK(retry_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", 0, &d) == -1);
+    CHECK(d == -7);
+}
+
+static void test_ratelimit_reset(void)
+{
+    int64_t d = -7;
+
+    CHECK(retry_parse_ratelimit_reset("1700000010", 1700000000000LL, &d) == 0 && d == 10000);
+    CHECK(retry_parse_ratelimit_reset("1700000000", 1700000005000LL, &d) == 0 && d == 0);
+    CHECK(retry_parse_ratelimit_reset(" 1700000001 ", 1700000000500LL, &d) == 0 && d == 500);
+    d = -7;
+    CHECK(retry_parse_ratelimit_reset("", 0, &d) == -1);
+    CHECK(retry_parse_ratelimit_reset(NULL, 0, &d) == -1);
+    CHECK(retry_parse_ratelimit_reset("-1", 0, &d) == -1);
+    CHECK(retry_parse_ratelimit_reset("abc", 0, &d) == -1);
+    CHECK(retry_parse_ratelimit_reset("99999999999999999999999", 0, &d) == -1);
+    CHECK(d == -7);
+}
+
+static void test_next_delay_precedence(void)
+{
+    const int64_t now = 1700000000000LL;
+
+    /* Retry-After wins over X-RateLimit-Reset. */
+    CHECK(retry_next_delay_ms("3", "1700000010", 1, 1000, 300000, now, 0) == 3000);
+    /* Unparsable Retry-After falls through to the reset time. */
+    CHECK(retry_next_delay_ms("later", "1700000010", 1, 1000, 300000, now, 0) == 10000);
+    /* Neither: backoff. */
+    CHECK(retry_next_delay_ms(NULL, NULL, 3, 1000, 300000, now, UINT32_MAX) == 4000);
+    CHECK(retry_next_delay_ms("", "", 3, 1000, 300000, now, 0) == 2000);
+    /* A server asking for longer than max_ms is honoured up to an hour. */
+    CHECK(retry_next_delay_ms("600", NULL, 1, 1000, 300000, now, 0) == 600000);
+    CHECK(retry_next_delay_ms("86400", NULL, 1, 1000, 300000, now, 0) == 3600000);
+    CHECK(retry_next_delay_ms("99999999999999999999", NULL, 1, 1000, 300000, now, 0) == 3600000);
+    /* ... or up to max_ms when the operator allows longer than an hour. */
+    CHECK(retry_next_delay_ms("86400", NULL, 1, 1000, 7200000, now, 0) == 7200000);
+    /* Zero or a past reset never means "no wait at all". */
+    CHECK(retry_next_delay_ms("0", NULL, 1, 1000, 300000, now, 0) == 1);
+    CHECK(retry_next_delay_ms(NULL, "1600000000", 1, 1000, 300000, now, 0) == 1);
+    /* The backoff path stays within max_ms. */
+    CHECK(retry_next_delay_ms(NULL, NULL, 64, 1000, 300000, now, UINT32_MAX) == 300000);
+}
+
+int main(void)
+{
+    test_classify_table();
+    test_backoff_bounds_every_attempt();
+    test_backoff_extremes_do_not_overflow();
+    test_retry_after_forms();
+    test_ratelimit_reset();
+    test_next_delay_precedence();
+    return check_done();
+}

@@ -45,7 +45,6 @@ if [ -z "$sim_pid" ]; then
     echo "bench: drain.sh needs extend-sim (tests/sim) and certs/make-dev-certs.sh" >&2
     exit 1
 fi
-export DG_ADMIN_TOKEN="${DG_ADMIN_TOKEN:-adm_bench_$$}"
 ADMIN_PORT=$((PORT_BASE + 7))
 
 gen() { # COUNT PREFIX PORT

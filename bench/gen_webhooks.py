@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import hmac
 import os
+import random
 import sys
 import time
 
@@ -53,6 +54,18 @@ BODY = (
 )
 
 
+ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def rand_id(rng):
+    x = rng.getrandbits(120)
+    out = []
+    for _ in range(20):
+        x, d = divmod(x, 62)
+        out.append(ALNUM[d])
+    return "".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--secret", required=True)
@@ -68,8 +81,11 @@ def main():
 
     key = a.secret.encode()
     ts = str(a.timestamp if a.timestamp is not None else int(time.time()))
-    # A random tag per generation keeps ids distinct across runs and rounds.
-    tag = os.urandom(6).hex()
+    # Ids look like Extend's ("exr_Xj8mK2pL9nR4vT7qY5wZ"): 20 random
+    # alphanumerics. Sequential ids would flatter any B-tree keyed on them
+    # (every insert on the same page); real ones land at random.
+    rng = random.Random(os.urandom(16))
+    seen = set()
     head = (
         "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
         "User-Agent: Extend-Webhooks/1.0\r\nx-extend-api-version: 2026-02-09\r\n"
@@ -82,7 +98,11 @@ def main():
         with open("%s.%d" % (a.out, t), "wb") as f:
             chunks = []
             for _ in range(per[t]):
-                body = (BODY % {"n": "%s%09d" % (tag, n)}).encode()
+                uid = rand_id(rng)
+                while uid in seen:
+                    uid = rand_id(rng)
+                seen.add(uid)
+                body = (BODY % {"n": uid}).encode()
                 sig = hmac.new(key, prefix + body, hashlib.sha256).hexdigest()
                 req = (
                     head
@@ -95,7 +115,7 @@ def main():
                     f.write(b"".join(chunks))
                     chunks = []
             f.write(b"".join(chunks))
-    print("gen_webhooks: %d requests in %d files, ts=%s, tag=%s" % (n, a.threads, ts, tag), file=sys.stderr)
+    print("gen_webhooks: %d requests in %d files, ts=%s" % (n, a.threads, ts), file=sys.stderr)
 
 
 if __name__ == "__main__":

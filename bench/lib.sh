@@ -8,6 +8,7 @@ PORT_BASE="${BENCH_PORT_BASE:-18080}"
 export EXTEND_WEBHOOK_SECRET="${EXTEND_WEBHOOK_SECRET:-wss_bench_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export EXTEND_API_TOKEN="${EXTEND_API_TOKEN:-sk_bench_token}"
 export DG_AUDIT_KEY="${DG_AUDIT_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+export DG_ADMIN_TOKEN="${DG_ADMIN_TOKEN:-adm_bench_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d " \n")}"
 
 bench_pids=""
 

@@ -63,6 +63,18 @@ def main():
             LABEL[t], m["rps"], ms(m["p50_us"]), ms(m["p99_us"]),
             ratio(t, "peer-memory"), ratio(t, "peer-sqlite"), ratio(t, "hello"), m["n"]))
     out.append("")
+    if rows and "cpu_pct" in rows[0]:
+        out.append("| target | CPU (all threads, median) | KB written per request | write calls per request |")
+        out.append("|---|---:|---:|---:|")
+        for t in ORDER:
+            if t not in by:
+                continue
+            def m(k):
+                xs = [float(r[k]) for r in by[t] if r.get(k) not in (None, "")]
+                return statistics.median(xs) if xs else float("nan")
+            out.append("| %s | %.0f %% | %.1f | %.1f |" % (t, m("cpu_pct"), m("kb_written_per_req"),
+                                                       m("writes_per_req")))
+        out.append("")
     out.append("Per round (req/s): " + "; ".join(
         "%s %s" % (t, " / ".join("%.0f" % float(r["rps"]) for r in by[t])) for t in ORDER if t in by) + ".")
     out.append("")

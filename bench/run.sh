@@ -84,9 +84,24 @@ wrk_run() { # PORT PREFIX SECONDS OUT
         "http://127.0.0.1:$1/webhooks/extend" -- "$2" >"$4" 2>&1 || true
 }
 
+# What a target spent during the measured run, from /proc: CPU time
+# (all threads) and what it wrote, to tell a CPU-bound target from one
+# that waits on the disk.
+proc_snap() { # PID -> "ticks syscw write_bytes"
+    local stat
+    stat=$(sed 's/^.*) //' "/proc/$1/stat")
+    echo "$(echo "$stat" | awk '{print $12 + $13}') $(awk '/^write_bytes|^syscw/ {print $2}' "/proc/$1/io" | tr '\n' ' ')"
+}
+proc_delta() { # SNAP0 SNAP1 DURATION_US REQUESTS -> "cpu% KB/req writes/req"
+    python3 -c 'import sys, os
+a = [int(x) for x in sys.argv[1].split()]; b = [int(x) for x in sys.argv[2].split()]
+us, n = float(sys.argv[3]), max(1, int(sys.argv[4])); hz = os.sysconf("SC_CLK_TCK")
+print("%.0f %.1f %.1f" % (100.0 * (b[0] - a[0]) / hz / (us / 1e6), (b[2] - a[2]) / 1024.0 / n, (b[1] - a[1]) / n))' "$1" "$2" "$3" "$4"
+}
+
 declare -A rate_est skipped
 results="$work/results.tsv"
-printf 'target\tround\trps\tp50_us\tp99_us\trequests\tok2xx\tnon2xx\taccepted\tduplicate\trepeats\terrors\taccepted_total\tunique_sent\trows\n' >"$results"
+printf 'target\tround\trps\tp50_us\tp99_us\trequests\tok2xx\tnon2xx\taccepted\tduplicate\trepeats\terrors\taccepted_total\tunique_sent\trows\tcpu_pct\tkb_written_per_req\twrites_per_req\n' >"$results"
 read -r -a tlist <<<"$TARGETS"
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -109,7 +124,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
         rate_est[$t]=${est%.*}
         rm -f "$dir"/warm.[0-9]*
         gen "$(size_for "$t" "$DURATION")" "$dir/load" "$port"
+        s0=$(proc_snap "$target_pid")
         wrk_run "$port" "$dir/load" "$DURATION" "$dir/load.out"
+        s1=$(proc_snap "$target_pid")
         rm -f "$dir"/load.[0-9]*
         stop_pid "$target_pid"
         m="$dir/load.out"
@@ -123,10 +140,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
         rows=$(count_rows "$t" "$dir" 2>/dev/null || echo "?")
         errs=$(($(kv "$m" err_connect) + $(kv "$m" err_read) + $(kv "$m" err_write) + $(kv "$m" err_timeout)))
         rate_est[$t]=$(kv "$m" rps | cut -d. -f1)
-        printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
+        read -r cpu_pct kb_req syscw_req < <(proc_delta "$s0" "$s1" "$(kv "$m" duration_us)" "$(kv "$m" requests)")
+        printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
             "$(kv "$m" rps)" "$(kv "$m" p50_us)" "$(kv "$m" p99_us)" "$(kv "$m" requests)" \
             "$(kv "$m" ok2xx)" "$(kv "$m" non2xx)" "$(kv "$m" accepted)" "$(kv "$m" duplicate)" \
-            "$(kv "$m" repeats)" "$errs" "$acc_total" "$uniq" "$rows" >>"$results"
+            "$(kv "$m" repeats)" "$errs" "$acc_total" "$uniq" "$rows" "$cpu_pct" "$kb_req" "$syscw_req" >>"$results"
         printf 'bench: round %d %-12s %9s req/s  p50 %6s us  p99 %6s us  rows %s\n' "$r" "$t" \
             "$(kv "$m" rps)" "$(kv "$m" p50_us)" "$(kv "$m" p99_us)" "$rows" >&2
         sleep 1

@@ -86,7 +86,7 @@ start() { # TARGET DIR -> target_pid, port
 }
 
 results="$work/results.tsv"
-printf 'target\tround\tdrain_rate\tdrain_seconds\tpaused\tlat_p50_ms\tlat_p99_ms\tsend_p50_ms\tmatched\tmissing\n' >"$results"
+printf 'target\tround\tdrain_rate\tdrain_seconds\tpaused\tlat_p50_ms\tlat_p99_ms\tsend_p50_ms\tmatched\tmissing\tsim_max_concurrent\tsim_connections\n' >"$results"
 read -r -a tlist <<<"$TARGETS"
 declare -A skipped
 
@@ -118,6 +118,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
         accepted=$(kv "$dir/drain.send" accepted)
         lg wait-sim "$sim_url" --ca "$sim_ca" --deletes "$accepted" --since "$since" \
             --timeout 600 >"$dir/drain.wait" || true
+        # Whether the target kept its TLS connections: a handshake per few
+        # DELETEs is a usual reason for a slow drain.
+        curl -sf --cacert "$sim_ca" "$sim_url/_sim/stats" >"$dir/drain.stats" || true
         stop_pid "$target_pid"
         rm -f "$dir"/drain.req.*
         [ "$accepted" = "$N" ] || echo "bench: $t accepted $accepted of $N webhooks" >&2
@@ -134,11 +137,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
         stop_pid "$target_pid"
         rm -f "$dir"/lat.req.*
 
-        printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
+        printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
             "$(kv "$dir/drain.wait" rate)" "$(kv "$dir/drain.wait" seconds)" "$paused" \
             "$(kv "$dir/lat.out" accept_p50_ms)" "$(kv "$dir/lat.out" accept_p99_ms)" \
             "$(kv "$dir/lat.out" send_p50_ms)" "$(kv "$dir/lat.out" matched)" \
-            "$(kv "$dir/lat.out" missing)" >>"$results"
+            "$(kv "$dir/lat.out" missing)" \
+            "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["max_concurrent"], d["connections_opened"], sep="\t")' "$dir/drain.stats" 2>/dev/null || printf -- '-\t-')" >>"$results"
         printf 'bench: round %d %-12s drain %s/s  accept-to-DELETE p50 %s ms p99 %s ms\n' "$r" "$t" \
             "$(kv "$dir/drain.wait" rate)" "$(kv "$dir/lat.out" accept_p50_ms)" \
             "$(kv "$dir/lat.out" accept_p99_ms)" >&2
@@ -161,15 +165,16 @@ def med(t, k):
             pass
     return statistics.median(xs) if xs else float("nan")
 out = ["## Drain and accept-to-DELETE latency (extend-sim, loopback TLS)\n", sys.argv[3] + ".\n",
-       "| target | drain DELETEs/s (median) | vs peer memory | vs peer sqlite | accept-to-DELETE p50 | p99 | rounds |",
-       "|---|---:|---:|---:|---:|---:|---:|"]
+       "| target | drain DELETEs/s (median) | vs peer memory | vs peer sqlite | accept-to-DELETE p50 | p99 | TLS connections opened | rounds |",
+       "|---|---:|---:|---:|---:|---:|---:|---:|"]
 for t in ("gateway", "peer-memory", "peer-sqlite"):
     if t not in by:
         continue
     d = med(t, "drain_rate")
     rel = lambda b: "%.2fx" % (d / med(b, "drain_rate")) if b in by and med(b, "drain_rate") > 0 else "-"
-    out.append("| %s | %.0f | %s | %s | %.2f ms | %.2f ms | %d |" % (
-        t, d, rel("peer-memory"), rel("peer-sqlite"), med(t, "lat_p50_ms"), med(t, "lat_p99_ms"), len(by[t])))
+    out.append("| %s | %.0f | %s | %s | %.2f ms | %.2f ms | %.0f | %d |" % (
+        t, d, rel("peer-memory"), rel("peer-sqlite"), med(t, "lat_p50_ms"), med(t, "lat_p99_ms"),
+        med(t, "sim_connections"), len(by[t])))
 out.append("")
 checks = []
 if "gateway" in by:

@@ -6,7 +6,7 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build build-asan test test-plain test-asan run certs bench clean
+.PHONY: all deps build build-asan test test-plain test-asan run certs bench fuzz container-test clean
 
 all: build
 
@@ -39,6 +39,15 @@ run: build certs
 bench:
 	@scripts/deps.sh bench
 	bench/run.sh
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@scripts/deps.sh fuzz
+	tests/fuzz/build.sh $(FUZZ_SECONDS)
+
+container-test: build
+	@scripts/deps.sh container
+	tests/container/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

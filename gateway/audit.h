@@ -33,13 +33,13 @@
 struct audit;
 
 struct audit_record {
-    const char *event;               /* accepted, duplicate, ignored, attempt, deleted,
-                                        not_found, rejected, dead, cancelled, retried,
-                                        config_loaded */
+    const char *event; /* accepted, duplicate, ignored, attempt, deleted,
+                          not_found, rejected, dead, cancelled, retried,
+                          config_loaded */
     int64_t time_ms;
-    const char *deletion_id;         /* NULL when not about one deletion */
-    int64_t job_id;                  /* 0 when none */
-    const char *resource;            /* "extract_run" */
+    const char *deletion_id; /* NULL when not about one deletion */
+    int64_t job_id;          /* 0 when none */
+    const char *resource;    /* "extract_run" */
     const char *resource_id;
     const char *source;              /* "extend", a client id, or "operator" */
     const char *key;                 /* eventId, webhook-id, or operator name */

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CONFIG_MAX_SECRETS 8   /* per list: rotation needs two, a few spare */
+#define CONFIG_MAX_SECRETS 8 /* per list: rotation needs two, a few spare */
 #define CONFIG_MAX_RULES 64
 #define CONFIG_MAX_CLIENTS 64
 #define CONFIG_CLIENT_ID_MAX 64
@@ -32,8 +32,8 @@ struct secret {
 #define RULE_DELETE_FILE 2u
 
 struct rule {
-    char *event;       /* "extract_run.processed", or a prefix ending in '*' */
-    unsigned deletes;  /* RULE_DELETE_RUN | RULE_DELETE_FILE */
+    char *event;      /* "extract_run.processed", or a prefix ending in '*' */
+    unsigned deletes; /* RULE_DELETE_RUN | RULE_DELETE_FILE */
     int64_t delay_seconds;
 };
 
@@ -45,7 +45,7 @@ struct client {
 };
 
 struct tls_config {
-    char *cert_file;      /* NULL = plain HTTP */
+    char *cert_file; /* NULL = plain HTTP */
     char *key_file;
     char *client_ca_file; /* NULL = no client certificates asked for */
 };
@@ -58,15 +58,15 @@ struct config {
     } listen;
     struct {
         char *address;
-        int port;              /* 0 = admin listener off */
+        int port; /* 0 = admin listener off */
         struct secret token;
     } admin;
     struct {
-        char *base_url;        /* https://..., or http:// only for loopback hosts */
+        char *base_url; /* https://..., or http:// only for loopback hosts */
         char *api_version;
         struct secret token;
-        char *workspace_id;    /* NULL = header not sent */
-        char *ca_file;         /* extra CA bundle to trust, NULL = system CAs only */
+        char *workspace_id; /* NULL = header not sent */
+        char *ca_file;      /* extra CA bundle to trust, NULL = system CAs only */
         int timeout_ms;
         int connect_timeout_ms;
         double rate_per_second;
@@ -74,7 +74,7 @@ struct config {
         bool dry_run;
     } extend;
     struct {
-        char *path;            /* "/webhooks/extend" */
+        char *path; /* "/webhooks/extend" */
         struct secret signing_secrets[CONFIG_MAX_SECRETS];
         int n_signing_secrets;
         int max_age_seconds;
@@ -91,8 +91,8 @@ struct config {
     struct client clients[CONFIG_MAX_CLIENTS];
     int n_clients;
     struct {
-        char *backend;         /* "sqlite" */
-        char *path;            /* SQLite database file */
+        char *backend;                   /* "sqlite" */
+        char *path;                      /* SQLite database file */
         int64_t idempotency_ttl_seconds; /* how long eventIds / webhook-ids are remembered */
     } queue;
     struct {
@@ -114,7 +114,7 @@ struct config {
         int request_timeout_seconds;
     } limits;
     struct {
-        char *level;           /* debug, info, warn, error */
+        char *level; /* debug, info, warn, error */
     } log;
 };
 

@@ -97,12 +97,22 @@ static long request(const char *method, const char *url, const char *token, int 
     return status;
 }
 
+static void wipe(struct secret *s)
+{
+    if (s->value != NULL) {
+        OPENSSL_cleanse(s->value, s->len);
+        free(s->value);
+        s->value = NULL;
+    }
+}
+
 int ctl_main(int argc, char **argv)
 {
     const char *cfg_path = opt(argc, argv, "-c"), *url = opt(argc, argv, "--url");
     const char *limit = opt(argc, argv, "--limit");
     const char *words[4] = {NULL, NULL, NULL, NULL};
     struct config cfg;
+    struct secret admin_token = {NULL, NULL, 0};
     char base[300], full[800], err[512];
     const char *token = getenv("DG_ADMIN_TOKEN");
     const char *method = "GET";
@@ -121,16 +131,18 @@ int ctl_main(int argc, char **argv)
     }
     snprintf(base, sizeof(base), "%s", url ? url : "http://127.0.0.1:8081");
     if (cfg_path != NULL) {
+        /* Only the admin token is needed: the others may not be set here. */
         if (config_load(&cfg, cfg_path, err, sizeof(err)) != 0 ||
-            config_resolve_secrets(&cfg, err, sizeof(err)) != 0) {
+            (cfg.admin.token.ref != NULL && (token == NULL || *token == '\0') &&
+             config_resolve_ref(cfg.admin.token.ref, &admin_token, err, sizeof(err)) != 0)) {
             fprintf(stderr, "deletion-gateway: %s: %s\n", cfg_path, err);
             config_free(&cfg);
             return 2;
         }
         if (url == NULL)
             snprintf(base, sizeof(base), "http://%s:%d", cfg.admin.address, cfg.admin.port);
-        if ((token == NULL || *token == '\0') && cfg.admin.token.value != NULL)
-            token = (const char *)cfg.admin.token.value;
+        if ((token == NULL || *token == '\0') && admin_token.value != NULL)
+            token = (const char *)admin_token.value;
     }
     if (nwords == 0)
         goto usage;
@@ -145,22 +157,22 @@ int ctl_main(int argc, char **argv)
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/retry-dead", base);
         fprintf(stderr, "retrying every dead deletion...\n");
-    } else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) &&
-               nwords == 2) {
+    } else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) && nwords == 2) {
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/deletions/%s/%s", base, words[1], words[0]);
-    } else if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) &&
-               nwords == 1) {
+    } else if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/%s", base, words[0]);
     } else
         goto usage;
     status = request(method, full, token, 0);
+    wipe(&admin_token);
     config_free(&cfg);
     if (status < 0)
         return 2;
     return status >= 200 && status < 300 ? 0 : 1;
 usage:
+    wipe(&admin_token);
     config_free(&cfg);
     fprintf(stderr, "usage: deletion-gateway ctl [-c FILE] [--url URL] show queue | show ID | "
                     "list STATE [--limit N] | retry ID | retry --all-dead | cancel ID | pause | "

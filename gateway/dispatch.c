@@ -8,10 +8,11 @@
  * waits for the next due job, and the queue's notify callback wakes the
  * dispatcher when new work is committed, so it never polls.
  *
- * Rate limit: a token bucket of depth one, so requests are spaced by
- * 1/rate_per_second and no second ever holds more than the configured
- * number. A 429 holds all sending until its Retry-After, since the limit is
- * the whole account's, not one job's.
+ * Rate limit: sends are spaced by at least 1/rate_per_second, measured
+ * when each DELETE starts (not when it was claimed, since a claim's commit
+ * takes a variable time), so no second ever holds more than the configured
+ * number. A job claimed early waits in `ready` for its slot. A 429 holds all sending until its
+ * Retry-After, since the limit is the whole account's, not one job's.
  *
  * Crash safety: a claimed job is in_flight in the database with a lease
  * longer than any request can take; if the process dies, the job is
@@ -37,12 +38,15 @@
 struct dispatch {
     struct gateway *gw;
     struct event *timer;
-    int64_t timer_at_ms;     /* when the armed timer fires, 0 if not armed */
+    int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;            /* a claim is with the queue: one at a time */
-    double tokens;
-    int64_t tokens_at_mono;
-    int64_t hold_until_ms;   /* after a 429: nothing is sent before this */
+    int claiming;           /* a claim is with the queue: one at a time */
+    int64_t next_send_mono; /* rate limit: no DELETE starts before this */
+    struct queue_job *ready; /* claimed, waiting for a free slot (prefetch) */
+    int n_ready;
+    int cap_ready;
+    int claim_short;         /* the last claim took every due job; reset by timer and notify */
+    int64_t hold_until_ms; /* after a 429: nothing is sent before this */
     int breaker_open;
     int64_t probe_at_ms;
     int64_t probe_interval_ms;
@@ -86,6 +90,7 @@ static void timer_fired(evutil_socket_t fd, short what, void *arg)
 
     (void)fd, (void)what;
     d->timer_at_ms = 0;
+    d->claim_short = 0;
     pump(d);
 }
 
@@ -285,62 +290,113 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     }
 }
 
+/* Under a rate limit: whether the next DELETE must wait; if not, the slot
+ * is taken for it. */
+static int rate_slot_taken(struct dispatch *d)
+{
+    double rate = d->gw->cfg->extend.rate_per_second;
+    int64_t mono = util_mono_ms();
+
+    if (rate <= 0)
+        return 0;
+    if (mono < d->next_send_mono)
+        return 1;
+    d->next_send_mono = mono + (int64_t)(1000.0 / rate + 0.999);
+    return 0;
+}
+
+/*
+ * How many claimed jobs to keep waiting beside those in flight. A claim is
+ * a trip through the queue's commit, so without a few jobs in hand every
+ * finished DELETE would leave its slot empty for a commit's time. Under a
+ * rate limit one in hand is enough; behind an open breaker, none.
+ */
+static int prefetch_target(const struct dispatch *d)
+{
+    const struct config *cfg = d->gw->cfg;
+
+    if (d->breaker_open)
+        return 0;
+    return cfg->extend.rate_per_second > 0 ? 1 : cfg->extend.max_in_flight;
+}
+
 static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg)
 {
     struct dispatch *d = arg;
     int64_t now = util_now_ms();
 
     d->claiming = 0;
+    log_debug(NULL, "dispatch: claimed %d job(s); %d in flight, %d waiting", n, d->in_flight,
+              d->n_ready);
     if (n < 0) {
         d->gw->queue_failed = 1;
         arm(d, 1000);
         return;
     }
-    for (int i = 0; i < n; i++)
-        start_attempt(d, &jobs[i]);
-    if (d->gw->cfg->extend.rate_per_second > 0)
-        d->tokens -= n;
+    /* pump() never asks for more than the array holds. */
+    memcpy(d->ready + d->n_ready, jobs, (size_t)n * sizeof(*jobs));
+    d->n_ready += n;
     if (next_due_ms != INT64_MAX && next_due_ms > now)
         arm(d, next_due_ms - now);
-    else if (next_due_ms != INT64_MAX)
-        pump(d);
+    d->claim_short = next_due_ms == INT64_MAX || next_due_ms > now;
+    pump(d);
+}
+
+/* Starts waiting jobs while the limits allow. Returns 0 when it stopped
+ * for a limit (the caller must not claim more), 1 otherwise. */
+static int start_ready(struct dispatch *d)
+{
+    const struct config *cfg = d->gw->cfg;
+    int64_t mono;
+
+    while (d->n_ready > 0) {
+        if (d->in_flight >= cfg->extend.max_in_flight)
+            return 0;
+        if (d->breaker_open && (d->in_flight > 0 || util_now_ms() < d->probe_at_ms))
+            return 0; /* one probe at a time, when due */
+        if (rate_slot_taken(d)) {
+            mono = util_mono_ms();
+            arm(d, d->next_send_mono - mono);
+            return 0;
+        }
+        start_attempt(d, &d->ready[0]);
+        d->n_ready--;
+        memmove(d->ready, d->ready + 1, (size_t)d->n_ready * sizeof(*d->ready));
+    }
+    return 1;
 }
 
 static void pump(struct dispatch *d)
 {
     const struct config *cfg = d->gw->cfg;
-    int64_t now = util_now_ms(), mono;
-    int allowed = cfg->extend.max_in_flight - d->in_flight;
+    int64_t now = util_now_ms();
+    int want;
 
-    if (d->claiming || d->paused || d->stopping || allowed <= 0)
+    if (d->paused || d->stopping)
         return;
     if (now < d->hold_until_ms) {
         arm(d, d->hold_until_ms - now);
         return;
     }
-    if (d->breaker_open) {
-        if (d->in_flight > 0)
-            return; /* the probe is out */
-        if (now < d->probe_at_ms) {
-            arm(d, d->probe_at_ms - now);
-            return;
-        }
-        allowed = 1;
+    if (d->breaker_open && d->in_flight == 0 && now < d->probe_at_ms) {
+        arm(d, d->probe_at_ms - now);
+        return;
     }
-    if (cfg->extend.rate_per_second > 0) {
-        mono = util_mono_ms();
-        d->tokens += (double)(mono - d->tokens_at_mono) * cfg->extend.rate_per_second / 1000.0;
-        d->tokens_at_mono = mono;
-        if (d->tokens > 1.0)
-            d->tokens = 1.0;
-        if (d->tokens < 1.0) {
-            arm(d, (int64_t)((1.0 - d->tokens) * 1000.0 / cfg->extend.rate_per_second) + 1);
-            return;
-        }
-        allowed = 1;
-    }
+    start_ready(d);
+    if (d->claiming)
+        return;
+    /* Free slots plus the prefetch, less what is already in hand. */
+    want = cfg->extend.max_in_flight - d->in_flight + prefetch_target(d) - d->n_ready;
+    if (d->breaker_open)
+        want = d->in_flight == 0 && d->n_ready == 0 ? 1 : 0;
+    if (want > d->cap_ready - d->n_ready)
+        want = d->cap_ready - d->n_ready;
+    /* After a claim that found everything due, nothing else is due until
+     * the timer or the queue's notify says so: no empty claim per DELETE. */
+    if (want <= 0 || d->claim_short)
+        return;
     d->claiming = 1;
-    if (queue_claim(d->gw->queue, now, allowed, lease_ms(cfg), claim_done, d) != 0)
+    if (queue_claim(d->gw->queue, now, want, lease_ms(cfg), claim_done, d) != 0)
         d->claiming = 0;
 }
 
@@ -349,8 +405,10 @@ static void queue_notified(int64_t earliest_due_ms, void *arg)
     struct dispatch *d = arg;
     int64_t now = util_now_ms();
 
-    if (earliest_due_ms <= now)
+    if (earliest_due_ms <= now) {
+        d->claim_short = 0;
         pump(d);
+    }
     else
         arm(d, earliest_due_ms - now);
 }
@@ -362,10 +420,13 @@ int dispatch_open(struct dispatch **out, struct gateway *gw)
     if (d == NULL)
         return -1;
     d->gw = gw;
-    d->tokens = 1.0;
-    d->tokens_at_mono = util_mono_ms();
+    d->cap_ready = 2 * gw->cfg->extend.max_in_flight + 1;
+    d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
     d->timer = evtimer_new(gw->base, timer_fired, d);
-    if (d->timer == NULL) {
+    if (d->timer == NULL || d->ready == NULL) {
+        if (d->timer != NULL)
+            event_free(d->timer);
+        free(d->ready);
         free(d);
         return -1;
     }
@@ -390,6 +451,7 @@ void dispatch_close(struct dispatch *d)
     if (d == NULL)
         return;
     event_free(d->timer);
+    free(d->ready);
     free(d);
 }
 
@@ -397,8 +459,10 @@ void dispatch_set_paused(struct dispatch *d, int paused)
 {
     d->paused = paused;
     metrics_set_paused(paused);
-    if (!paused)
+    if (!paused) {
+        d->claim_short = 0;
         pump(d);
+    }
 }
 
 int dispatch_paused(const struct dispatch *d)

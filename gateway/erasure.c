@@ -27,11 +27,13 @@
 
 static const char *show(const char *s, size_t len, char out[SHOW_MAX + 4])
 {
-    size_t n = len < SHOW_MAX ? len : SHOW_MAX;
+    size_t n;
 
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+    for (n = 0; n < len && n < SHOW_MAX; n++) {
+        unsigned char c = (unsigned char)s[n];
+        out[n] = '?';
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            out[n] = s[n];
     }
     if (n < len) {
         memcpy(out + n, "...", 3);

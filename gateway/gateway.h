@@ -28,13 +28,13 @@ struct gateway {
     struct dispatch *dispatch;
     struct audit *audit;
     struct tls_server *tls;
-    EVP_PKEY *receipt_key;   /* NULL = receipts not configured */
-    struct evhttp *http;     /* public listener: webhooks, internal API, health */
-    struct evhttp *admin;    /* operators, NULL when off */
+    EVP_PKEY *receipt_key; /* NULL = receipts not configured */
+    struct evhttp *http;   /* public listener: webhooks, internal API, health */
+    struct evhttp *admin;  /* operators, NULL when off */
     struct evhttp_bound_socket *http_socket;
     struct evhttp_bound_socket *admin_socket;
-    int pending;             /* requests waiting for the queue's answer */
-    int queue_failed;        /* the last queue commit failed: not ready */
+    int pending;      /* requests waiting for the queue's answer */
+    int queue_failed; /* the last queue commit failed: not ready */
     int shutting_down;
 };
 

@@ -136,8 +136,8 @@ int http_require_json(struct evhttp_request *req, const char *rid)
 
     if (http_single_header(req, rid, "Content-Type", &ct) != 0)
         return -1;
-    if (strncasecmp(ct, "application/json", n) != 0 || (ct[n] != '\0' && ct[n] != ';' &&
-                                                        ct[n] != ' ')) {
+    if (strncasecmp(ct, "application/json", n) != 0 ||
+        (ct[n] != '\0' && ct[n] != ';' && ct[n] != ' ')) {
         http_send_error(req, rid, 415, "unsupported_media_type",
                         "Content-Type must be application/json");
         return -1;
@@ -180,7 +180,9 @@ static void route_readyz(struct evhttp_request *req, struct gateway *gw)
              "\"dispatch\":\"%s\"}",
              ready ? "ready" : "not_ready", gw->queue_failed ? "failing" : "ok",
              breaker ? "rejected" : "ok",
-             gw->shutting_down ? "stopping" : dispatch_paused(gw->dispatch) ? "paused" : "running");
+             gw->shutting_down               ? "stopping"
+             : dispatch_paused(gw->dispatch) ? "paused"
+                                             : "running");
     http_send_json(req, ready ? 200 : 503, body);
 }
 
@@ -296,8 +298,8 @@ int http_start(struct gateway *gw)
     evhttp_set_gencb(gw->http, http_route, gw);
     if (gw->tls != NULL)
         evhttp_set_bevcb(gw->http, tls_server_bevcb, gw->tls);
-    gw->http_socket =
-        evhttp_bind_socket_with_handle(gw->http, cfg->listen.address, (ev_uint16_t)cfg->listen.port);
+    gw->http_socket = evhttp_bind_socket_with_handle(gw->http, cfg->listen.address,
+                                                     (ev_uint16_t)cfg->listen.port);
     if (gw->http_socket == NULL) {
         log_error(NULL, "cannot listen on %s:%d", cfg->listen.address, cfg->listen.port);
         return -1;

@@ -161,9 +161,8 @@ static void count_done(int64_t count, void *arg)
     if (count < 0) {
         http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
     } else if (count == 0 && strcmp(a->what, "retry-dead") != 0) {
-        http_send_error(a->req, a->rid, 409, "not_applicable",
-                        "%s applies to %s deletions only", a->what,
-                        strcmp(a->what, "cancel") == 0 ? "queued" : "dead or rejected");
+        http_send_error(a->req, a->rid, 409, "not_applicable", "%s applies to %s deletions only",
+                        a->what, strcmp(a->what, "cancel") == 0 ? "queued" : "dead or rejected");
     } else {
         log_info(a->rid, "admin: %s changed %lld deletion(s)", a->what, (long long)count);
         send_json_value(a->req, a->rid, 200,

@@ -35,10 +35,10 @@
 struct ingest_ctx {
     struct evhttp_request *req;
     struct gateway *gw;
-    int from_extend;       /* webhook: a repeat answers "duplicate" */
+    int from_extend; /* webhook: a repeat answers "duplicate" */
     int n_items;
     char rid[48];
-    char *ok_body;         /* what to answer once committed */
+    char *ok_body; /* what to answer once committed */
     int ok_status;
     char event_id[WEBHOOK_EVENT_ID_MAX + 1];
 };
@@ -96,8 +96,9 @@ static void render_items(struct evbuffer *out, const struct queue_item *items, i
 
     evbuffer_add_printf(out, "\"deletions\":[");
     for (int i = 0; i < n; i++) {
-        evbuffer_add_printf(out, "%s{\"id\":\"%s\",\"resource\":\"%s\",\"resource_id\":",
-                            i ? "," : "", items[i].deletion_id, resource_name(items[i].resource));
+        evbuffer_add_printf(out,
+                            "%s{\"id\":\"%s\",\"resource\":\"%s\",\"resource_id\":", i ? "," : "",
+                            items[i].deletion_id, resource_name(items[i].resource));
         util_json_escape(items[i].resource_id, esc, sizeof(esc));
         evbuffer_add_printf(out, "%s", esc);
         if (items[i].not_before_ms > 0) {
@@ -173,8 +174,8 @@ static void send_verify_error(struct evhttp_request *req, const char *rid, enum 
         [VERIFY_FUTURE] = "the timestamp is too far in the future",
     };
 
-    http_send_error(req, rid, vr == VERIFY_BAD_SIGNATURE ? 401 : 400, verify_result_code(vr),
-                    "%s", why[vr]);
+    http_send_error(req, rid, vr == VERIFY_BAD_SIGNATURE ? 401 : 400, verify_result_code(vr), "%s",
+                    why[vr]);
 }
 
 void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const char *rid)
@@ -196,8 +197,8 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
         http_single_header(req, rid, "x-extend-request-signature", &sig) != 0)
         return;
     body = http_body(req, &len);
-    vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets,
-                                 ts, sig, body, len, util_now_ms() / 1000,
+    vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets, ts,
+                                 sig, body, len, util_now_ms() / 1000,
                                  cfg->webhooks.max_age_seconds, cfg->webhooks.max_future_seconds);
     if (vr != VERIFY_OK) {
         send_verify_error(req, rid, vr);
@@ -220,8 +221,7 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
             goto oom;
         items[i].resource = plan->items[i].resource;
         memcpy(items[i].resource_id, plan->items[i].id, sizeof(items[i].resource_id));
-        snprintf(items[i].reason, sizeof(items[i].reason), "extend webhook %s",
-                 plan->event_type);
+        snprintf(items[i].reason, sizeof(items[i].reason), "extend webhook %s", plan->event_type);
         items[i].not_before_ms = plan->items[i].not_before_ms;
     }
     c->from_extend = 1;
@@ -283,8 +283,8 @@ static const struct client *authenticate_client(struct evhttp_request *req, stru
         }
     }
     if (found == NULL || vr != VERIFY_OK) {
-        send_verify_error(req, rid, found == NULL && vr != VERIFY_MALFORMED ? VERIFY_BAD_SIGNATURE
-                                                                             : vr);
+        send_verify_error(req, rid,
+                          found == NULL && vr != VERIFY_MALFORMED ? VERIFY_BAD_SIGNATURE : vr);
         return NULL;
     }
     have_cn = gw->tls != NULL && tls_peer_subject_cn(req, cn, sizeof(cn)) == 0;
@@ -437,7 +437,8 @@ char *http_render_view(const struct queue_deletion_view *v, int with_attempts)
             json_set_time(ao, "finished_at", a->finished_ms);
             json_object_set_new(ao, "upstream_status",
                                 a->http_status ? json_integer(a->http_status) : json_null());
-            json_object_set_new(ao, "upstream_request_id", json_str_or_null(a->upstream_request_id));
+            json_object_set_new(ao, "upstream_request_id",
+                                json_str_or_null(a->upstream_request_id));
             json_object_set_new(ao, "error", json_str_or_null(a->error_code));
             json_object_set_new(ao, "detail", json_str_or_null(a->detail));
             json_array_append_new(list, ao);

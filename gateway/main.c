@@ -193,8 +193,8 @@ static int cmd_sign(int argc, char **argv)
     if (strcmp(kind, "extend") == 0) {
         if (verify_sign_extend(s.value, s.len, ts, body, len, out) != 0)
             goto done;
-        printf("x-extend-request-timestamp: %lld\nx-extend-request-signature: %s\n",
-               (long long)ts, out);
+        printf("x-extend-request-timestamp: %lld\nx-extend-request-signature: %s\n", (long long)ts,
+               out);
     } else {
         if (id_arg == NULL) {
             util_random_id("msg_", id, sizeof(id));
@@ -286,8 +286,7 @@ static int cmd_audit(int argc, char **argv)
             fprintf(stderr, "deletion-gateway: cannot list %s\n", cfg.audit.path);
             goto done;
         }
-        rc = audit_verify_files((const char *const *)listed, n_listed, key.value, key.len,
-                                stdout);
+        rc = audit_verify_files((const char *const *)listed, n_listed, key.value, key.len, stdout);
     } else if (n > 0) {
         rc = audit_verify_files(files, n, key.value, key.len, stdout);
     } else {
@@ -390,8 +389,9 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (busy)
-        log_warn(NULL, "stop: %d DELETE(s) still in flight at the deadline; they stay queued "
-                       "and are sent again at the next start",
+        log_warn(NULL,
+                 "stop: %d DELETE(s) still in flight at the deadline; they stay queued "
+                 "and are sent again at the next start",
                  dispatch_in_flight(gw.dispatch));
     /* A moment for the last answers to leave their buffers. */
     tick.tv_usec = 100000;
@@ -518,8 +518,7 @@ static int cmd_serve(int argc, char **argv)
         log_error(NULL, "listen.tls: %s", err);
         goto done;
     }
-    if (dispatch_open(&gw.dispatch, &gw) != 0 || http_start(&gw) != 0 ||
-        http_admin_start(&gw) != 0)
+    if (dispatch_open(&gw.dispatch, &gw) != 0 || http_start(&gw) != 0 || http_admin_start(&gw) != 0)
         goto done;
     drain_timer = evtimer_new(gw.base, drain_check, NULL);
     sig_term = evsignal_new(gw.base, SIGTERM, on_stop, NULL);
@@ -529,8 +528,8 @@ static int cmd_serve(int argc, char **argv)
         evsignal_add(sig_term, NULL) || evsignal_add(sig_int, NULL) || evsignal_add(sig_hup, NULL))
         goto done;
     dispatch_start(gw.dispatch);
-    log_info(NULL, "deletion-gateway %s started: queue %s, Extend %s%s", DG_VERSION,
-             cfg.queue.path, cfg.extend.base_url, cfg.extend.dry_run ? " (dry run)" : "");
+    log_info(NULL, "deletion-gateway %s started: queue %s, Extend %s%s", DG_VERSION, cfg.queue.path,
+             cfg.extend.base_url, cfg.extend.dry_run ? " (dry run)" : "");
     event_base_dispatch(gw.base);
     log_info(NULL, "stopped");
     rc = 0;

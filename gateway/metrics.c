@@ -12,7 +12,7 @@
 
 static const char *const route_names[MR_COUNT] = {
     "webhook", "deletions_create", "deletions_get", "receipt", "healthz",
-    "readyz", "metrics", "admin", "other",
+    "readyz",  "metrics",          "admin",         "other",
 };
 
 /* Status classes keep the label set small: 2xx, 4xx, 5xx and a few exact
@@ -21,12 +21,29 @@ static const int status_codes[] = {200, 202, 400, 401, 403, 404, 405, 409, 413, 
 #define N_STATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1) /* + "other" */
 
 static const char *const rejection_codes[] = {
-    "missing_header",      "duplicate_header",  "malformed_signature", "invalid_signature",
-    "stale_timestamp",     "future_timestamp",  "unsupported_media_type", "malformed_json",
-    "invalid_body",        "invalid_id",        "unknown_resource",    "invalid_reason",
-    "invalid_not_before",  "batch_too_large",   "empty_batch",         "too_many_files",
-    "method_not_allowed",  "not_found",         "payload_too_large",   "queue_unavailable",
-    "client_certificate_mismatch", "unauthorized", "other",
+    "missing_header",
+    "duplicate_header",
+    "malformed_signature",
+    "invalid_signature",
+    "stale_timestamp",
+    "future_timestamp",
+    "unsupported_media_type",
+    "malformed_json",
+    "invalid_body",
+    "invalid_id",
+    "unknown_resource",
+    "invalid_reason",
+    "invalid_not_before",
+    "batch_too_large",
+    "empty_batch",
+    "too_many_files",
+    "method_not_allowed",
+    "not_found",
+    "payload_too_large",
+    "queue_unavailable",
+    "client_certificate_mismatch",
+    "unauthorized",
+    "other",
 };
 #define N_REJECTIONS (sizeof(rejection_codes) / sizeof(rejection_codes[0]))
 
@@ -135,9 +152,10 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
 {
     char label[16];
 
-    evbuffer_add_printf(out, "# HELP dg_build_info Build information.\n"
-                             "# TYPE dg_build_info gauge\n"
-                             "dg_build_info{version=\"%s\"} 1\n",
+    evbuffer_add_printf(out,
+                        "# HELP dg_build_info Build information.\n"
+                        "# TYPE dg_build_info gauge\n"
+                        "dg_build_info{version=\"%s\"} 1\n",
                         DG_VERSION);
 
     evbuffer_add_printf(out, "# HELP dg_http_requests_total Inbound HTTP requests by route and "

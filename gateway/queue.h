@@ -61,9 +61,9 @@ int deletion_state_from_name(const char *name, enum deletion_state *out);
 #define QUEUE_KEY_MAX 255        /* eventId or webhook-id */
 
 struct queue_options {
-    const char *path;              /* SQLite file (or PostgreSQL URL for queue_pg) */
-    int64_t idempotency_ttl_ms;    /* how long submission keys are remembered */
-    struct audit *audit;           /* NULL = no audit records (unit tests) */
+    const char *path;           /* SQLite file (or PostgreSQL URL for queue_pg) */
+    int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
+    struct audit *audit;        /* NULL = no audit records (unit tests) */
 };
 
 int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
@@ -84,13 +84,13 @@ struct queue_item {
 };
 
 struct queue_submission {
-    const char *source;       /* "extend" for webhooks, else the client id */
-    const char *key;          /* eventId or webhook-id: unique within source */
-    const char *request_id;   /* the gateway's id of the inbound request */
+    const char *source;     /* "extend" for webhooks, else the client id */
+    const char *key;        /* eventId or webhook-id: unique within source */
+    const char *request_id; /* the gateway's id of the inbound request */
     int64_t now_ms;
     const struct queue_item *items;
-    int n_items;              /* 0 records the key only (an ignored event) */
-    int response_status;      /* answer to replay if this key comes again */
+    int n_items;         /* 0 records the key only (an ignored event) */
+    int response_status; /* answer to replay if this key comes again */
     const char *response_body;
 };
 
@@ -98,8 +98,8 @@ enum queue_submit_status { QUEUE_SUBMIT_OK, QUEUE_SUBMIT_DUPLICATE, QUEUE_SUBMIT
 
 struct queue_submit_result {
     enum queue_submit_status status;
-    int stored_status;        /* DUPLICATE: the first submission's answer */
-    const char *stored_body;  /* valid only during the callback */
+    int stored_status;       /* DUPLICATE: the first submission's answer */
+    const char *stored_body; /* valid only during the callback */
 };
 
 typedef void (*queue_submit_cb)(const struct queue_submit_result *res, void *arg);
@@ -119,29 +119,28 @@ struct queue_job {
     int64_t job_id;
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
-    int attempts;          /* attempts counted so far (429s and breaker holds excluded) */
+    int attempts;           /* attempts counted so far (429s and breaker holds excluded) */
     int64_t clock_start_ms; /* give-up clock: first due (accepted, or its not_before),
                                or last operator retry */
 };
 
 /* jobs is valid only during the callback. next_due_ms: the earliest time
  * another job becomes claimable (INT64_MAX if none). n = -1 on failure. */
-typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next_due_ms,
-                               void *arg);
+typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg);
 
 /* Moves up to max_jobs due jobs (queued with due <= now, or in_flight whose
  * lease ended before now) to in_flight with a lease of lease_ms. */
-int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms,
-                queue_claim_cb cb, void *arg);
+int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms, queue_claim_cb cb,
+                void *arg);
 
 struct queue_outcome {
     int64_t job_id;
-    enum deletion_state state;   /* DEL_QUEUED = try again at retry_at_ms */
+    enum deletion_state state; /* DEL_QUEUED = try again at retry_at_ms */
     int64_t retry_at_ms;
-    int counts_as_attempt;       /* 0 for 429s and breaker holds */
-    int http_status;             /* 0 = no HTTP answer (or not sent) */
+    int counts_as_attempt; /* 0 for 429s and breaker holds */
+    int http_status;       /* 0 = no HTTP answer (or not sent) */
     char upstream_request_id[128];
-    char error_code[64];         /* Extend's code, or "timeout", "connect_failed"... */
+    char error_code[64]; /* Extend's code, or "timeout", "connect_failed"... */
     char detail[256];
     int64_t started_ms;
     int64_t finished_ms;
@@ -171,9 +170,9 @@ struct queue_deletion_view {
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     enum deletion_state state;
-    char source[QUEUE_SOURCE_MAX + 1];  /* who asked: "extend" or client id */
-    char key[QUEUE_KEY_MAX + 1];        /* their eventId / webhook-id */
-    char request_id[64];                /* the gateway request that accepted it */
+    char source[QUEUE_SOURCE_MAX + 1]; /* who asked: "extend" or client id */
+    char key[QUEUE_KEY_MAX + 1];       /* their eventId / webhook-id */
+    char request_id[64];               /* the gateway request that accepted it */
     char reason[ERASURE_REASON_MAX + 1];
     int attempts;
     int last_http_status;
@@ -186,7 +185,7 @@ struct queue_deletion_view {
     int64_t completed_ms;     /* terminal states: when; else 0 */
     uint64_t final_audit_seq; /* audit record of the terminal state, 0 if none */
     char final_audit_mac[65];
-    int n_attempts;           /* most recent first, at most QUEUE_VIEW_ATTEMPTS */
+    int n_attempts; /* most recent first, at most QUEUE_VIEW_ATTEMPTS */
     struct queue_attempt_view attempt[QUEUE_VIEW_ATTEMPTS];
 };
 
@@ -197,9 +196,9 @@ int queue_get(struct queue *q, const char *deletion_id, queue_get_cb cb, void *a
 /* ---- operators ---- */
 
 struct queue_stats {
-    int64_t count[DEL_STATE_COUNT];  /* deletions by state */
-    int64_t jobs_pending;            /* jobs queued or in_flight */
-    int64_t oldest_pending_ms;       /* accepted time of the oldest pending job, 0 if none */
+    int64_t count[DEL_STATE_COUNT]; /* deletions by state */
+    int64_t jobs_pending;           /* jobs queued or in_flight */
+    int64_t oldest_pending_ms;      /* accepted time of the oldest pending job, 0 if none */
 };
 typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
 int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
@@ -207,8 +206,7 @@ int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
 /* Deletions in one state, oldest first, up to limit (attempt lists empty). */
 typedef void (*queue_list_cb)(const struct queue_deletion_view *views, int n, int failed,
                               void *arg);
-int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb,
-               void *arg);
+int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb, void *arg);
 
 /* Operator actions; actor names the operator for the audit trail.
  * retry: a dead or rejected deletion (or, with deletion_id NULL, every dead

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Bounds on what callers hand in, so one request cannot make a cycle huge. */
@@ -48,8 +49,10 @@
 #define Q_REQUEST_ID_MAX 63
 #define Q_CLAIM_MAX 1000
 #define Q_LIST_MAX 500
+#define Q_LEASE_MAX_MS (7 * 86400000LL)
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000
+#define Q_GATHER_NS 1000000 /* longest wait for the loop to answer a cycle */
 
 /* ---- schema ---- */
 
@@ -96,7 +99,37 @@ static const char *const migrations[] = {
     "  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
     "  http_status INTEGER NOT NULL, upstream_request_id TEXT NOT NULL,"
     "  error_code TEXT NOT NULL, detail TEXT NOT NULL);"
-    "CREATE INDEX attempts_job ON attempts (job_id);",
+    "CREATE INDEX attempts_job ON attempts (job_id);"
+    /* Counts kept by triggers, in the same transaction as the change, so
+     * queue_stats reads eight rows instead of joining every deletion. */
+    "CREATE TABLE counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counts (name, n) VALUES ('queued', 0), ('in_flight', 0), ('deleted', 0),"
+    "  ('not_found', 0), ('rejected', 0), ('dead', 0), ('cancelled', 0), ('jobs_pending', 0);"
+    "CREATE INDEX jobs_pending_created ON jobs (created_ms)"
+    "  WHERE state IN ('queued', 'in_flight');"
+    "CREATE TRIGGER count_job_insert AFTER INSERT ON jobs BEGIN"
+    "  UPDATE counts SET n = n + 1"
+    "    WHERE name = 'jobs_pending' AND NEW.state IN ('queued', 'in_flight');"
+    "END;"
+    "CREATE TRIGGER count_job_state AFTER UPDATE OF state ON jobs"
+    "  WHEN OLD.state <> NEW.state BEGIN"
+    "  UPDATE counts SET n = n - (SELECT count(*) FROM deletions"
+    "    WHERE job_id = NEW.id AND state IS NULL) WHERE name = OLD.state;"
+    "  UPDATE counts SET n = n + (SELECT count(*) FROM deletions"
+    "    WHERE job_id = NEW.id AND state IS NULL) WHERE name = NEW.state;"
+    "  UPDATE counts SET n = n + (NEW.state IN ('queued', 'in_flight'))"
+    "    - (OLD.state IN ('queued', 'in_flight')) WHERE name = 'jobs_pending';"
+    "END;"
+    "CREATE TRIGGER count_deletion_insert AFTER INSERT ON deletions BEGIN"
+    "  UPDATE counts SET n = n + 1"
+    "    WHERE name = coalesce(NEW.state, (SELECT state FROM jobs WHERE id = NEW.job_id));"
+    "END;"
+    "CREATE TRIGGER count_deletion_change AFTER UPDATE OF state, job_id ON deletions BEGIN"
+    "  UPDATE counts SET n = n - 1"
+    "    WHERE name = coalesce(OLD.state, (SELECT state FROM jobs WHERE id = OLD.job_id));"
+    "  UPDATE counts SET n = n + 1"
+    "    WHERE name = coalesce(NEW.state, (SELECT state FROM jobs WHERE id = NEW.job_id));"
+    "END;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -196,10 +229,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LIST_CANCELLED] = "SELECT " VIEW_COLS " FROM deletions d JOIN jobs j ON j.id = d.job_id"
                          " WHERE d.state = 'cancelled' ORDER BY d.accepted_ms, d.rowid"
                          " LIMIT ?1",
-    [S_STATS_STATES] = "SELECT coalesce(d.state, j.state), count(*) FROM deletions d"
-                       " JOIN jobs j ON j.id = d.job_id GROUP BY 1",
-    [S_STATS_PENDING] = "SELECT count(*), coalesce(min(created_ms), 0) FROM jobs"
-                        " WHERE state IN ('queued', 'in_flight')",
+    [S_STATS_STATES] = "SELECT name, n FROM counts",
+    [S_STATS_PENDING] = "SELECT (SELECT n FROM counts WHERE name = 'jobs_pending'),"
+                        " coalesce((SELECT created_ms FROM jobs WHERE state IN ('queued',"
+                        " 'in_flight') ORDER BY created_ms LIMIT 1), 0)",
     [S_DEL_TARGET] = "SELECT d.job_id, d.state, j.state, j.resource, j.resource_id"
                      " FROM deletions d JOIN jobs j ON j.id = d.job_id WHERE d.id = ?1",
     [S_DEL_CANCEL] = "UPDATE deletions SET state = 'cancelled', updated_ms = ?2,"
@@ -297,9 +330,13 @@ struct queue {
     int stopping;
     int64_t notify_due; /* earliest due among jobs made due, INT64_MAX = none */
     uint64_t commits;
+    uint64_t posted, drained; /* cycles handed to the loop / answered there */
 
-    queue_notify_cb notify_cb; /* loop thread only */
+    queue_notify_cb notify_cb; /* loop thread only, like the three below */
     void *notify_arg;
+    int draining;  /* callbacks are being delivered */
+    int closed;    /* queue_close was called */
+    int finishing; /* the final drain before the free is running */
 };
 
 /* What one cycle gathers besides the operations' own results. */
@@ -745,8 +782,8 @@ static int q_op_get(struct queue *q, struct cycle *c, struct op *op)
     return 0;
 }
 
-/* Operator views: stats joins every deletion to its job (a full pass), which
- * is fine for a scrape every few seconds but is not for the hot path. */
+/* Reads the trigger-kept counts: a few rows, whatever the queue's size,
+ * so a metrics scrape never holds up a commit. */
 static int q_op_stats(struct queue *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_STATS_STATES];
@@ -1110,6 +1147,22 @@ static void *q_worker(void *arg)
 
     pthread_mutex_lock(&q->mu);
     for (;;) {
+        /* Let the loop answer the last cycle before starting the next: its
+         * callers often send their next request at once, and that belongs
+         * in this commit rather than the one after. Bounded, so a busy or
+         * stopped loop costs at most Q_GATHER_NS per cycle. */
+        if (q->drained < q->posted && !q->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += Q_GATHER_NS;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (q->drained < q->posted && !q->stopping &&
+                   pthread_cond_timedwait(&q->cv, &q->mu, &until) == 0)
+                ;
+        }
         while (q->pending == NULL && !q->stopping)
             pthread_cond_wait(&q->cv, &q->mu);
         if (q->pending == NULL)
@@ -1127,6 +1180,7 @@ static void *q_worker(void *arg)
         *q->done_tail = batch;
         q->done_tail = &last->next;
         q->commits++;
+        q->posted++;
         if (due < q->notify_due)
             q->notify_due = due;
         pthread_mutex_unlock(&q->mu);
@@ -1189,12 +1243,17 @@ static void q_deliver(struct op *op)
     free(op);
 }
 
+static void q_finish(struct queue *q);
+
 static void q_drain(struct queue *q)
 {
     struct op *list, *next;
     int64_t due;
+    uint64_t posted;
 
+    q->draining++;
     pthread_mutex_lock(&q->mu);
+    posted = q->posted;
     list = q->done;
     q->done = NULL;
     q->done_tail = &q->done;
@@ -1206,8 +1265,18 @@ static void q_drain(struct queue *q)
         next = list->next;
         q_deliver(list);
     }
-    if (due != INT64_MAX && q->notify_cb != NULL)
+    if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
         q->notify_cb(due, q->notify_arg);
+
+    pthread_mutex_lock(&q->mu);
+    if (posted > q->drained)
+        q->drained = posted;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    /* A callback closed the queue: finish that close now that nothing
+     * above us still holds q. */
+    if (--q->draining == 0 && q->closed && !q->finishing)
+        q_finish(q);
 }
 
 static void q_on_done(evutil_socket_t fd, short what, void *arg)
@@ -1333,7 +1402,9 @@ int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms,
     op->cb.claim = cb;
     op->now_ms = now_ms;
     op->in.claim.max_jobs = max_jobs < 1 ? 1 : max_jobs > Q_CLAIM_MAX ? Q_CLAIM_MAX : max_jobs;
-    op->in.claim.lease_ms = lease_ms < 1 ? 1 : lease_ms;
+    op->in.claim.lease_ms = lease_ms < 1                ? 1
+                            : lease_ms > Q_LEASE_MAX_MS ? Q_LEASE_MAX_MS
+                                                        : lease_ms;
     return q_enqueue(q, op);
 }
 
@@ -1349,8 +1420,7 @@ int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb
     op->in.complete.upstream_request_id[sizeof(o->upstream_request_id) - 1] = '\0';
     op->in.complete.error_code[sizeof(o->error_code) - 1] = '\0';
     op->in.complete.detail[sizeof(o->detail) - 1] = '\0';
-    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 ||
-        o->state >= DEL_STATE_COUNT)
+    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 || o->state >= DEL_STATE_COUNT)
         op->failed = 1;
     return q_enqueue(q, op);
 }
@@ -1500,7 +1570,8 @@ static int q_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
-/* Runs a statement returning one integer (or text as integer 0). */
+/* Runs sql with ?1 = bind (if it has a parameter): 1 with *out set from the
+ * first column when it returned a row, 0 when it returned none, -1 on error. */
 static int q_query_int(sqlite3 *db, const char *sql, int64_t bind, int64_t *out)
 {
     sqlite3_stmt *st = NULL;
@@ -1606,7 +1677,13 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     q->done_tail = &q->done;
     q->notify_due = INT64_MAX;
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
 
     if (q_lock(q, opts->path, err, errlen) != 0)
         goto fail;
@@ -1639,7 +1716,7 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     }
     if (q_exec(q->db,
                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-               " PRAGMA cache_size = -16384",
+               " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY",
                err, errlen) != 0)
         goto fail;
     if (q_migrate(q->db, util_now_ms(), err, errlen) != 0)
@@ -1669,10 +1746,20 @@ fail:
     return -1;
 }
 
+/* Answers everything that has run (callbacks that call queue_close again
+ * find it closed) and frees the queue. */
+static void q_finish(struct queue *q)
+{
+    q->finishing = 1;
+    q_drain(q);
+    q_free(q);
+}
+
 void queue_close(struct queue *q)
 {
-    if (q == NULL)
+    if (q == NULL || q->closed)
         return;
+    q->closed = 1;
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
     pthread_cond_signal(&q->cv);
@@ -1680,7 +1767,8 @@ void queue_close(struct queue *q)
     if (q->worker_started)
         pthread_join(q->worker, NULL);
     /* Everything submitted has run; answer it here rather than leave
-     * callers waiting on an event that will be freed. */
-    q_drain(q);
-    q_free(q);
+     * callers waiting on an event that will be freed. Called from inside
+     * a queue callback, the delivery in progress does it when it ends. */
+    if (q->draining == 0)
+        q_finish(q);
 }

@@ -22,14 +22,14 @@ struct event_base;
 struct upstream;
 
 struct upstream_result {
-    int http_status;              /* 0 = no HTTP answer: see transport_error */
-    char transport_error[128];    /* "timeout", "connect_failed", "tls_failed", ... */
-    char transport_detail[256];   /* libcurl's message, for logs */
-    char request_id[128];         /* x-extend-request-id, "" if absent */
-    char error_code[64];          /* "code" of Extend's JSON error body, "" if none */
-    char error_message[256];      /* "message" of that body (never echoed secrets) */
-    char retry_after[64];         /* raw Retry-After header, "" if absent */
-    char ratelimit_reset[64];     /* raw X-RateLimit-Reset header, "" if absent */
+    int http_status;            /* 0 = no HTTP answer: see transport_error */
+    char transport_error[128];  /* "timeout", "connect_failed", "tls_failed", ... */
+    char transport_detail[256]; /* libcurl's message, for logs */
+    char request_id[128];       /* x-extend-request-id, "" if absent */
+    char error_code[64];        /* "code" of Extend's JSON error body, "" if none */
+    char error_message[256];    /* "message" of that body (never echoed secrets) */
+    char retry_after[64];       /* raw Retry-After header, "" if absent */
+    char ratelimit_reset[64];   /* raw X-RateLimit-Reset header, "" if absent */
     int64_t elapsed_ms;
 };
 

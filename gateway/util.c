@@ -51,18 +51,26 @@ static int parse_digits(const char **p, int n, int *out)
     return 0;
 }
 
+static int days_in_month(int year, int mon)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+    return mon == 2 && leap ? 29 : days[mon - 1];
+}
+
 int util_parse_rfc3339(const char *s, int64_t *ms_out)
 {
     int year, mon, day, hour, min, sec, frac_ms = 0, off = 0;
     const char *p = s;
     struct tm tm;
 
-    if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) ||
-        *p++ != '-' || parse_digits(&p, 2, &day) || (*p != 'T' && *p != 't'))
+    if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) || *p++ != '-' ||
+        parse_digits(&p, 2, &day) || (*p != 'T' && *p != 't'))
         return -1;
     p++;
-    if (parse_digits(&p, 2, &hour) || *p++ != ':' || parse_digits(&p, 2, &min) ||
-        *p++ != ':' || parse_digits(&p, 2, &sec))
+    if (parse_digits(&p, 2, &hour) || *p++ != ':' || parse_digits(&p, 2, &min) || *p++ != ':' ||
+        parse_digits(&p, 2, &sec))
         return -1;
     if (*p == '.') {
         int digits = 0;
@@ -91,8 +99,8 @@ int util_parse_rfc3339(const char *s, int64_t *ms_out)
     } else {
         return -1;
     }
-    if (*p != '\0' || year < 1970 || year > 9999 || mon < 1 || mon > 12 || day < 1 || day > 31 ||
-        hour > 23 || min > 59 || sec > 60)
+    if (*p != '\0' || year < 1970 || year > 9999 || mon < 1 || mon > 12 || day < 1 ||
+        day > days_in_month(year, mon) || hour > 23 || min > 59 || sec > 60)
         return -1;
     memset(&tm, 0, sizeof(tm));
     tm.tm_year = year - 1900;

@@ -23,7 +23,7 @@
 
 #include "util.h"
 
-#define MAC_LEN 32
+#define MAC_LEN ((size_t)32)
 #define TS_DIGITS_MAX 12
 #define STD_SIG_HEADER_MAX 4096
 #define STD_SIG_ENTRIES_MAX 16
@@ -168,8 +168,12 @@ static int b64_encode(const unsigned char *in, size_t len, char *out, size_t out
             v |= in[i + 2];
         out[n++] = alphabet[v >> 18 & 63];
         out[n++] = alphabet[v >> 12 & 63];
-        out[n++] = i + 1 < len ? alphabet[v >> 6 & 63] : '=';
-        out[n++] = i + 2 < len ? alphabet[v & 63] : '=';
+        out[n++] = alphabet[v >> 6 & 63];
+        out[n++] = alphabet[v & 63];
+        if (i + 1 >= len)
+            out[n - 2] = '=';
+        if (i + 2 >= len)
+            out[n - 1] = '=';
     }
     out[n] = '\0';
     return 0;
@@ -359,7 +363,6 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
     p = signature_header;
     while (*p != '\0' && examined < STD_SIG_ENTRIES_MAX) {
         const char *end, *comma;
-        long glen;
 
         while (*p == ' ')
             p++;
@@ -371,7 +374,7 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
         examined++;
         comma = memchr(p, ',', (size_t)(end - p));
         if (comma != NULL && comma - p == 2 && memcmp(p, "v1", 2) == 0) {
-            glen = b64_decode(comma + 1, (size_t)(end - comma - 1), got, sizeof(got));
+            long glen = b64_decode(comma + 1, (size_t)(end - comma - 1), got, sizeof(got));
             if (glen == MAC_LEN) {
                 well_formed = 1;
                 for (int i = 0; i < n_secrets; i++) {

@@ -27,10 +27,10 @@
 
 enum verify_result {
     VERIFY_OK = 0,
-    VERIFY_MALFORMED,      /* header missing, empty, or not in the scheme's format */
-    VERIFY_BAD_SIGNATURE,  /* well formed, but no secret produces it */
-    VERIFY_STALE,          /* timestamp older than the allowed age */
-    VERIFY_FUTURE,         /* timestamp too far ahead */
+    VERIFY_MALFORMED,     /* header missing, empty, or not in the scheme's format */
+    VERIFY_BAD_SIGNATURE, /* well formed, but no secret produces it */
+    VERIFY_STALE,         /* timestamp older than the allowed age */
+    VERIFY_FUTURE,        /* timestamp too far ahead */
 };
 
 /* Stable error code for a result: "invalid_signature", "stale_timestamp"... */

@@ -24,11 +24,13 @@
 /* A quoted, bounded, printable rendering of input for an error message. */
 static const char *show(const char *s, size_t len, char out[SHOW_MAX + 4])
 {
-    size_t n = len < SHOW_MAX ? len : SHOW_MAX;
+    size_t n;
 
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+    for (n = 0; n < len && n < SHOW_MAX; n++) {
+        unsigned char c = (unsigned char)s[n];
+        out[n] = '?';
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            out[n] = s[n];
     }
     if (n < len) {
         memcpy(out + n, "...", 3);
@@ -167,7 +169,7 @@ static const struct rule *rule_find(const struct rule *rules, int n_rules, const
 
 /* The resource "run" names: payload.object, or for a signed_data_url the
  * eventType's first segment. 0 with *out, or -1 when this event's object is
- * not something the API deletes (batch runs, extractors, unknown kinds):
+ * not a run the API deletes (batch runs, extractors, files, unknown kinds):
  * that is not an error, Extend adds kinds without notice. */
 static int run_kind(json_t *payload, const char *event_type, enum resource *out)
 {
@@ -178,14 +180,21 @@ static int run_kind(json_t *payload, const char *event_type, enum resource *out)
     if (!json_is_string(jobj))
         return -1;
     obj = json_string_value(jobj);
-    if (strcmp(obj, "signed_data_url") != 0)
-        return resource_from_name(obj, out);
-    dot = strchr(event_type, '.');
-    if (dot == NULL)
-        return -1;
-    memcpy(prefix, event_type, (size_t)(dot - event_type));
-    prefix[dot - event_type] = '\0';
-    return resource_from_name(prefix, out);
+    if (strcmp(obj, "signed_data_url") != 0) {
+        if (resource_from_name(obj, out) != 0)
+            return -1;
+    } else {
+        dot = strchr(event_type, '.');
+        if (dot == NULL)
+            return -1;
+        memcpy(prefix, event_type, (size_t)(dot - event_type));
+        prefix[dot - event_type] = '\0';
+        if (resource_from_name(prefix, out) != 0)
+            return -1;
+    }
+    /* "run" means a run: a file event under a catch-all rule must not
+     * delete the file it announces. Files go through "file" only. */
+    return *out == RES_FILE ? -1 : 0;
 }
 
 /* A valid id string from field, or NULL with err naming the field. */

@@ -33,7 +33,7 @@ struct planned_deletion {
 struct webhook_plan {
     char event_id[WEBHOOK_EVENT_ID_MAX + 1];
     char event_type[WEBHOOK_EVENT_TYPE_MAX + 1];
-    int matched;           /* 0: no rule matched the event type -> "ignored" */
+    int matched; /* 0: no rule matched the event type -> "ignored" */
     int n;
     struct planned_deletion items[WEBHOOK_MAX_DELETIONS];
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the build, the tests and `make run` need,
 # only those missing, so a fresh machine (as root) needs nothing else.
-# Usage: scripts/deps.sh [build|test|bench|container]...   (default: test)
+# Usage: scripts/deps.sh [build|test|bench|container|fuzz]...   (default: test)
 set -euo pipefail
 
 build_pkgs="build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev
@@ -9,6 +9,7 @@ build_pkgs="build-essential cmake pkg-config libevent-dev libssl-dev libjansson-
 test_pkgs="$build_pkgs python3 curl sqlite3 prometheus"
 bench_pkgs="$test_pkgs wrk hyperfine nodejs npm python3-setuptools"
 container_pkgs="$test_pkgs docker.io debootstrap"
+fuzz_pkgs="$build_pkgs clang-14 libclang-rt-14-dev"
 
 want=""
 [ $# -eq 0 ] && set -- test
@@ -18,6 +19,7 @@ for kind in "$@"; do
     test) want="$want $test_pkgs" ;;
     bench) want="$want $bench_pkgs" ;;
     container) want="$want $container_pkgs" ;;
+    fuzz) want="$want $fuzz_pkgs" ;;
     *) echo "deps.sh: unknown kind '$kind'" >&2; exit 2 ;;
     esac
 done

@@ -191,7 +191,8 @@ def deep_merge(base, over):
 class Gateway:
     """The real binary with a config written for this test."""
 
-    def __init__(self, workdir, sim=None, overrides=None, env=None):
+    def __init__(self, workdir, sim=None, overrides=None, env=None, wait_path=("public", "/healthz")):
+        self.wait_path = wait_path
         self.workdir = workdir
         self.port = free_port()
         self.admin_port = free_port()
@@ -235,8 +236,11 @@ class Gateway:
             def up():
                 if self.proc.poll() is not None:
                     raise AssertionError("gateway exited with %d:\n%s" % (self.proc.returncode, self.logs()[-3000:]))
+                where, path = self.wait_path
                 try:
-                    return request(self.port, "GET", "/healthz", timeout=1).status == 200
+                    if where == "admin":
+                        return self.admin("GET", path).status == 200
+                    return request(self.port, "GET", path, timeout=1).status == 200
                 except OSError:
                     return False
             wait_for(up, 20, what="gateway /healthz")
@@ -329,7 +333,7 @@ class Ctx:
         self.procs.append(s)
         return s
 
-    def gateway(self, sim=None, **kw):
+    def gateway(self, sim=None, **kw):  # noqa: D401
         g = Gateway(self.dir, sim, **kw)
         self.procs.append(g)
         return g

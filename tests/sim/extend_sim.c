@@ -15,46 +15,14 @@
  *   GET  /_sim/requests  every DELETE received, in order (?since=SEQ)
  *   GET  /_sim/stats     counters
  *
- * Map: options and main at the bottom; above them TLS setup, the control
- * routes, the DELETE path (receive -> optional delay -> finish), the
- * request log and the deleted-id set. One event loop, one thread: it is
- * fast enough for thousands of DELETEs per second over keep-alive TLS, and
- * "at once" in the stats means "received and not yet answered".
+ * Map: answers in Extend's format, the DELETE path (receive -> optional
+ * delay -> finish), routing, TLS, options and main. The request log, the
+ * deleted-id set, the fault rules and the /_sim/ routes are in
+ * sim_control.c. One event loop, one thread: fast enough for thousands of
+ * DELETEs per second over keep-alive TLS; "at once" in the stats means
+ * "received and not yet answered".
  */
-#include <errno.h>
-#include <inttypes.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/queue.h>
-#include <sys/socket.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/rand.h>
-#include <openssl/ssl.h>
-
-#define SIM_MAX_FAULTS 1024
-#define SIM_MAX_LOG 200000      /* request records kept; later ones are only counted */
-#define SIM_MAX_DELETED 4000000 /* ids remembered as deleted */
-#define SIM_MAX_ID 1024         /* bytes of a decoded id */
-#define SIM_MAX_DELAY_MS 600000
-#define SIM_MAX_BODY 1048576
-#define SIM_TEXT 128
+#include "sim.h"
 
 static const char *const sim_collections[] = {"extract_runs", "parse_runs", "classify_runs",
                                               "split_runs",   "edit_runs",  "workflow_runs",
@@ -62,64 +30,6 @@ static const char *const sim_collections[] = {"extract_runs", "parse_runs", "cla
 static const char *const sim_logged_headers[] = {
     "authorization", "x-extend-api-version", "x-extend-workspace-id",
     "accept",        "user-agent",           "content-length"};
-
-enum fault_action { ACT_RESPOND, ACT_DROP, ACT_PLAIN };
-
-struct fault {
-    char match[SIM_TEXT];
-    int64_t count; /* -1 = forever */
-    int status;    /* 0 = no status: only the delay */
-    char code[SIM_TEXT];
-    char retry_after[SIM_TEXT];
-    char ratelimit_reset[SIM_TEXT];
-    int delay_ms;
-    enum fault_action action;
-};
-
-/* A DELETE between its arrival and its answer. */
-struct pending {
-    struct sim *sim;
-    struct evhttp_request *req;
-    struct evhttp_connection *evcon;
-    struct event *timer; /* NULL when answered at once */
-    json_t *rec;         /* its request-log record, status still unset */
-    int64_t slot;        /* index in the log, -1 if not kept */
-    const char *collection;
-    char *id;           /* decoded */
-    struct fault fault; /* copy of the rule that matched, status -1 if none */
-    struct pending *prev, *next;
-};
-
-struct log_slot {
-    char *line;     /* the serialised record once answered */
-    json_t *record; /* the record while the DELETE waits for its answer */
-};
-
-struct sim {
-    struct event_base *base;
-    struct evhttp *http;
-    SSL_CTX *ssl_ctx;
-    char *token; /* NULL: any non-empty bearer is accepted */
-    FILE *log;
-    bool log_dirty;
-    int latency_ms;
-    uint32_t boot_tag;
-    uint64_t req_counter;
-
-    struct fault faults[SIM_MAX_FAULTS];
-    int n_faults;
-
-    struct log_slot *slots;
-    int64_t n_slots, cap_slots, log_dropped;
-    int64_t seq;
-
-    char **deleted; /* open addressing set of "collection/id" */
-    size_t deleted_cap, deleted_n;
-
-    struct pending *pending;
-    int64_t deletes, dropped, in_flight, max_concurrent, connections_opened;
-    int64_t by_status[600];
-};
 
 /* ---------- small helpers ---------- */
 
@@ -130,7 +40,7 @@ static int64_t sim_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int sim_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+int sim_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     char *end;
     long long v;
@@ -144,7 +54,7 @@ static int sim_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
-static void sim_copy(char *dst, size_t len, const char *src)
+void sim_copy(char *dst, size_t len, const char *src)
 {
     snprintf(dst, len, "%s", src ? src : "");
 }
@@ -206,7 +116,7 @@ static const char *sim_reason(int status)
 }
 
 /* Sends a JSON value (stolen) with the given status. */
-static void sim_send_json(struct evhttp_request *req, int status, json_t *v)
+void sim_send_json(struct evhttp_request *req, int status, json_t *v)
 {
     struct evbuffer *buf = evbuffer_new();
     char *text = json_dumps(v, JSON_COMPACT);
@@ -220,7 +130,7 @@ static void sim_send_json(struct evhttp_request *req, int status, json_t *v)
         evbuffer_free(buf);
 }
 
-static void sim_send_text(struct evhttp_request *req, int status, const char *text)
+void sim_send_text(struct evhttp_request *req, int status, const char *text)
 {
     struct evbuffer *buf = evbuffer_new();
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
@@ -233,8 +143,8 @@ static void sim_send_text(struct evhttp_request *req, int status, const char *te
 }
 
 /* An error in Extend's format (extend-api.md section 3), with its request id. */
-static void sim_send_error(struct sim *s, struct evhttp_request *req, int status, const char *code,
-                           const char *message)
+void sim_send_error(struct sim *s, struct evhttp_request *req, int status, const char *code,
+                    const char *message)
 {
     char rid[64];
     sim_request_id(s, rid, sizeof(rid));
@@ -243,95 +153,6 @@ static void sim_send_error(struct sim *s, struct evhttp_request *req, int status
                   json_pack("{s:s, s:s, s:b, s:s}", "code", code ? code : sim_default_code(status),
                             "message", message, "retryable", status == 429 || status >= 500,
                             "requestId", rid));
-}
-
-/* ---------- the deleted-id set ---------- */
-
-static uint64_t sim_hash(const char *k)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
-    return h;
-}
-
-static void sim_deleted_clear(struct sim *s)
-{
-    for (size_t i = 0; i < s->deleted_cap; i++)
-        free(s->deleted[i]);
-    free(s->deleted);
-    s->deleted = NULL;
-    s->deleted_cap = s->deleted_n = 0;
-}
-
-/* Adds key; returns 1 if it was already there, 0 if added (or not kept
- * because the set is full), -1 on allocation failure. */
-static int sim_deleted_add(struct sim *s, const char *key)
-{
-    if (s->deleted_cap == 0 || (s->deleted_n + 1) * 10 > s->deleted_cap * 7) {
-        size_t ncap = s->deleted_cap ? s->deleted_cap * 2 : 1024;
-        char **n = calloc(ncap, sizeof(*n));
-        if (n == NULL)
-            return -1;
-        for (size_t i = 0; i < s->deleted_cap; i++) {
-            if (s->deleted[i] == NULL)
-                continue;
-            size_t j = sim_hash(s->deleted[i]) & (ncap - 1);
-            while (n[j] != NULL)
-                j = (j + 1) & (ncap - 1);
-            n[j] = s->deleted[i];
-        }
-        free(s->deleted);
-        s->deleted = n;
-        s->deleted_cap = ncap;
-    }
-    size_t j = sim_hash(key) & (s->deleted_cap - 1);
-    while (s->deleted[j] != NULL) {
-        if (strcmp(s->deleted[j], key) == 0)
-            return 1;
-        j = (j + 1) & (s->deleted_cap - 1);
-    }
-    if (s->deleted_n >= SIM_MAX_DELETED)
-        return 0;
-    if ((s->deleted[j] = strdup(key)) == NULL)
-        return -1;
-    s->deleted_n++;
-    return 0;
-}
-
-/* ---------- the request log ---------- */
-
-static void sim_log_clear(struct sim *s)
-{
-    for (int64_t i = 0; i < s->n_slots; i++) {
-        free(s->slots[i].line);
-        json_decref(s->slots[i].record);
-    }
-    free(s->slots);
-    s->slots = NULL;
-    s->n_slots = s->cap_slots = s->log_dropped = 0;
-}
-
-/* Reserves the next slot for rec (a new reference is taken); -1 when full. */
-static int64_t sim_log_reserve(struct sim *s, json_t *rec)
-{
-    if (s->n_slots >= SIM_MAX_LOG) {
-        s->log_dropped++;
-        return -1;
-    }
-    if (s->n_slots == s->cap_slots) {
-        int64_t ncap = s->cap_slots ? s->cap_slots * 2 : 1024;
-        struct log_slot *n = realloc(s->slots, (size_t)ncap * sizeof(*n));
-        if (n == NULL) {
-            s->log_dropped++;
-            return -1;
-        }
-        s->slots = n;
-        s->cap_slots = ncap;
-    }
-    s->slots[s->n_slots].line = NULL;
-    s->slots[s->n_slots].record = json_incref(rec);
-    return s->n_slots++;
 }
 
 /* ---------- the DELETE path ---------- */
@@ -381,7 +202,7 @@ static bool sim_bearer_ok(struct sim *s, const char *auth)
 {
     const char *tok;
     size_t n;
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
         return false;
     tok = auth + 7;
     n = strlen(tok);
@@ -491,19 +312,36 @@ static void sim_conn_closed(struct evhttp_connection *evcon, void *arg)
     }
 }
 
-static struct fault *sim_match_fault(struct sim *s, const char *id)
+/* --rate-limit: a token bucket of N per second with a burst of N, as
+ * Extend limits an organisation; an injected fault takes precedence. */
+static bool sim_rate_ok(struct sim *s)
 {
-    for (int i = 0; i < s->n_faults; i++) {
-        struct fault *f = &s->faults[i];
-        if (f->count == 0)
-            continue;
-        if (f->match[0] == '\0' || strstr(id, f->match) != NULL) {
-            if (f->count > 0)
-                f->count--;
-            return f;
-        }
-    }
-    return NULL;
+    struct timespec ts;
+    double now;
+    if (s->rate_limit <= 0)
+        return true;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (s->rate_last > 0)
+        s->rate_tokens += (now - s->rate_last) * s->rate_limit;
+    else
+        s->rate_tokens = s->rate_limit;
+    if (s->rate_tokens > s->rate_limit)
+        s->rate_tokens = s->rate_limit;
+    s->rate_last = now;
+    if (s->rate_tokens < 1.0)
+        return false;
+    s->rate_tokens -= 1.0;
+    return true;
+}
+
+static void sim_rate_fault(struct fault *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->status = 429;
+    sim_copy(f->retry_after, sizeof(f->retry_after), "1");
+    snprintf(f->ratelimit_reset, sizeof(f->ratelimit_reset), "%lld",
+             (long long)(sim_now_ms() / 1000 + 1));
 }
 
 static json_t *sim_new_record(struct sim *s, struct evhttp_request *req, const char *path,
@@ -582,6 +420,8 @@ static void sim_handle_delete(struct sim *s, struct evhttp_request *req, const c
     }
     if ((f = sim_match_fault(s, p->id)) != NULL)
         p->fault = *f;
+    else if (!sim_rate_ok(s))
+        sim_rate_fault(&p->fault);
     delay = s->latency_ms + (f ? f->delay_ms : 0);
     if (delay == 0 && !(f != NULL && f->action == ACT_DROP)) {
         sim_finish(p);
@@ -608,205 +448,6 @@ fail:
         free(p);
     }
     sim_send_text(req, 500, "out of memory");
-}
-
-/* ---------- control routes ---------- */
-
-static int sim_fault_parse(json_t *o, struct fault *f, char *err, size_t errlen)
-{
-    const char *key;
-    json_t *v;
-    memset(f, 0, sizeof(*f));
-    f->count = 1;
-    if (!json_is_object(o)) {
-        snprintf(err, errlen, "a rule must be an object");
-        return -1;
-    }
-    json_object_foreach(o, key, v)
-    {
-        bool str = json_is_string(v);
-        const char *sv = str ? json_string_value(v) : NULL;
-        if (str && strlen(sv) >= SIM_TEXT) {
-            snprintf(err, errlen, "%s: too long", key);
-            return -1;
-        }
-        if (strcmp(key, "match") == 0 && str) {
-            sim_copy(f->match, sizeof(f->match), sv);
-        } else if (strcmp(key, "count") == 0 && json_is_integer(v) && json_integer_value(v) >= -1 &&
-                   json_integer_value(v) <= 1000000000) {
-            f->count = json_integer_value(v);
-        } else if (strcmp(key, "status") == 0 && json_is_integer(v) &&
-                   json_integer_value(v) >= 400 && json_integer_value(v) <= 599) {
-            f->status = (int)json_integer_value(v);
-        } else if (strcmp(key, "code") == 0 && str) {
-            sim_copy(f->code, sizeof(f->code), sv);
-        } else if (strcmp(key, "retry_after") == 0 && (str || json_is_integer(v))) {
-            if (str)
-                sim_copy(f->retry_after, sizeof(f->retry_after), sv);
-            else
-                snprintf(f->retry_after, sizeof(f->retry_after), "%" JSON_INTEGER_FORMAT,
-                         json_integer_value(v));
-        } else if (strcmp(key, "ratelimit_reset") == 0 && (str || json_is_integer(v))) {
-            if (str)
-                sim_copy(f->ratelimit_reset, sizeof(f->ratelimit_reset), sv);
-            else
-                snprintf(f->ratelimit_reset, sizeof(f->ratelimit_reset), "%" JSON_INTEGER_FORMAT,
-                         json_integer_value(v));
-        } else if (strcmp(key, "delay_ms") == 0 && json_is_integer(v) &&
-                   json_integer_value(v) >= 0 && json_integer_value(v) <= SIM_MAX_DELAY_MS) {
-            f->delay_ms = (int)json_integer_value(v);
-        } else if (strcmp(key, "action") == 0 && str &&
-                   (strcmp(sv, "respond") == 0 || strcmp(sv, "drop") == 0 ||
-                    strcmp(sv, "plain") == 0)) {
-            f->action = sv[0] == 'd' ? ACT_DROP : sv[0] == 'p' ? ACT_PLAIN : ACT_RESPOND;
-        } else {
-            snprintf(err, errlen, "%s: unknown key or bad value", key);
-            return -1;
-        }
-        /* Header values go out verbatim: refuse anything that could split them. */
-        if (str && strpbrk(sv, "\r\n") != NULL) {
-            snprintf(err, errlen, "%s: control characters", key);
-            return -1;
-        }
-    }
-    if (f->action == ACT_PLAIN && f->status == 0) {
-        snprintf(err, errlen, "action plain needs a status");
-        return -1;
-    }
-    return 0;
-}
-
-static json_t *sim_fault_json(const struct fault *f)
-{
-    static const char *const acts[] = {"respond", "drop", "plain"};
-    return json_pack("{s:s, s:I, s:i, s:s, s:s, s:s, s:i, s:s}", "match", f->match, "count",
-                     (json_int_t)f->count, "status", f->status, "code", f->code, "retry_after",
-                     f->retry_after, "ratelimit_reset", f->ratelimit_reset, "delay_ms", f->delay_ms,
-                     "action", acts[f->action]);
-}
-
-static void sim_handle_faults(struct sim *s, struct evhttp_request *req)
-{
-    struct evbuffer *body = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(body);
-    json_error_t jerr;
-    json_t *doc = NULL, *one;
-    struct fault parsed[64];
-    char err[256] = "";
-    size_t i, n;
-
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_GET) {
-        json_t *arr = json_array();
-        for (int k = 0; k < s->n_faults; k++)
-            json_array_append_new(arr, sim_fault_json(&s->faults[k]));
-        sim_send_json(req, 200, arr);
-        return;
-    }
-    doc = json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, &jerr);
-    if (doc == NULL) {
-        snprintf(err, sizeof(err), "invalid JSON: %s", jerr.text);
-        goto fail;
-    }
-    if (json_is_object(doc)) {
-        json_t *arr = json_array();
-        json_array_append(arr, doc);
-        json_decref(doc);
-        doc = arr;
-    }
-    n = json_array_size(doc);
-    if (!json_is_array(doc) || n > sizeof(parsed) / sizeof(*parsed) ||
-        s->n_faults + (int)n > SIM_MAX_FAULTS) {
-        snprintf(err, sizeof(err), "expected an array of at most 64 rules (%d in all)",
-                 SIM_MAX_FAULTS);
-        goto fail;
-    }
-    /* All or nothing: a bad rule adds none of its batch. */
-    json_array_foreach(doc, i, one)
-    {
-        if (sim_fault_parse(one, &parsed[i], err, sizeof(err)) < 0)
-            goto fail;
-    }
-    memcpy(&s->faults[s->n_faults], parsed, n * sizeof(*parsed));
-    s->n_faults += (int)n;
-    json_decref(doc);
-    sim_send_json(req, 200, json_pack("{s:I, s:i}", "added", (json_int_t)n, "total", s->n_faults));
-    return;
-fail:
-    json_decref(doc);
-    sim_send_error(s, req, 400, "INVALID_REQUEST", err);
-}
-
-static void sim_handle_reset(struct sim *s, struct evhttp_request *req)
-{
-    s->n_faults = 0;
-    sim_log_clear(s);
-    sim_deleted_clear(s);
-    /* Waiting DELETEs keep their slot index; drop them from the log. */
-    for (struct pending *p = s->pending; p != NULL; p = p->next)
-        p->slot = -1;
-    s->seq = 0;
-    s->deletes = s->dropped = s->connections_opened = 0;
-    s->max_concurrent = s->in_flight;
-    memset(s->by_status, 0, sizeof(s->by_status));
-    sim_send_json(req, 200, json_pack("{s:b}", "reset", 1));
-}
-
-static void sim_handle_requests(struct sim *s, struct evhttp_request *req, const char *query)
-{
-    struct evbuffer *buf = evbuffer_new();
-    struct evkeyvalq q;
-    int64_t since = 0;
-    bool first = true;
-
-    TAILQ_INIT(&q);
-    if (query != NULL && evhttp_parse_query_str(query, &q) == 0) {
-        const char *v = evhttp_find_header(&q, "since");
-        if (v != NULL && sim_parse_int(v, 0, INT64_MAX, &since) < 0)
-            since = 0;
-    }
-    evhttp_clear_headers(&q);
-    if (buf == NULL) {
-        sim_send_text(req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add(buf, "[", 1);
-    for (int64_t i = since < s->n_slots ? since : s->n_slots; i < s->n_slots; i++) {
-        char *tmp = NULL;
-        const char *line = s->slots[i].line;
-        if (line == NULL && s->slots[i].record != NULL)
-            line = tmp = json_dumps(s->slots[i].record, JSON_COMPACT);
-        if (line == NULL)
-            continue;
-        if (!first)
-            evbuffer_add(buf, ",\n", 2);
-        evbuffer_add(buf, line, strlen(line));
-        first = false;
-        free(tmp);
-    }
-    evbuffer_add(buf, "]\n", 2);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, 200, "OK", buf);
-    evbuffer_free(buf);
-}
-
-static void sim_handle_stats(struct sim *s, struct evhttp_request *req)
-{
-    json_t *by = json_object();
-    char key[8];
-    for (int i = 0; i < 600; i++) {
-        if (s->by_status[i] == 0)
-            continue;
-        snprintf(key, sizeof(key), "%d", i);
-        json_object_set_new(by, key, json_integer(s->by_status[i]));
-    }
-    sim_send_json(req, 200,
-                  json_pack("{s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "deletes",
-                            (json_int_t)s->deletes, "by_status", by, "dropped",
-                            (json_int_t)s->dropped, "max_concurrent", (json_int_t)s->max_concurrent,
-                            "in_flight", (json_int_t)s->in_flight, "connections_opened",
-                            (json_int_t)s->connections_opened, "deleted_ids",
-                            (json_int_t)s->deleted_n, "log_dropped", (json_int_t)s->log_dropped,
-                            "faults", s->n_faults));
 }
 
 static void sim_handle(struct evhttp_request *req, void *arg)
@@ -905,6 +546,7 @@ static void usage(FILE *out)
             "usage: extend-sim --port P [--address 127.0.0.1]\n"
             "                  [--cert server.pem --key server.key | --plain]\n"
             "                  [--token TOKEN] [--log FILE] [--idle-close-ms N] [--latency-ms N]\n"
+            "                  [--rate-limit N]\n"
             "A stand-in for the Extend API's DELETE endpoints, with fault injection on\n"
             "POST /_sim/faults and inspection on GET /_sim/requests and /_sim/stats.\n");
 }
@@ -913,14 +555,14 @@ int main(int argc, char **argv)
 {
     struct sim *s = calloc(1, sizeof(*s));
     const char *address = "127.0.0.1", *cert = NULL, *key = NULL, *log_path = NULL;
-    int64_t port = -1, idle_ms = 0, latency = 0;
+    int64_t port = -1, idle_ms = 0, latency = 0, rate = 0;
     bool plain = false;
     struct evhttp_bound_socket *bound;
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     struct event *sigterm = NULL, *sigint = NULL, *flush = NULL;
     char host[INET6_ADDRSTRLEN] = "";
-    int rc = 1, bound_port = 0;
+    int rc = 1, bound_port = 0, one = 1;
 
     if (s == NULL)
         return 1;
@@ -953,6 +595,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--idle-close-ms") == 0) {
             if (sim_parse_int(v, 0, 3600000, &idle_ms) < 0)
                 goto bad;
+        } else if (strcmp(a, "--rate-limit") == 0) {
+            if (sim_parse_int(v, 0, 1000000, &rate) < 0)
+                goto bad;
         } else if (strcmp(a, "--latency-ms") == 0) {
             if (sim_parse_int(v, 0, SIM_MAX_DELAY_MS, &latency) < 0)
                 goto bad;
@@ -963,6 +608,7 @@ int main(int argc, char **argv)
     if (port < 0 || (plain && (cert || key)) || (!plain && (!cert || !key)))
         goto bad;
     s->latency_ms = (int)latency;
+    s->rate_limit = (double)rate;
     if (RAND_bytes((unsigned char *)&s->boot_tag, sizeof(s->boot_tag)) != 1)
         s->boot_tag = (uint32_t)time(NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -996,6 +642,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "extend-sim: cannot listen on %s:%d\n", address, (int)port);
         goto out;
     }
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux). Without
+     * it an answer written in two pieces waits for the client's delayed ACK:
+     * 40 ms per request on a kept-alive connection. */
+    setsockopt(evhttp_bound_socket_get_fd(bound), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sslen) == 0) {
         if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;

@@ -54,6 +54,9 @@ static void test_util_time_and_numbers(void)
     CHECK(util_parse_rfc3339("2026-11-29 09:35:04Z", &ms) == -1);
     CHECK(util_parse_rfc3339("2026-13-29T09:35:04Z", &ms) == -1);
     CHECK(util_parse_rfc3339("2026-11-29T09:35:04", &ms) == -1);
+    CHECK(util_parse_rfc3339("2026-02-31T00:00:00Z", &ms) == -1);
+    CHECK(util_parse_rfc3339("2028-02-29T00:00:00Z", &ms) == 0);
+    CHECK(util_parse_rfc3339("2026-02-29T00:00:00Z", &ms) == -1);
     util_format_time_ms(1795944904250LL, buf, sizeof(buf));
     CHECK_STR(buf, "2026-11-29T09:35:04.250Z");
     CHECK(util_parse_int64("42", 0, 100, &v) == 0 && v == 42);

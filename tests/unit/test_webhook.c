@@ -220,6 +220,17 @@ static void test_wildcard_and_first_rule_wins(void)
            "\"payload\":{\"object\":\"edit_run\",\"id\":\"edr_1\"}}";
     CHECK(webhook_plan(body, strlen(body), rules, 3, NOW, &p, &e) == 0);
     CHECK(p.matched == 1 && p.n == 1 && has(&p, RES_EDIT_RUN, "edr_1"));
+    /* A file event is not a run, even under a catch-all "run" rule. */
+    body = "{\"eventId\":\"evt_w\",\"eventType\":\"file.created\","
+           "\"payload\":{\"object\":\"file\",\"id\":\"file_new\"}}";
+    CHECK(webhook_plan(body, strlen(body), rules, 3, NOW, &p, &e) == 0);
+    CHECK(p.matched == 1 && p.n == 0);
+    body = "{\"eventId\":\"evt_w\",\"eventType\":\"file.created\","
+           "\"payload\":{\"object\":\"signed_data_url\",\"id\":\"file_new\"}}";
+    CHECK(webhook_plan(body, strlen(body), rules, 3, NOW, &p, &e) == 0);
+    CHECK(p.matched == 1 && p.n == 0);
+    body = "{\"eventId\":\"evt_w\",\"eventType\":\"edit_run.processed\","
+           "\"payload\":{\"object\":\"edit_run\",\"id\":\"edr_1\"}}";
     /* Without the catch-all, "extract_run.*" does not cover edit_run. */
     CHECK(webhook_plan(body, strlen(body), rules, 2, NOW, &p, &e) == 0 && p.matched == 0);
 }

@@ -1,0 +1,875 @@
+/*
+ * test_queue.c: the SQLite queue end to end on a real event loop: submit
+ * and idempotency, coalescing, due times and leases, completions,
+ * operator calls, reopening, ownership of the file and kill safety.
+ *
+ * Every call goes through a wrapper that checks the callback did not run
+ * inside the call, then runs the loop until it does.
+ */
+#include "check.h"
+#include "queue.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct event_base *base;
+static char dir[64];
+
+/* ---- loop helpers ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+
+/* Runs the loop until *flag is set (or 5 s pass, which fails the caller's
+ * CHECK on the flag). The tick keeps EVLOOP_ONCE from blocking forever. */
+static void run_until(const int *flag)
+{
+    int64_t deadline = util_mono_ms() + 5000;
+
+    while (!*flag && util_mono_ms() < deadline)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+static void db_path(const char *name, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/%s", dir, name);
+}
+
+static struct queue *open_q(const char *name, int64_t ttl_ms)
+{
+    char path[128], err[256] = "";
+    struct queue_options o = {.path = path, .idempotency_ttl_ms = ttl_ms};
+    struct queue *q = NULL;
+
+    db_path(name, path, sizeof(path));
+    if (queue_open(&q, base, &o, err, sizeof(err)) != 0)
+        fprintf(stderr, "queue_open %s: %s\n", path, err);
+    CHECK(q != NULL);
+    return q;
+}
+
+/* ---- synchronous wrappers ---- */
+
+struct sub_res {
+    int done;
+    enum queue_submit_status status;
+    int stored_status;
+    char body[128];
+};
+
+static void on_submit(const struct queue_submit_result *r, void *arg)
+{
+    struct sub_res *s = arg;
+
+    s->done = 1;
+    s->status = r->status;
+    s->stored_status = r->stored_status;
+    snprintf(s->body, sizeof(s->body), "%s", r->stored_body != NULL ? r->stored_body : "");
+}
+
+static void make_item(struct queue_item *it, const char *del_id, const char *rid,
+                      int64_t not_before)
+{
+    memset(it, 0, sizeof(*it));
+    snprintf(it->deletion_id, sizeof(it->deletion_id), "%s", del_id);
+    it->resource = RES_EXTRACT_RUN;
+    snprintf(it->resource_id, sizeof(it->resource_id), "%s", rid);
+    snprintf(it->reason, sizeof(it->reason), "test");
+    it->not_before_ms = not_before;
+}
+
+/* del_id NULL submits no item (an ignored event). */
+static enum queue_submit_status submit1(struct queue *q, const char *source, const char *key,
+                                        const char *del_id, const char *rid, int64_t not_before,
+                                        int64_t now, const char *body, struct sub_res *res)
+{
+    struct queue_item it;
+    struct queue_submission sub = {.source = source,
+                                   .key = key,
+                                   .request_id = "req_test",
+                                   .now_ms = now,
+                                   .items = &it,
+                                   .n_items = del_id ? 1 : 0,
+                                   .response_status = 202,
+                                   .response_body = body};
+
+    if (del_id != NULL)
+        make_item(&it, del_id, rid, not_before);
+    memset(res, 0, sizeof(*res));
+    res->status = -1;
+    CHECK(queue_submit(q, &sub, on_submit, res) == 0);
+    CHECK(res->done == 0); /* never inside the call */
+    run_until(&res->done);
+    CHECK(res->done == 1);
+    return res->status;
+}
+
+struct claim_res {
+    int done, n;
+    int64_t next_due;
+    struct queue_job jobs[8];
+};
+
+static void on_claim(const struct queue_job *jobs, int n, int64_t next_due, void *arg)
+{
+    struct claim_res *c = arg;
+
+    c->done = 1;
+    c->n = n;
+    c->next_due = next_due;
+    for (int i = 0; i < n && i < 8; i++)
+        c->jobs[i] = jobs[i];
+}
+
+static int claim(struct queue *q, int64_t now, int max, int64_t lease, struct claim_res *c)
+{
+    memset(c, 0, sizeof(*c));
+    CHECK(queue_claim(q, now, max, lease, on_claim, c) == 0);
+    CHECK(c->done == 0);
+    run_until(&c->done);
+    CHECK(c->done == 1);
+    return c->n;
+}
+
+struct done_res {
+    int done, ok;
+};
+
+static void on_done(int ok, void *arg)
+{
+    struct done_res *d = arg;
+
+    d->done = 1;
+    d->ok = ok;
+}
+
+static int complete(struct queue *q, int64_t job_id, enum deletion_state state, int64_t retry_at,
+                    int counts, int http_status, const char *error_code)
+{
+    struct queue_outcome o = {.job_id = job_id,
+                              .state = state,
+                              .retry_at_ms = retry_at,
+                              .counts_as_attempt = counts,
+                              .http_status = http_status};
+    struct done_res d = {0};
+
+    snprintf(o.upstream_request_id, sizeof(o.upstream_request_id), "xreq_%d", http_status);
+    snprintf(o.error_code, sizeof(o.error_code), "%s", error_code);
+    o.started_ms = util_now_ms();
+    o.finished_ms = o.started_ms + 5;
+    CHECK(queue_complete(q, &o, on_done, &d) == 0);
+    CHECK(d.done == 0);
+    run_until(&d.done);
+    CHECK(d.done == 1);
+    return d.ok;
+}
+
+struct get_res {
+    int done, failed, found;
+    struct queue_deletion_view v;
+};
+
+static void on_get(const struct queue_deletion_view *v, int failed, void *arg)
+{
+    struct get_res *g = arg;
+
+    g->done = 1;
+    g->failed = failed;
+    g->found = v != NULL;
+    if (v != NULL)
+        g->v = *v;
+}
+
+/* Returns 1 when found, with *g filled. */
+static int get(struct queue *q, const char *id, struct get_res *g)
+{
+    memset(g, 0, sizeof(*g));
+    CHECK(queue_get(q, id, on_get, g) == 0);
+    CHECK(g->done == 0);
+    run_until(&g->done);
+    CHECK(g->done == 1 && g->failed == 0);
+    return g->found;
+}
+
+struct count_res {
+    int done;
+    int64_t count;
+};
+
+static void on_count(int64_t count, void *arg)
+{
+    struct count_res *c = arg;
+
+    c->done = 1;
+    c->count = count;
+}
+
+static int64_t retry(struct queue *q, const char *id, int64_t now)
+{
+    struct count_res c = {0};
+
+    CHECK(queue_retry(q, id, "alice", now, on_count, &c) == 0);
+    CHECK(c.done == 0);
+    run_until(&c.done);
+    CHECK(c.done == 1);
+    return c.count;
+}
+
+static int64_t cancel(struct queue *q, const char *id, int64_t now)
+{
+    struct count_res c = {0};
+
+    CHECK(queue_cancel(q, id, "alice", now, on_count, &c) == 0);
+    CHECK(c.done == 0);
+    run_until(&c.done);
+    CHECK(c.done == 1);
+    return c.count;
+}
+
+struct stats_res {
+    int done, failed;
+    struct queue_stats s;
+};
+
+static void on_stats(const struct queue_stats *s, int failed, void *arg)
+{
+    struct stats_res *r = arg;
+
+    r->done = 1;
+    r->failed = failed;
+    if (s != NULL)
+        r->s = *s;
+}
+
+static void stats(struct queue *q, struct stats_res *r)
+{
+    memset(r, 0, sizeof(*r));
+    CHECK(queue_stats(q, on_stats, r) == 0);
+    CHECK(r->done == 0);
+    run_until(&r->done);
+    CHECK(r->done == 1 && r->failed == 0);
+}
+
+struct list_res {
+    int done, failed, n;
+    char ids[8][QUEUE_DELETION_ID_MAX + 1];
+};
+
+static void on_list(const struct queue_deletion_view *v, int n, int failed, void *arg)
+{
+    struct list_res *r = arg;
+
+    r->done = 1;
+    r->failed = failed;
+    r->n = n;
+    for (int i = 0; i < n && i < 8; i++)
+        snprintf(r->ids[i], sizeof(r->ids[i]), "%s", v[i].deletion_id);
+}
+
+static int list(struct queue *q, enum deletion_state s, int limit, struct list_res *r)
+{
+    memset(r, 0, sizeof(*r));
+    CHECK(queue_list(q, s, limit, on_list, r) == 0);
+    CHECK(r->done == 0);
+    run_until(&r->done);
+    CHECK(r->done == 1 && r->failed == 0);
+    return r->n;
+}
+
+struct notify_res {
+    int calls;
+    int64_t due;
+};
+
+static void on_notify(int64_t due, void *arg)
+{
+    struct notify_res *n = arg;
+
+    n->calls++;
+    n->due = due;
+}
+
+/* ---- tests ---- */
+
+static void test_submit_ok_duplicate_and_sources(void)
+{
+    struct queue *q = open_q("submit.db", 60000);
+    struct sub_res r, r2;
+    int64_t now = util_now_ms();
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "extend", "evt_1", "del_1", "exr_1", 0, now, "first", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "extend", "evt_1", "del_2", "exr_2", 0, now, "second", &r) ==
+          QUEUE_SUBMIT_DUPLICATE);
+    CHECK(r.stored_status == 202);
+    CHECK_STR(r.body, "first");
+    struct get_res g;
+    CHECK(get(q, "del_2", &g) == 0); /* a duplicate changes nothing */
+    CHECK(get(q, "del_1", &g) == 1);
+    CHECK_STR(g.v.source, "extend");
+    CHECK_STR(g.v.key, "evt_1");
+    CHECK_STR(g.v.request_id, "req_test");
+    CHECK_STR(g.v.reason, "test");
+    CHECK(g.v.state == DEL_QUEUED && g.v.accepted_ms == now);
+
+    /* The same key from another source is another request. */
+    CHECK(submit1(q, "crm", "evt_1", "del_3", "exr_3", 0, now, "crm", &r) == QUEUE_SUBMIT_OK);
+
+    /* An ignored event records its key only. */
+    CHECK(submit1(q, "extend", "evt_2", NULL, NULL, 0, now, "ignored", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "extend", "evt_2", NULL, NULL, 0, now, "x", &r) == QUEUE_SUBMIT_DUPLICATE);
+    CHECK_STR(r.body, "ignored");
+
+    /* Past the TTL a key is forgotten and the submission is new. */
+    CHECK(submit1(q, "extend", "evt_3", "del_4", "exr_4", 0, now, "a", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "extend", "evt_3", "del_5", "exr_5", 0, now + 61000, "b", &r) ==
+          QUEUE_SUBMIT_OK);
+
+    /* Out of bounds: refused through the callback, not inline. */
+    CHECK(submit1(q, "extend", "evt_4", "del_6", "a/b", 0, now, "c", &r) == QUEUE_SUBMIT_FAILED);
+
+    /* A failing operation fails alone: del_1 again (primary key clash)
+     * queued back to back with a good one. */
+    struct queue_item bad, good;
+    make_item(&bad, "del_1", "exr_9", 0);
+    make_item(&good, "del_7", "exr_7", 0);
+    struct queue_submission s1 = {.source = "crm",
+                                  .key = "k_bad",
+                                  .now_ms = now,
+                                  .items = &bad,
+                                  .n_items = 1,
+                                  .response_status = 202,
+                                  .response_body = "b"};
+    struct queue_submission s2 = {.source = "crm",
+                                  .key = "k_good",
+                                  .now_ms = now,
+                                  .items = &good,
+                                  .n_items = 1,
+                                  .response_status = 202,
+                                  .response_body = "g"};
+    memset(&r, 0, sizeof(r));
+    memset(&r2, 0, sizeof(r2));
+    CHECK(queue_submit(q, &s1, on_submit, &r) == 0);
+    CHECK(queue_submit(q, &s2, on_submit, &r2) == 0);
+    CHECK(r.done == 0 && r2.done == 0);
+    run_until(&r.done);
+    run_until(&r2.done);
+    CHECK(r.status == QUEUE_SUBMIT_FAILED);
+    CHECK(r2.status == QUEUE_SUBMIT_OK);
+    /* The failed one left no key behind: it may be sent again. */
+    make_item(&bad, "del_8", "exr_9", 0);
+    CHECK(submit1(q, "crm", "k_bad", "del_8", "exr_9", 0, now, "b", &r) == QUEUE_SUBMIT_OK);
+    queue_close(q);
+}
+
+static void test_coalescing(void)
+{
+    struct queue *q = open_q("coalesce.db", 0);
+    struct sub_res r;
+    struct get_res g1, g2, g3;
+    struct claim_res c;
+    int64_t now = util_now_ms();
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "extend", "e1", "del_a1", "exr_A", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "w1", "del_a2", "exr_A", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(get(q, "del_a1", &g1) && get(q, "del_a2", &g2));
+    CHECK(g1.v.job_id != 0 && g1.v.job_id == g2.v.job_id);
+    CHECK(claim(q, now, 10, 60000, &c) == 1);
+    CHECK(c.jobs[0].job_id == g1.v.job_id);
+    CHECK_STR(c.jobs[0].resource_id, "exr_A");
+    CHECK(c.jobs[0].resource == RES_EXTRACT_RUN);
+
+    /* While in flight, a third request still shares the job. */
+    CHECK(submit1(q, "crm", "w2", "del_a3", "exr_A", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(get(q, "del_a3", &g3) && g3.v.job_id == g1.v.job_id && g3.v.state == DEL_IN_FLIGHT);
+    CHECK(complete(q, g1.v.job_id, DEL_DELETED, 0, 1, 204, "") == 1);
+    CHECK(get(q, "del_a2", &g2) && g2.v.state == DEL_DELETED && g2.v.completed_ms != 0);
+
+    /* Once deleted, a new request makes a new job. */
+    CHECK(submit1(q, "crm", "w3", "del_a4", "exr_A", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(get(q, "del_a4", &g3) && g3.v.job_id != g1.v.job_id && g3.v.state == DEL_QUEUED);
+
+    /* Coalescing into a delayed job: the earlier due time wins. */
+    CHECK(submit1(q, "crm", "w4", "del_b1", "exr_B", now + 3600000, now, "", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(get(q, "del_b1", &g1) && g1.v.next_attempt_ms == now + 3600000);
+    CHECK(g1.v.not_before_ms == now + 3600000);
+    CHECK(submit1(q, "crm", "w5", "del_b2", "exr_B", 0, now + 10, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(get(q, "del_b1", &g1) && g1.v.next_attempt_ms == now + 10);
+    /* ... and a later one does not push it back. */
+    CHECK(submit1(q, "crm", "w6", "del_b3", "exr_B", now + 7200000, now + 20, "", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(get(q, "del_b3", &g2) && g2.v.job_id == g1.v.job_id && g2.v.next_attempt_ms == now + 10);
+    queue_close(q);
+}
+
+static void test_due_limit_and_lease(void)
+{
+    struct queue *q = open_q("claim.db", 0);
+    struct sub_res r;
+    struct claim_res c;
+    struct notify_res nt = {0};
+    int64_t now = util_now_ms(), first, second, third;
+
+    if (q == NULL)
+        return;
+    queue_set_notify(q, on_notify, &nt);
+    CHECK(submit1(q, "crm", "k0", "del_late", "exr_late", now + 10000, now, "", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(nt.calls == 1 && nt.due == now + 10000);
+    CHECK(claim(q, now, 10, 5000, &c) == 0);
+    CHECK(c.next_due == now + 10000);
+
+    CHECK(submit1(q, "crm", "k1", "del_1", "exr_1", 0, now - 300, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(nt.calls == 2 && nt.due == now - 300);
+    CHECK(submit1(q, "crm", "k2", "del_2", "exr_2", 0, now - 200, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k3", "del_3", "exr_3", 0, now - 100, "", &r) == QUEUE_SUBMIT_OK);
+
+    /* Oldest due first, at most max_jobs. */
+    CHECK(claim(q, now, 2, 5000, &c) == 2);
+    CHECK_STR(c.jobs[0].resource_id, "exr_1");
+    CHECK_STR(c.jobs[1].resource_id, "exr_2");
+    CHECK(c.jobs[0].attempts == 0 && c.jobs[0].clock_start_ms == now - 300);
+    CHECK(c.next_due == now - 100);
+    first = c.jobs[0].job_id;
+    second = c.jobs[1].job_id;
+
+    /* Leased jobs are not claimed again before the lease ends. */
+    CHECK(claim(q, now + 1000, 10, 5000, &c) == 1);
+    CHECK_STR(c.jobs[0].resource_id, "exr_3");
+    third = c.jobs[0].job_id;
+    CHECK(c.next_due == now + 5000); /* the first two leases end then */
+    CHECK(claim(q, now + 4999, 10, 5000, &c) == 0);
+
+    /* After it, they are claimable again (a worker that died). */
+    CHECK(claim(q, now + 5000, 10, 5000, &c) == 2);
+    CHECK(c.jobs[0].job_id == first && c.jobs[1].job_id == second);
+    CHECK(claim(q, now + 6000, 10, 5000, &c) == 1 && c.jobs[0].job_id == third);
+
+    CHECK(complete(q, first, DEL_DELETED, 0, 1, 204, "") == 1);
+    CHECK(complete(q, second, DEL_DELETED, 0, 1, 204, "") == 1);
+    CHECK(complete(q, third, DEL_DELETED, 0, 1, 204, "") == 1);
+
+    /* The delayed job becomes claimable at its not_before. */
+    CHECK(claim(q, now + 9999, 10, 5000, &c) == 0);
+    CHECK(claim(q, now + 10000, 10, 5000, &c) == 1);
+    CHECK_STR(c.jobs[0].resource_id, "exr_late");
+    queue_close(q);
+}
+
+static void test_complete_attempts_and_retry_at(void)
+{
+    struct queue *q = open_q("complete.db", 0);
+    struct sub_res r;
+    struct claim_res c;
+    struct get_res g;
+    struct notify_res nt = {0};
+    int64_t now = util_now_ms(), job;
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "k1", "del_c1", "exr_c1", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(claim(q, now, 1, 60000, &c) == 1);
+    job = c.jobs[0].job_id;
+    queue_set_notify(q, on_notify, &nt);
+
+    /* A 503: counted, retried at retry_at. */
+    CHECK(complete(q, job, DEL_QUEUED, now + 2000, 1, 503, "server_error") == 1);
+    CHECK(nt.calls == 1 && nt.due == now + 2000);
+    CHECK(get(q, "del_c1", &g));
+    CHECK(g.v.state == DEL_QUEUED && g.v.attempts == 1 && g.v.last_http_status == 503);
+    CHECK(g.v.next_attempt_ms == now + 2000 && g.v.n_attempts == 1);
+    CHECK_STR(g.v.last_upstream_request_id, "xreq_503");
+    CHECK_STR(g.v.last_error, "server_error");
+    CHECK(claim(q, now + 1999, 1, 60000, &c) == 0 && c.next_due == now + 2000);
+    CHECK(claim(q, now + 2000, 1, 60000, &c) == 1 && c.jobs[0].attempts == 1);
+
+    /* A 429: recorded, not counted. */
+    CHECK(complete(q, job, DEL_QUEUED, now + 3000, 0, 429, "rate_limited") == 1);
+    CHECK(get(q, "del_c1", &g) && g.v.attempts == 1 && g.v.n_attempts == 2);
+    CHECK(g.v.attempt[0].http_status == 429 && g.v.attempt[1].http_status == 503);
+    CHECK_STR(g.v.attempt[0].error_code, "rate_limited");
+    CHECK(g.v.attempt[0].finished_ms == g.v.attempt[0].started_ms + 5);
+
+    /* Completing a job that is not in flight changes nothing. */
+    CHECK(complete(q, job, DEL_DELETED, 0, 1, 204, "") == 1);
+    CHECK(get(q, "del_c1", &g) && g.v.state == DEL_QUEUED && g.v.n_attempts == 2);
+
+    CHECK(claim(q, now + 3000, 1, 60000, &c) == 1);
+    CHECK(complete(q, job, DEL_REJECTED, 0, 1, 422, "invalid_id") == 1);
+    CHECK(get(q, "del_c1", &g) && g.v.state == DEL_REJECTED && g.v.attempts == 2);
+    CHECK(g.v.completed_ms != 0 && g.v.next_attempt_ms == 0 && g.v.n_attempts == 3);
+    CHECK(g.v.final_audit_seq == 0); /* no audit log in this test */
+
+    /* An unknown job fails. */
+    CHECK(complete(q, job + 1000, DEL_DELETED, 0, 1, 204, "") == 0);
+
+    /* 404 means it is gone already. */
+    CHECK(submit1(q, "crm", "k2", "del_c2", "exr_c2", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(claim(q, now + 4000, 1, 60000, &c) == 1);
+    CHECK(complete(q, c.jobs[0].job_id, DEL_NOT_FOUND, 0, 1, 404, "") == 1);
+    CHECK(get(q, "del_c2", &g) && g.v.state == DEL_NOT_FOUND);
+    queue_close(q);
+}
+
+static void test_stats_list_retry_cancel(void)
+{
+    struct queue *q = open_q("ops.db", 0);
+    struct sub_res r;
+    struct claim_res c;
+    struct get_res g;
+    struct stats_res st;
+    struct list_res l;
+    int64_t now = util_now_ms();
+
+    if (q == NULL)
+        return;
+    /* d1, d2 share exr_1; d3 on exr_3; d4 on exr_4; d5 on exr_5. */
+    CHECK(submit1(q, "crm", "k1", "d1", "exr_1", 0, now - 50, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k2", "d2", "exr_1", 0, now - 40, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k3", "d3", "exr_3", 0, now - 30, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k4", "d4", "exr_4", 0, now - 20, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k5", "d5", "exr_5", now + 100000, now - 10, "", &r) ==
+          QUEUE_SUBMIT_OK);
+
+    stats(q, &st);
+    CHECK(st.s.count[DEL_QUEUED] == 5 && st.s.jobs_pending == 4);
+    CHECK(st.s.oldest_pending_ms == now - 50);
+    CHECK(list(q, DEL_QUEUED, 10, &l) == 5);
+    CHECK_STR(l.ids[0], "d1");
+    CHECK_STR(l.ids[4], "d5");
+    CHECK(list(q, DEL_QUEUED, 2, &l) == 2);
+
+    /* Cancel one of two deletions sharing a job: the job goes on. */
+    CHECK(cancel(q, "d1", now) == 1);
+    CHECK(cancel(q, "d1", now) == 0);
+    CHECK(get(q, "d1", &g) && g.v.state == DEL_CANCELLED && g.v.completed_ms == now);
+    CHECK(get(q, "d2", &g) && g.v.state == DEL_QUEUED);
+    CHECK(cancel(q, "nope", now) == 0);
+
+    /* Claim exr_1, exr_3 and exr_4; exr_1 in flight cannot be cancelled. */
+    CHECK(claim(q, now, 3, 60000, &c) == 3);
+    CHECK(cancel(q, "d2", now) == 0);
+    CHECK(complete(q, c.jobs[0].job_id, DEL_DEAD, 0, 1, 503, "server_error") == 1);
+    CHECK(complete(q, c.jobs[1].job_id, DEL_DEAD, 0, 1, 503, "server_error") == 1);
+    CHECK(complete(q, c.jobs[2].job_id, DEL_REJECTED, 0, 1, 400, "bad_request") == 1);
+    CHECK(cancel(q, "d3", now) == 0); /* terminal */
+
+    /* Cancel the only deletion of the delayed job: the job is cancelled. */
+    CHECK(cancel(q, "d5", now) == 1);
+    stats(q, &st);
+    CHECK(st.s.count[DEL_CANCELLED] == 2 && st.s.count[DEL_DEAD] == 2);
+    CHECK(st.s.count[DEL_REJECTED] == 1 && st.s.count[DEL_QUEUED] == 0);
+    CHECK(st.s.jobs_pending == 0 && st.s.oldest_pending_ms == 0);
+    CHECK(list(q, DEL_CANCELLED, 10, &l) == 2);
+    CHECK_STR(l.ids[0], "d1");
+    CHECK_STR(l.ids[1], "d5");
+    CHECK(list(q, DEL_DEAD, 10, &l) == 2);
+
+    /* Retry one rejected deletion: queued, due now, clock restarted. */
+    CHECK(retry(q, "d4", now + 500) == 1);
+    CHECK(retry(q, "d4", now + 500) == 0); /* queued now: nothing to retry */
+    CHECK(get(q, "d4", &g) && g.v.state == DEL_QUEUED && g.v.next_attempt_ms == now + 500);
+    CHECK(claim(q, now + 500, 10, 60000, &c) == 1 && c.jobs[0].clock_start_ms == now + 500);
+    CHECK(retry(q, "", now) == -1);
+
+    /* Retry every dead one: d2 (d1 stays cancelled) and d3. */
+    CHECK(retry(q, NULL, now + 600) == 2);
+    CHECK(get(q, "d2", &g) && g.v.state == DEL_QUEUED);
+    CHECK(get(q, "d1", &g) && g.v.state == DEL_CANCELLED);
+    CHECK(retry(q, NULL, now + 600) == 0);
+    stats(q, &st);
+    CHECK(st.s.count[DEL_QUEUED] == 2 && st.s.count[DEL_IN_FLIGHT] == 1);
+    CHECK(st.s.count[DEL_DEAD] == 0);
+
+    /* Retrying a dead deletion whose resource has a pending job again:
+     * it joins that job (one pending job per resource). */
+    CHECK(submit1(q, "crm", "k6", "d6", "exr_6", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(claim(q, now + 700, 10, 60000, &c) == 3);
+    for (int i = 0; i < 3; i++)
+        CHECK(complete(q, c.jobs[i].job_id, DEL_DEAD, 0, 1, 503, "") == 1);
+    CHECK(submit1(q, "crm", "k7", "d7", "exr_6", now + 100000, now, "", &r) == QUEUE_SUBMIT_OK);
+    struct get_res g7;
+    CHECK(get(q, "d7", &g7) && g7.v.state == DEL_QUEUED);
+    CHECK(retry(q, "d6", now + 800) == 1);
+    CHECK(get(q, "d6", &g) && g.v.job_id == g7.v.job_id && g.v.state == DEL_QUEUED);
+    CHECK(g.v.next_attempt_ms == now + 800); /* the retry pulls the delayed job in */
+
+    /* Completing with a state a completion cannot have fails. */
+    CHECK(complete(q, g7.v.job_id, DEL_IN_FLIGHT, 0, 1, 0, "") == 0);
+    stats(q, &st);
+    queue_close(q);
+
+    /* The counts kept by triggers agree with counting the rows. */
+    char path[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *sq = NULL;
+    int64_t counted[DEL_STATE_COUNT] = {0};
+    db_path("ops.db", path, sizeof(path));
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT coalesce(d.state, j.state), count(*) FROM deletions d"
+                             " JOIN jobs j ON j.id = d.job_id GROUP BY 1",
+                             -1, &sq, NULL) == SQLITE_OK);
+    while (sqlite3_step(sq) == SQLITE_ROW) {
+        enum deletion_state ds;
+        CHECK(deletion_state_from_name((const char *)sqlite3_column_text(sq, 0), &ds) == 0);
+        counted[ds] = sqlite3_column_int64(sq, 1);
+    }
+    sqlite3_finalize(sq);
+    sqlite3_close(db);
+    for (int i = 0; i < DEL_STATE_COUNT; i++)
+        CHECK(counted[i] == st.s.count[i]);
+    CHECK(st.s.count[DEL_QUEUED] == 2 && st.s.count[DEL_DEAD] == 2);
+}
+
+/* Keys past the TTL are pruned from the table, not only ignored. */
+static void test_expired_keys_are_pruned(void)
+{
+    struct queue *q = open_q("prune.db", 1000);
+    struct sub_res r;
+    int64_t now = util_now_ms();
+    char path[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "old1", NULL, NULL, 0, now - 5000, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "old2", NULL, NULL, 0, now - 5000, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "new", NULL, NULL, 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    queue_close(q);
+    db_path("prune.db", path, sizeof(path));
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT group_concat(key) FROM submissions", -1, &st, NULL) ==
+          SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "new");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_reopen_keeps_rows_and_requeues_in_flight(void)
+{
+    struct queue *q = open_q("reopen.db", 0);
+    struct sub_res r;
+    struct claim_res c;
+    struct get_res g;
+    int64_t now = util_now_ms();
+    char path[128], err[256] = "";
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "k1", "d1", "exr_1", 0, now, "body1", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k2", "d2", "exr_2", now + 100000, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(claim(q, now, 10, 3600000, &c) == 1);
+    queue_close(q);
+
+    q = open_q("reopen.db", 0);
+    if (q == NULL)
+        return;
+    CHECK(get(q, "d1", &g) && g.v.state == DEL_QUEUED); /* in flight at the stop */
+    CHECK(get(q, "d2", &g) && g.v.state == DEL_QUEUED && g.v.next_attempt_ms == now + 100000);
+    CHECK(submit1(q, "crm", "k1", "dx", "exr_x", 0, now, "", &r) == QUEUE_SUBMIT_DUPLICATE);
+    CHECK_STR(r.body, "body1");
+    CHECK(claim(q, util_now_ms() + 1, 10, 60000, &c) == 1);
+    CHECK_STR(c.jobs[0].resource_id, "exr_1");
+    queue_close(q);
+
+    /* The schema carries its version; a newer one is refused. */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    db_path("reopen.db", path, sizeof(path));
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
+    sqlite3_finalize(st);
+    CHECK(sqlite3_exec(db, "UPDATE meta SET schema_version = 99", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    struct queue_options o = {.path = path};
+    q = NULL;
+    CHECK(queue_open(&q, base, &o, err, sizeof(err)) == -1 && q == NULL);
+    CHECK(strstr(err, "newer") != NULL);
+}
+
+static void test_second_open_fails(void)
+{
+    struct queue *q1 = open_q("owned.db", 0), *q2 = NULL;
+    char path[128], err[256] = "";
+    struct queue_options o = {.path = path};
+
+    db_path("owned.db", path, sizeof(path));
+    CHECK(queue_open(&q2, base, &o, err, sizeof(err)) == -1 && q2 == NULL);
+    CHECK(strstr(err, "in use") != NULL);
+    queue_close(q1);
+    CHECK(queue_open(&q2, base, &o, err, sizeof(err)) == 0);
+    queue_close(q2);
+}
+
+/* A process that gets OK and dies without closing: the row must be there. */
+static void test_kill_after_ok_keeps_row(void)
+{
+    pid_t pid = fork();
+    struct get_res g;
+    int status = 0;
+
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct queue *q;
+        struct sub_res r;
+        base = event_base_new();
+        q = open_q("kill.db", 0);
+        if (q == NULL)
+            _exit(2);
+        if (submit1(q, "crm", "k1", "del_kill", "exr_k", 0, util_now_ms(), "", &r) !=
+            QUEUE_SUBMIT_OK)
+            _exit(1);
+        _exit(0); /* no close, no flush: as good as a kill */
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    struct queue *q = open_q("kill.db", 0);
+    if (q == NULL)
+        return;
+    CHECK(get(q, "del_kill", &g) && g.v.state == DEL_QUEUED);
+    queue_close(q);
+}
+
+/* close answers what was already submitted, then refuses new work. */
+static void test_close_answers_pending(void)
+{
+    struct queue *q = open_q("close.db", 0);
+    struct queue_item it;
+    struct queue_submission sub = {.source = "crm",
+                                   .key = "k1",
+                                   .now_ms = util_now_ms(),
+                                   .items = &it,
+                                   .n_items = 1,
+                                   .response_body = ""};
+    struct sub_res r = {0};
+
+    if (q == NULL)
+        return;
+    make_item(&it, "d1", "exr_1", 0);
+    CHECK(queue_submit(q, &sub, on_submit, &r) == 0);
+    queue_close(q);
+    CHECK(r.done == 1 && r.status == QUEUE_SUBMIT_OK);
+}
+
+struct close_ctx {
+    struct queue *q;
+    int calls, ok;
+};
+
+static void on_submit_close(const struct queue_submit_result *r, void *arg)
+{
+    struct close_ctx *x = arg;
+    struct queue *q = x->q;
+
+    x->calls++;
+    x->ok += r->status == QUEUE_SUBMIT_OK;
+    x->q = NULL;
+    if (q != NULL)
+        queue_close(q); /* from inside a callback, with another answer due */
+}
+
+static void test_close_from_a_callback(void)
+{
+    struct close_ctx x = {.q = open_q("close_cb.db", 0)};
+    struct queue_item a, b;
+    struct queue_submission s1 = {.source = "crm",
+                                  .key = "k1",
+                                  .now_ms = util_now_ms(),
+                                  .items = &a,
+                                  .n_items = 1,
+                                  .response_body = ""};
+    struct queue_submission s2 = s1;
+
+    if (x.q == NULL)
+        return;
+    make_item(&a, "d1", "exr_1", 0);
+    make_item(&b, "d2", "exr_2", 0);
+    s2.key = "k2";
+    s2.items = &b;
+    CHECK(queue_submit(x.q, &s1, on_submit_close, &x) == 0);
+    CHECK(queue_submit(x.q, &s2, on_submit_close, &x) == 0);
+    /* The first answer closes the queue; the close answers the second
+     * before it returns, so both are in once the loop has run once. */
+    run_until(&x.calls);
+    CHECK(x.calls == 2 && x.ok == 2);
+}
+
+static void test_state_names(void)
+{
+    enum deletion_state s;
+
+    for (int i = 0; i < DEL_STATE_COUNT; i++)
+        CHECK(deletion_state_from_name(deletion_state_name((enum deletion_state)i), &s) == 0 &&
+              (int)s == i);
+    CHECK_STR(deletion_state_name(DEL_IN_FLIGHT), "in_flight");
+    CHECK(deletion_state_from_name("gone", &s) == -1);
+    CHECK(deletion_state_from_name(NULL, &s) == -1);
+}
+
+static void remove_dir(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    struct event *tick;
+    struct timeval tv = {0, 20000};
+
+    if (evthread_use_pthreads() != 0)
+        return 1;
+    snprintf(dir, sizeof(dir), "/tmp/dg_queue_XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    test_state_names();
+    base = event_base_new();
+    tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    event_add(tick, &tv);
+    test_kill_after_ok_keeps_row(); /* first: fork before any thread exists */
+    test_submit_ok_duplicate_and_sources();
+    test_coalescing();
+    test_due_limit_and_lease();
+    test_complete_attempts_and_retry_at();
+    test_stats_list_retry_cancel();
+    test_expired_keys_are_pruned();
+    test_reopen_keeps_rows_and_requeues_in_flight();
+    test_second_open_fails();
+    test_close_answers_pending();
+    test_close_from_a_callback();
+    event_free(tick);
+    event_base_free(base);
+    remove_dir();
+    return check_done();
+}

@@ -137,6 +137,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         stop_pid "$target_pid"
         rm -f "$dir"/lat.req.*
 
+        [ -n "${BENCH_KEEP:-}" ] || rm -f "$dir"/*/*.db "$dir"/*/*.db-* "$dir"/*/audit.jsonl*
         printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
             "$(kv "$dir/drain.wait" rate)" "$(kv "$dir/drain.wait" seconds)" "$paused" \
             "$(kv "$dir/lat.out" accept_p50_ms)" "$(kv "$dir/lat.out" accept_p99_ms)" \

@@ -138,6 +138,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         acc_total=$(($(kv "$dir/warm.out" accepted) + $(kv "$m" accepted)))
         uniq=$(($(kv "$dir/warm.out" sent) - $(kv "$dir/warm.out" repeats) + $(kv "$m" sent) - $(kv "$m" repeats)))
         rows=$(count_rows "$t" "$dir" 2>/dev/null || echo "?")
+        # The databases and audit logs have been counted; they are large.
+        [ -n "${BENCH_KEEP:-}" ] || rm -f "$dir"/*.db "$dir"/*.db-* "$dir"/audit.jsonl*
         errs=$(($(kv "$m" err_connect) + $(kv "$m" err_read) + $(kv "$m" err_write) + $(kv "$m" err_timeout)))
         rate_est[$t]=$(kv "$m" rps | cut -d. -f1)
         read -r cpu_pct kb_req syscw_req < <(proc_delta "$s0" "$s1" "$(kv "$m" duration_us)" "$(kv "$m" requests)")

@@ -40,12 +40,12 @@ struct dispatch {
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;           /* a claim is with the queue: one at a time */
-    int64_t next_send_mono; /* rate limit: no DELETE starts before this */
+    int claiming;            /* a claim is with the queue: one at a time */
+    int64_t next_send_mono;  /* rate limit: no DELETE starts before this */
     struct queue_job *ready; /* claimed, waiting for a free slot (prefetch) */
     int n_ready;
     int cap_ready;
-    int claim_short;         /* the last claim took every due job; reset by timer and notify */
+    int claim_short;       /* the last claim took every due job; reset by timer and notify */
     int64_t hold_until_ms; /* after a 429: nothing is sent before this */
     int breaker_open;
     int64_t probe_at_ms;
@@ -238,10 +238,12 @@ static void upstream_done(const struct upstream_result *r, void *arg)
     decide(d, a, r, now, &o);
 
     metrics_attempt(class_name(retry_classify(r->http_status)), (double)r->elapsed_ms / 1000.0);
-    log_info(NULL, "dispatch: DELETE %s %s -> %d%s%s (x-extend-request-id %s) => %s",
-             resource_name(a->job.resource), a->job.resource_id, r->http_status,
-             r->http_status ? "" : " ", r->http_status ? "" : r->transport_error,
-             r->request_id[0] ? r->request_id : "-", deletion_state_name(o.state));
+    /* Successes are in the audit log; retries and failures are news. */
+    log_msg(o.state == DEL_DELETED || o.state == DEL_NOT_FOUND ? LOG_DEBUG : LOG_INFO, NULL,
+            "dispatch: DELETE %s %s -> %d%s%s (x-extend-request-id %s) => %s",
+            resource_name(a->job.resource), a->job.resource_id, r->http_status,
+            r->http_status ? "" : " ", r->http_status ? "" : r->transport_error,
+            r->request_id[0] ? r->request_id : "-", deletion_state_name(o.state));
 
     d->in_flight--;
     metrics_set_in_flight(d->in_flight);
@@ -408,8 +410,7 @@ static void queue_notified(int64_t earliest_due_ms, void *arg)
     if (earliest_due_ms <= now) {
         d->claim_short = 0;
         pump(d);
-    }
-    else
+    } else
         arm(d, earliest_due_ms - now);
 }
 

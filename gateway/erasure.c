@@ -1,7 +1,7 @@
 /*
  * erasure.c: an internal erasure request's body (see erasure.h).
  *
- *   load_json, show:  parse the body; quote input safely in messages
+ *   (parsing and quoting input: json_body.c)
  *   item_parse:       one {"resource", "id", "reason", "not_before"}
  *   erasure_parse:    a single item or {"items": [...]}
  *
@@ -19,70 +19,14 @@
 
 #include <jansson.h>
 
+#include "json_body.h"
+
 #include "util.h"
 
-#define SHOW_MAX 64
 #define NOT_BEFORE_MAX_MS (INT64_C(366) * 86400 * 1000)
-#define TIME_TEXT_MAX 40 /* "2026-11-29T09:35:04.123456789+01:00" is 35 */
-
-static const char *show(const char *s, size_t len, char out[SHOW_MAX + 4])
-{
-    size_t n;
-
-    for (n = 0; n < len && n < SHOW_MAX; n++) {
-        unsigned char c = (unsigned char)s[n];
-        out[n] = '?';
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-            out[n] = s[n];
-    }
-    if (n < len) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
-static json_t *load_json(const char *body, size_t len, struct api_error *err)
-{
-    json_error_t jerr;
-    json_t *root;
-    const char *why;
-
-    if (body == NULL) {
-        api_error_set(err, 400, "malformed_json", "body is empty");
-        return NULL;
-    }
-    /* Duplicate keys are refused: {"id": "a", "id": "b"} must not mean
-     * one thing here and another to the client that wrote it. */
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (root != NULL)
-        return root;
-    switch (json_error_code(&jerr)) {
-    case json_error_duplicate_key:
-        why = "duplicate object key";
-        break;
-    case json_error_invalid_utf8:
-        why = "invalid UTF-8";
-        break;
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-        why = "NUL character";
-        break;
-    case json_error_stack_overflow:
-        why = "nested too deeply";
-        break;
-    default:
-        why = "invalid JSON";
-        break;
-    }
-    api_error_set(err, 400, "malformed_json", "body: %s at line %d, column %d", why, jerr.line,
-                  jerr.column);
-    return NULL;
-}
-
-/* Printable text: no C0 controls, no DEL, no C1 controls (U+0080..U+009F,
- * encoded C2 80..C2 9F). jansson has already checked the UTF-8. */
+#define TIME_TEXT_MAX                                                                              \
+    40 /* Printable text: no C0 controls, no DEL, no C1 controls (U+0080..U+009F,                  \
+        * encoded C2 80..C2 9F). jansson has already checked the UTF-8. */
 static int reason_ok(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -101,7 +45,7 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
 {
     json_t *jres = NULL, *jid = NULL, *jreason = NULL, *jnb = NULL, *v;
     const char *key, *s;
-    char q[SHOW_MAX + 4];
+    char q[JSON_BODY_SHOW_MAX + 4];
     int64_t ms;
     size_t len;
 
@@ -125,7 +69,7 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
             /* Refused, so a typo ("not_befor") never silently drops a
              * condition on what is deleted and when. */
             api_error_set(err, 400, "invalid_body", "%s%s\"%s\": unknown key", where,
-                          where[0] ? "." : "", show(key, strlen(key), q));
+                          where[0] ? "." : "", json_body_show(key, strlen(key), q));
             return -1;
         }
     }
@@ -140,7 +84,7 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
         api_error_set(err, 400, "unknown_resource",
                       "%s%sresource: \"%s\" is not one of extract_run, parse_run, classify_run, "
                       "split_run, edit_run, workflow_run, file",
-                      where, where[0] ? "." : "", show(s, json_string_length(jres), q));
+                      where, where[0] ? "." : "", json_body_show(s, json_string_length(jres), q));
         return -1;
     }
 
@@ -154,7 +98,7 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
     if (!resource_id_valid(s, len)) {
         api_error_set(err, 400, "invalid_id",
                       "%s%sid: \"%s\" is not 1..%d characters of [A-Za-z0-9_-]", where,
-                      where[0] ? "." : "", show(s, len, q), RESOURCE_ID_MAX);
+                      where[0] ? "." : "", json_body_show(s, len, q), RESOURCE_ID_MAX);
         return -1;
     }
     memcpy(item->id, s, len + 1);
@@ -188,7 +132,7 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
             api_error_set(err, 400, "invalid_not_before",
                           "%s%snot_before: \"%s\" is not an RFC 3339 time "
                           "(2026-11-29T09:35:04Z)",
-                          where, where[0] ? "." : "", show(s, len, q));
+                          where, where[0] ? "." : "", json_body_show(s, len, q));
             return -1;
         }
         if (ms - now_ms > NOT_BEFORE_MAX_MS) {
@@ -214,7 +158,7 @@ int erasure_parse(const char *body, size_t len, int max_items, int64_t now_ms,
 
     *items = NULL;
     *n = 0;
-    root = load_json(body, len, err);
+    root = json_body_load(body, len, err);
     if (root == NULL)
         return -1;
     if (!json_is_object(root)) {

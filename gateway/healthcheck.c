@@ -1,28 +1,43 @@
 /*
  * healthcheck.c: `deletion-gateway health`, the container's HEALTHCHECK.
  *
- *   healthcheck_parse_url()  http://HOST[:PORT][/PATH] into its parts
- *   healthcheck_get()        one GET over a socket, with a deadline
+ *   healthcheck_parse_url()  http(s)://HOST[:PORT][/PATH] into its parts
+ *   hc_connect()             a TCP connection within the deadline
+ *   hc_tls()                 the client side of TLS, for a TLS listener
+ *   healthcheck_get()        one GET, the status line read back
  *   healthcheck_main()       the command: exit 0 only for "HTTP/1.x 200"
  *
- * Plain HTTP only: the probe runs inside the container against the
- * gateway's own listener, and keeping TLS out keeps it a few dozen lines.
- * With TLS on the listener, point it at the admin listener or override the
- * HEALTHCHECK.
+ * The probe runs next to the gateway, against its own listener, and sends
+ * nothing secret: over https it checks the server certificate only when
+ * given --cacert, and presents a client certificate (--cert, --key) when
+ * the listener requires one.
  */
 #include "healthcheck.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define HC_DEFAULT_URL "http://127.0.0.1:8080/healthz"
 #define HC_MAX_TIMEOUT_MS 60000
+
+struct hc_opts {
+    const char *cacert; /* verify the server against this CA; NULL = do not verify */
+    const char *cert;   /* client certificate for an mTLS listener, or NULL */
+    const char *key;
+};
 
 static int hc_copy(char *out, size_t outlen, const char *s, size_t n)
 {
@@ -33,14 +48,20 @@ static int hc_copy(char *out, size_t outlen, const char *s, size_t n)
     return 0;
 }
 
-int healthcheck_parse_url(const char *url, char *host, size_t hostlen, char *port, size_t portlen,
-                          char *path, size_t pathlen)
+int healthcheck_parse_url(const char *url, int *tls, char *host, size_t hostlen, char *port,
+                          size_t portlen, char *path, size_t pathlen)
 {
     const char *p, *end, *colon;
 
-    if (strncmp(url, "http://", 7) != 0)
+    if (strncmp(url, "http://", 7) == 0) {
+        *tls = 0;
+        p = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        *tls = 1;
+        p = url + 8;
+    } else {
         return -1;
-    p = url + 7;
+    }
     end = p + strcspn(p, "/");
     if (*p == '[') { /* [v6]:port */
         const char *close = memchr(p, ']', (size_t)(end - p));
@@ -61,7 +82,7 @@ int healthcheck_parse_url(const char *url, char *host, size_t hostlen, char *por
             util_parse_int64(digits, 1, 65535, &n) != 0 ||
             hc_copy(port, portlen, digits, strlen(digits)) != 0)
             return -1;
-    } else if (hc_copy(port, portlen, "80", 2) != 0) {
+    } else if (hc_copy(port, portlen, *tls ? "443" : "80", *tls ? 3 : 2) != 0) {
         return -1;
     }
     if (*end == '\0')
@@ -71,79 +92,139 @@ int healthcheck_parse_url(const char *url, char *host, size_t hostlen, char *por
     return 0;
 }
 
-/* Waits for fd to become ready for events until deadline (monotonic ms). */
-static int hc_wait(int fd, short events, int64_t deadline)
+/* A connected, blocking socket whose reads and writes each time out at
+ * what is left of the deadline; -1 when none could be made in time. */
+static int hc_connect(const char *host, const char *port, int64_t deadline)
 {
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int64_t left = deadline - util_mono_ms();
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
+    int fd = -1;
 
-    if (left <= 0)
+    if (getaddrinfo(host, port, &hints, &res) != 0)
         return -1;
-    if (poll(&pfd, 1, (int)left) != 1)
-        return -1;
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        struct pollfd pfd;
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        int64_t left = deadline - util_mono_ms();
+
+        if (left <= 0)
+            break;
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+        if ((connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
+             (errno != EINPROGRESS || poll(&pfd, 1, (int)left) != 1)) ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int64_t left = deadline - util_mono_ms();
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        int flags = fcntl(fd, F_GETFL);
+
+        /* Back to blocking: the socket time-outs bound each call. */
+        if (left <= 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/* The client side of a TLS handshake on fd, or NULL. Without a CA the
+ * server is not authenticated: the probe only asks "are you up?". */
+static SSL *hc_tls(SSL_CTX **ctx_out, int fd, const char *host, const struct hc_opts *o)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+
+    *ctx_out = ctx;
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        goto fail;
+    if (o->cacert != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, o->cacert, NULL) != 1) {
+            fprintf(stderr, "health: cannot load --cacert %s\n", o->cacert);
+            goto fail;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    if (o->cert != NULL && (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
+                            SSL_CTX_use_PrivateKey_file(ctx, o->key != NULL ? o->key : o->cert,
+                                                        SSL_FILETYPE_PEM) != 1)) {
+        fprintf(stderr, "health: cannot load --cert/--key\n");
+        goto fail;
+    }
+    ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    if (o->cacert != NULL) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+        /* An address in the URL is checked against the certificate's IP
+         * entries, a name against its DNS entries. */
+        if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 && SSL_set1_host(ssl, host) != 1)
+            goto fail;
+    }
+    if (strspn(host, "0123456789.:") != strlen(host))
+        SSL_set_tlsext_host_name(ssl, host);
+    if (SSL_connect(ssl) != 1)
+        goto fail;
+    return ssl;
+
+fail:
+    ERR_clear_error();
+    SSL_free(ssl);
+    return NULL;
+}
+
+static int hc_write(int fd, SSL *ssl, const char *buf, int n)
+{
+    int sent = 0;
+
+    while (sent < n) {
+        int w = ssl != NULL ? SSL_write(ssl, buf + sent, n - sent)
+                            : (int)send(fd, buf + sent, (size_t)(n - sent), MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        sent += w;
+    }
     return 0;
 }
 
 /* Connects, sends one GET and reads the status line. Returns the HTTP
  * status or -1. */
-static int healthcheck_get(const char *host, const char *port, const char *path, int timeout_ms)
+static int healthcheck_get(int tls, const char *host, const char *port, const char *path,
+                           int timeout_ms, const struct hc_opts *o)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
     int64_t deadline = util_mono_ms() + timeout_ms;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
     char req[1024], buf[64];
-    size_t got = 0;
-    int fd = -1, status = -1, n;
+    int fd, n, got = 0, status = -1;
 
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return -1;
-    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
-            (errno != EINPROGRESS || hc_wait(fd, POLLOUT, deadline) != 0)) {
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        int soerr = 0;
-        socklen_t len = sizeof(soerr);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-            close(fd);
-            fd = -1;
-        }
-    }
+    fd = hc_connect(host, port, deadline);
     if (fd < 0)
+        return -1;
+    if (tls && (ssl = hc_tls(&ctx, fd, host, o)) == NULL)
         goto fail;
-
     n = snprintf(req, sizeof(req),
                  "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: deletion-gateway-health\r\n"
                  "Connection: close\r\n\r\n",
                  path, host);
-    if (n < 0 || (size_t)n >= sizeof(req))
+    if (n < 0 || (size_t)n >= sizeof(req) || hc_write(fd, ssl, req, n) != 0)
         goto fail;
-    for (int sent = 0; sent < n;) {
-        ssize_t w;
-        if (hc_wait(fd, POLLOUT, deadline) != 0)
-            goto fail;
-        w = send(fd, req + sent, (size_t)(n - sent), MSG_NOSIGNAL);
-        if (w < 0 && errno != EAGAIN && errno != EINTR)
-            goto fail;
-        if (w > 0)
-            sent += (int)w;
-    }
     /* "HTTP/1.1 200 " is all that is needed; the rest is not read. */
     while (got < 13) {
-        ssize_t r;
-        if (hc_wait(fd, POLLIN, deadline) != 0)
-            goto fail;
-        r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-        if (r == 0)
+        int r = ssl != NULL ? SSL_read(ssl, buf + got, (int)sizeof(buf) - 1 - got)
+                            : (int)recv(fd, buf + got, sizeof(buf) - 1 - (size_t)got, 0);
+        if (r <= 0)
             break;
-        if (r < 0 && errno != EAGAIN && errno != EINTR)
-            goto fail;
-        if (r > 0)
-            got += (size_t)r;
+        got += r;
     }
     buf[got] = '\0';
     if (got >= 12 && strncmp(buf, "HTTP/1.", 7) == 0 && buf[8] == ' ') {
@@ -154,39 +235,58 @@ static int healthcheck_get(const char *host, const char *port, const char *path,
     }
 
 fail:
-    if (fd >= 0)
-        close(fd);
-    freeaddrinfo(res);
+    ERR_clear_error();
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
     return status;
+}
+
+static int hc_usage(void)
+{
+    fprintf(stderr, "usage: deletion-gateway health [--url http(s)://HOST:PORT/PATH] "
+                    "[--timeout-ms N] [--cacert FILE] [--cert FILE --key FILE]\n");
+    return 2;
 }
 
 int healthcheck_main(int argc, char **argv)
 {
     const char *url = HC_DEFAULT_URL;
+    struct hc_opts o = {0};
     int64_t timeout_ms = 3000;
     char host[256], port[8], path[512];
-    int status;
+    int status, tls;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
-            url = argv[++i];
-        } else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc) {
-            if (util_parse_int64(argv[++i], 1, HC_MAX_TIMEOUT_MS, &timeout_ms) != 0) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL)
+            return hc_usage();
+        i++;
+        if (strcmp(a, "--url") == 0) {
+            url = v;
+        } else if (strcmp(a, "--cacert") == 0) {
+            o.cacert = v;
+        } else if (strcmp(a, "--cert") == 0) {
+            o.cert = v;
+        } else if (strcmp(a, "--key") == 0) {
+            o.key = v;
+        } else if (strcmp(a, "--timeout-ms") == 0) {
+            if (util_parse_int64(v, 1, HC_MAX_TIMEOUT_MS, &timeout_ms) != 0) {
                 fprintf(stderr, "health: --timeout-ms must be 1..%d\n", HC_MAX_TIMEOUT_MS);
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: deletion-gateway health [--url http://HOST:PORT/PATH] "
-                            "[--timeout-ms N]\n");
-            return 2;
+            return hc_usage();
         }
     }
-    if (healthcheck_parse_url(url, host, sizeof(host), port, sizeof(port), path, sizeof(path)) !=
-        0) {
-        fprintf(stderr, "health: --url must be http://HOST[:PORT][/PATH]\n");
+    if (healthcheck_parse_url(url, &tls, host, sizeof(host), port, sizeof(port), path,
+                              sizeof(path)) != 0) {
+        fprintf(stderr, "health: --url must be http(s)://HOST[:PORT][/PATH]\n");
         return 2;
     }
-    status = healthcheck_get(host, port, path, (int)timeout_ms);
+    /* A server that closes during the TLS write must not kill the probe. */
+    signal(SIGPIPE, SIG_IGN);
+    status = healthcheck_get(tls, host, port, path, (int)timeout_ms, &o);
     if (status == 200) {
         printf("healthy\n");
         return 0;

@@ -59,8 +59,9 @@ static void ingest_done(const struct queue_submit_result *res, void *arg)
     case QUEUE_SUBMIT_OK:
         c->gw->queue_failed = 0;
         metrics_ingest(c->n_items > 0 ? "accepted" : "ignored");
-        log_info(c->rid, "%s: %d deletion(s) queued", c->from_extend ? "webhook" : "erasure",
-                 c->n_items);
+        /* Each acceptance is in the audit log already; at debug here. */
+        log_debug(c->rid, "%s: %d deletion(s) queued", c->from_extend ? "webhook" : "erasure",
+                  c->n_items);
         http_send_json(c->req, c->ok_status, c->ok_body);
         break;
     case QUEUE_SUBMIT_DUPLICATE:
@@ -134,7 +135,9 @@ static void ingest_submit(struct ingest_ctx *c, const char *source, const char *
         .items = items,
         .n_items = n,
         .response_status = c->ok_status,
-        .response_body = c->ok_body,
+        /* A repeated eventId is answered "duplicate", never replayed, so
+         * webhooks store no answer: fewer bytes in every commit. */
+        .response_body = c->from_extend ? "" : c->ok_body,
     };
 
     c->gw->pending++;
@@ -178,6 +181,42 @@ static void send_verify_error(struct evhttp_request *req, const char *rid, enum 
                     why[vr]);
 }
 
+/* Sets one item; its deletion id sorts by time (see util_sortable_id). */
+static int item_set(struct queue_item *it, int64_t now_ms, enum resource r, const char *id,
+                    const char *reason, int64_t not_before_ms)
+{
+    if (util_sortable_id("del_", now_ms, it->deletion_id, sizeof(it->deletion_id)) != 0)
+        return -1;
+    it->resource = r;
+    snprintf(it->resource_id, sizeof(it->resource_id), "%s", id);
+    snprintf(it->reason, sizeof(it->reason), "%s", reason);
+    it->not_before_ms = not_before_ms;
+    return 0;
+}
+
+/* Renders the answer ({head, "deletions": [...]}) and hands the request
+ * to the queue; c is owned by the queue's callback from here on. */
+static void ingest_accept(struct ingest_ctx *c, const char *head, const char *source,
+                          const char *key, const struct queue_item *items, int n)
+{
+    struct evbuffer *out = evbuffer_new();
+
+    if (out != NULL) {
+        evbuffer_add_printf(out, "{%s,", head);
+        render_items(out, items, n);
+        evbuffer_add_printf(out, "}");
+        c->ok_body = evbuffer_to_string(out);
+        evbuffer_free(out);
+    }
+    if (c->ok_body == NULL) {
+        http_send_error(c->req, c->rid, 503, "queue_unavailable", "out of memory");
+        ingest_ctx_free(c);
+        return;
+    }
+    c->n_items = n;
+    ingest_submit(c, source, key, items, n);
+}
+
 void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const char *rid)
 {
     const struct config *cfg = gw->cfg;
@@ -185,10 +224,10 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     struct webhook_plan *plan = NULL;
     struct queue_item *items = NULL;
     struct ingest_ctx *c = NULL;
-    struct evbuffer *out = NULL;
     struct api_error err;
     enum verify_result vr;
-    char eid[600];
+    int64_t now_ms = util_now_ms();
+    char head[700], eid[600], reason[ERASURE_REASON_MAX + 1];
     size_t len;
     int n;
 
@@ -198,53 +237,41 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
         return;
     body = http_body(req, &len);
     vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets, ts,
-                                 sig, body, len, util_now_ms() / 1000,
-                                 cfg->webhooks.max_age_seconds, cfg->webhooks.max_future_seconds);
+                                 sig, body, len, now_ms / 1000, cfg->webhooks.max_age_seconds,
+                                 cfg->webhooks.max_future_seconds);
     if (vr != VERIFY_OK) {
         send_verify_error(req, rid, vr);
         return;
     }
-    if ((plan = malloc(sizeof(*plan))) == NULL || (out = evbuffer_new()) == NULL)
+    if ((plan = malloc(sizeof(*plan))) == NULL)
         goto oom;
-    if (webhook_plan(body, len, cfg->webhooks.rules, cfg->webhooks.n_rules, util_now_ms(), plan,
-                     &err) != 0) {
+    if (webhook_plan(body, len, cfg->webhooks.rules, cfg->webhooks.n_rules, now_ms, plan, &err) !=
+        0) {
         send_api_error(req, rid, &err);
         goto done;
     }
     n = plan->matched ? plan->n : 0;
-    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
-        goto done;
     if (n > 0 && (items = calloc((size_t)n, sizeof(*items))) == NULL)
         goto oom;
+    snprintf(reason, sizeof(reason), "extend webhook %s", plan->event_type);
     for (int i = 0; i < n; i++) {
-        if (util_random_id("del_", items[i].deletion_id, sizeof(items[i].deletion_id)) != 0)
+        if (item_set(&items[i], now_ms, plan->items[i].resource, plan->items[i].id, reason,
+                     plan->items[i].not_before_ms) != 0)
             goto oom;
-        items[i].resource = plan->items[i].resource;
-        memcpy(items[i].resource_id, plan->items[i].id, sizeof(items[i].resource_id));
-        snprintf(items[i].reason, sizeof(items[i].reason), "extend webhook %s", plan->event_type);
-        items[i].not_before_ms = plan->items[i].not_before_ms;
     }
+    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
+        goto done;
     c->from_extend = 1;
-    c->n_items = n;
     c->ok_status = 200;
     memcpy(c->event_id, plan->event_id, sizeof(c->event_id));
     util_json_escape(plan->event_id, eid, sizeof(eid));
-    evbuffer_add_printf(out, "{\"status\":\"%s\",\"event_id\":%s,", n > 0 ? "accepted" : "ignored",
-                        eid);
-    render_items(out, items, n);
-    evbuffer_add_printf(out, "}");
-    if ((c->ok_body = evbuffer_to_string(out)) == NULL)
-        goto oom;
-    ingest_submit(c, "extend", plan->event_id, items, n);
-    c = NULL;
+    snprintf(head, sizeof(head), "\"status\":\"%s\",\"event_id\":%s",
+             n > 0 ? "accepted" : "ignored", eid);
+    ingest_accept(c, head, "extend", plan->event_id, items, n);
     goto done;
 oom:
     http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
 done:
-    if (c != NULL)
-        ingest_ctx_free(c);
-    if (out != NULL)
-        evbuffer_free(out);
     free(items);
     free(plan);
 }
@@ -310,10 +337,10 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
     const struct client *client;
     struct erasure_item *parsed = NULL;
     struct queue_item *items = NULL;
-    struct ingest_ctx *c = NULL;
-    struct evbuffer *out = NULL;
+    struct ingest_ctx *c;
     struct api_error err;
     const char *body, *key;
+    int64_t now_ms = util_now_ms();
     size_t len;
     int n = 0;
 
@@ -323,39 +350,26 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
     if ((client = authenticate_client(req, gw, rid, body, len)) == NULL)
         return;
     key = evhttp_find_header(evhttp_request_get_input_headers(req), "webhook-id");
-    if (erasure_parse(body, len, gw->cfg->internal.max_batch_items, util_now_ms(), &parsed, &n,
-                      &err) != 0) {
+    if (erasure_parse(body, len, gw->cfg->internal.max_batch_items, now_ms, &parsed, &n, &err) !=
+        0) {
         send_api_error(req, rid, &err);
         return;
     }
-    if ((out = evbuffer_new()) == NULL || (items = calloc((size_t)n, sizeof(*items))) == NULL ||
-        (c = ingest_ctx_new(req, gw, rid)) == NULL)
+    if ((items = calloc((size_t)n, sizeof(*items))) == NULL)
         goto oom;
     for (int i = 0; i < n; i++) {
-        if (util_random_id("del_", items[i].deletion_id, sizeof(items[i].deletion_id)) != 0)
+        if (item_set(&items[i], now_ms, parsed[i].resource, parsed[i].id, parsed[i].reason,
+                     parsed[i].not_before_ms) != 0)
             goto oom;
-        items[i].resource = parsed[i].resource;
-        memcpy(items[i].resource_id, parsed[i].id, sizeof(items[i].resource_id));
-        memcpy(items[i].reason, parsed[i].reason, sizeof(items[i].reason));
-        items[i].not_before_ms = parsed[i].not_before_ms;
     }
-    c->n_items = n;
+    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
+        goto done;
     c->ok_status = 202;
-    evbuffer_add_printf(out, "{\"status\":\"accepted\",");
-    render_items(out, items, n);
-    evbuffer_add_printf(out, "}");
-    if ((c->ok_body = evbuffer_to_string(out)) == NULL)
-        goto oom;
-    ingest_submit(c, client->id, key, items, n);
-    c = NULL;
+    ingest_accept(c, "\"status\":\"accepted\"", client->id, key, items, n);
     goto done;
 oom:
     http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
 done:
-    if (c != NULL)
-        ingest_ctx_free(c);
-    if (out != NULL)
-        evbuffer_free(out);
     free(items);
     free(parsed);
 }

@@ -668,8 +668,11 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
         q_bind_text(st, 7, o->detail);
         if (q_done(q, S_ATTEMPT_INSERT) != 0)
             return -1;
+        /* A try that ends the job is told by its terminal record, which
+         * carries the same status and request id; an "attempt" record is
+         * for the tries that will be made again. */
         r.event = "attempt";
-        if (q_audit(q, c, &r, NULL, NULL) != 0)
+        if (o->state == DEL_QUEUED && q_audit(q, c, &r, NULL, NULL) != 0)
             return -1;
     }
 
@@ -1700,7 +1703,12 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     /* EXCLUSIVE keeps SQLite's own file lock for the whole life of the
      * connection, so even a tool that ignores the lock file cannot write
      * behind our back; synchronous=FULL fsyncs the WAL at every commit. */
-    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE", err, errlen) != 0)
+    /* Small pages: every request inserts into indexes keyed by ids that
+     * arrive in random order (eventIds, resource ids), so each insert
+     * dirties its own leaf page, and the commit writes whole pages. With
+     * 1 KiB pages a request writes a quarter of the bytes it would with
+     * the 4 KiB default. Only takes effect when the file is created. */
+    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA page_size = 1024", err, errlen) != 0)
         goto fail;
     {
         sqlite3_stmt *st = NULL;
@@ -1716,7 +1724,8 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     }
     if (q_exec(q->db,
                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-               " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY",
+               " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
+               " PRAGMA wal_autocheckpoint = 16384",
                err, errlen) != 0)
         goto fail;
     if (q_migrate(q->db, util_now_ms(), err, errlen) != 0)

@@ -44,12 +44,11 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-#define UP_BODY_MAX 8192            /* error bodies kept for parsing */
-#define UP_TOKEN_MAX 4096           /* longer is not an API key */
-#define UP_HEADER_VALUE_MAX 256     /* x-extend-api-version, workspace id */
-#define UP_CA_MAX (8 * 1024 * 1024) /* one CA bundle file */
+#define UP_BODY_MAX 8192        /* error bodies kept for parsing */
+#define UP_TOKEN_MAX 4096       /* longer is not an API key */
+#define UP_HEADER_VALUE_MAX 256 /* x-extend-api-version, workspace id */
 #define UP_BASE_URL_MAX 2048
-#define UP_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+#define UP_SYSTEM_CA_DIR "/etc/ssl/certs" /* Debian's hashed CA directory */
 
 /* The header list every request carries, shared and reference counted so
  * upstream_set_token can swap it while older requests still use theirs. It
@@ -86,8 +85,7 @@ struct upstream {
     struct event *timer;
     char *base_url; /* without trailing '/' */
     const char *protocols;
-    char *ca_blob; /* system bundle + extend.ca_file, NULL = libcurl's default */
-    size_t ca_blob_len;
+    char *ca_file; /* extend.ca_file, trusted beside the system's CAs; NULL = none */
     char *api_version;
     char *workspace_id;
     long timeout_ms;
@@ -95,6 +93,8 @@ struct upstream {
     struct up_headers *hdrs;
     struct up_req *reqs;
     struct up_sock *socks;
+    CURL **idle; /* finished easy handles, reset, for the next requests */
+    int n_idle, cap_idle;
     int in_flight;
     int busy;    /* > 0 while a caller's callback runs */
     int closing; /* upstream_close ran inside a callback: free on the way out */
@@ -200,74 +200,36 @@ fail:
     return NULL;
 }
 
-/* Appends a whole file to buf. -1 if it cannot be read or is too large. */
-static int append_file(const char *path, char **buf, size_t *len)
+/*
+ * extend.ca_file adds to the system's trust, it does not replace it: it
+ * becomes CURLOPT_CAINFO, and the system's hashed certificate directory
+ * becomes CURLOPT_CAPATH, from which OpenSSL loads a CA only when a chain
+ * needs it. libcurl caches the store built from these files across
+ * connections; a blob holding the whole system bundle would be parsed
+ * again for every new TLS connection.
+ */
+static int set_ca(struct upstream *u, const char *ca_file, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    char chunk[16384];
-    size_t n;
-    char *grown;
+    FILE *f = fopen(ca_file, "r");
+    char line[256];
+    int pem = 0;
 
-    if (f == NULL)
-        return -1;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (*len + n + 2 > UP_CA_MAX * 2)
-            goto fail;
-        grown = realloc(*buf, *len + n + 2);
-        if (grown == NULL)
-            goto fail;
-        *buf = grown;
-        memcpy(*buf + *len, chunk, n);
-        *len += n;
-    }
-    if (ferror(f))
-        goto fail;
-    fclose(f);
-    return 0;
-fail:
-    fclose(f);
-    return -1;
-}
-
-/* CURLOPT_CAINFO_BLOB replaces libcurl's default bundle instead of adding
- * to it, so an extra CA means one blob: the system bundle, then ca_file,
- * read once here. libcurl parses a blob again for each new TLS connection
- * (its store cache is for files only); connection reuse keeps that rare. */
-static int load_ca_blob(struct upstream *u, const char *ca_file, char *err, size_t errlen)
-{
-    const char *system_ca = NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    CURL *probe = curl_easy_init();
-
-    if (probe != NULL)
-        curl_easy_getinfo(probe, CURLINFO_CAINFO, &system_ca);
-    if (system_ca == NULL)
-        system_ca = UP_SYSTEM_CA;
-    if (append_file(system_ca, &buf, &len) != 0) {
-        log_warn(NULL, "system CA bundle %s not readable: trusting extend.ca_file only", system_ca);
-        len = 0;
-    }
-    if (probe != NULL)
-        curl_easy_cleanup(probe);
-    if (len > 0 && buf[len - 1] != '\n')
-        buf[len++] = '\n';
-    size_t before = len;
-    if (append_file(ca_file, &buf, &len) != 0 || len == before) {
+    if (f == NULL) {
         snprintf(err, errlen, "extend.ca_file: cannot read %s", ca_file);
-        goto fail;
+        return -1;
     }
-    buf[len] = '\0';
-    if (strstr(buf + before, "-----BEGIN CERTIFICATE-----") == NULL) {
+    while (!pem && fgets(line, sizeof(line), f) != NULL)
+        pem = strncmp(line, "-----BEGIN CERTIFICATE-----", 27) == 0;
+    fclose(f);
+    if (!pem) {
         snprintf(err, errlen, "extend.ca_file: %s holds no PEM certificate", ca_file);
-        goto fail;
+        return -1;
     }
-    u->ca_blob = buf;
-    u->ca_blob_len = len;
+    if ((u->ca_file = strdup(ca_file)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
-fail:
-    free(buf);
-    return -1;
 }
 
 /* https:// anywhere; http:// only to the loopback names config.c allows. */
@@ -458,10 +420,27 @@ static void req_unlink(struct up_req *req)
     u->in_flight--;
 }
 
+/* An easy handle costs more to make than a request costs to send, so
+ * finished ones are reset and kept for the next requests. */
+static CURL *easy_acquire(struct upstream *u)
+{
+    return u->n_idle > 0 ? u->idle[--u->n_idle] : curl_easy_init();
+}
+
+static void easy_release(struct upstream *u, CURL *easy)
+{
+    if (u->n_idle < u->cap_idle) {
+        curl_easy_reset(easy);
+        u->idle[u->n_idle++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
 static void req_free(struct up_req *req)
 {
     if (req->easy != NULL)
-        curl_easy_cleanup(req->easy);
+        easy_release(req->u, req->easy);
     if (req->defer != NULL)
         event_free(req->defer);
     headers_unref(req->hdrs);
@@ -675,7 +654,7 @@ int upstream_open(struct upstream **out, struct event_base *base, const struct c
         snprintf(err, errlen, "extend: out of memory");
         goto fail;
     }
-    if (cfg->extend.ca_file != NULL && load_ca_blob(u, cfg->extend.ca_file, err, errlen) != 0)
+    if (cfg->extend.ca_file != NULL && set_ca(u, cfg->extend.ca_file, err, errlen) != 0)
         goto fail;
     u->timeout_ms = cfg->extend.timeout_ms > 0 ? cfg->extend.timeout_ms : 30000;
     u->connect_timeout_ms = cfg->extend.connect_timeout_ms > 0 ? cfg->extend.connect_timeout_ms
@@ -686,8 +665,10 @@ int upstream_open(struct upstream **out, struct event_base *base, const struct c
         goto fail;
     }
     u->timer = evtimer_new(base, on_timer_event, u);
+    u->cap_idle = max;
+    u->idle = calloc((size_t)max, sizeof(*u->idle));
     u->multi = curl_multi_init();
-    if (u->timer == NULL || u->multi == NULL ||
+    if (u->timer == NULL || u->multi == NULL || u->idle == NULL ||
         curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
@@ -695,6 +676,10 @@ int upstream_open(struct upstream **out, struct event_base *base, const struct c
         curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)max) != CURLM_OK ||
+        /* The idle connection cache defaults to four per easy handle still
+         * added; ours are removed as each DELETE ends, so without this the
+         * cache shrinks and closes the connections it should reuse. */
+        curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)max) != CURLM_OK ||
         curl_multi_setopt(u->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)max) != CURLM_OK) {
         snprintf(err, errlen, "extend: cannot set up libcurl");
         goto fail;
@@ -738,9 +723,9 @@ static int setup_easy(struct upstream *u, struct up_req *req, const char *url)
     UP_SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
     UP_SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
     UP_SETOPT(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (u->ca_blob != NULL) {
-        struct curl_blob blob = {u->ca_blob, u->ca_blob_len, CURL_BLOB_NOCOPY};
-        UP_SETOPT(e, CURLOPT_CAINFO_BLOB, &blob);
+    if (u->ca_file != NULL) {
+        UP_SETOPT(e, CURLOPT_CAINFO, u->ca_file);
+        UP_SETOPT(e, CURLOPT_CAPATH, UP_SYSTEM_CA_DIR);
     }
     UP_SETOPT(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     /* Wait for an HTTP/2 connection to multiplex on rather than opening
@@ -788,7 +773,7 @@ int upstream_delete(struct upstream *u, enum resource r, const char *id, upstrea
     req->started_ms = util_mono_ms();
     req->hdrs = u->hdrs;
     req->hdrs->refs++;
-    req->easy = curl_easy_init();
+    req->easy = easy_acquire(u);
     if (req->easy == NULL || setup_easy(u, req, url) != 0)
         goto fail;
 
@@ -860,8 +845,11 @@ static void destroy(struct upstream *u)
     u->socks = NULL;
     if (u->timer != NULL)
         event_free(u->timer);
+    while (u->n_idle > 0)
+        curl_easy_cleanup(u->idle[--u->n_idle]);
+    free(u->idle);
     headers_unref(u->hdrs);
-    free(u->ca_blob);
+    free(u->ca_file);
     free(u->base_url);
     free(u->api_version);
     free(u->workspace_id);

@@ -128,6 +128,26 @@ int util_random_id(const char *prefix, char *out, size_t outlen)
     return 0;
 }
 
+int util_sortable_id(const char *prefix, int64_t now_ms, char *out, size_t outlen)
+{
+    static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+    unsigned char bytes[16];
+    size_t plen = strlen(prefix);
+    uint64_t t = (uint64_t)(now_ms < 0 ? 0 : now_ms);
+
+    if (outlen < plen + 27 || RAND_bytes(bytes, sizeof(bytes)) != 1)
+        return -1;
+    memcpy(out, prefix, plen);
+    for (int i = 9; i >= 0; i--) {
+        out[plen + (size_t)i] = alphabet[t & 31];
+        t >>= 5;
+    }
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        out[plen + 10 + i] = alphabet[bytes[i] & 31];
+    out[plen + 26] = '\0';
+    return 0;
+}
+
 void util_hex(const unsigned char *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -14,6 +14,7 @@
 #include "verify.h"
 
 #include <stdio.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -184,11 +185,21 @@ struct piece {
     size_t len;
 };
 
+/* OpenSSL 3 looks a MAC up in its provider store on every fetch, which
+ * costs as much as hashing a webhook; fetch it once per process. The
+ * reference is kept for the life of the process on purpose. */
+static EVP_MAC *hmac_method;
+static pthread_once_t hmac_method_once = PTHREAD_ONCE_INIT;
+
+static void hmac_method_fetch(void)
+{
+    hmac_method = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
 /* HMAC-SHA256 of the concatenated pieces. 0 or -1. */
 static int hmac_sha256(const unsigned char *key, size_t key_len, const struct piece *pieces,
                        int n_pieces, unsigned char out[MAC_LEN])
 {
-    EVP_MAC *mac = NULL;
     EVP_MAC_CTX *ctx = NULL;
     OSSL_PARAM params[2];
     size_t out_len = 0;
@@ -197,10 +208,10 @@ static int hmac_sha256(const unsigned char *key, size_t key_len, const struct pi
     /* An empty key is a configuration mistake, never something to accept. */
     if (key == NULL || key_len == 0)
         goto fail;
-    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (mac == NULL)
+    pthread_once(&hmac_method_once, hmac_method_fetch);
+    if (hmac_method == NULL)
         goto fail;
-    ctx = EVP_MAC_CTX_new(mac);
+    ctx = EVP_MAC_CTX_new(hmac_method);
     if (ctx == NULL)
         goto fail;
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
@@ -216,7 +227,6 @@ static int hmac_sha256(const unsigned char *key, size_t key_len, const struct pi
     rc = 0;
 fail:
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
     return rc;
 }
 

@@ -1,7 +1,7 @@
 /*
  * webhook.c: from a verified Extend event to its deletions (see webhook.h).
  *
- *   load_json, show: parse the body; quote input safely in messages
+ *   (parsing and quoting input: json_body.c)
  *   envelope_check:  eventId, eventType, payload
  *   rule_find:       the first rule whose event matches
  *   run_kind:        which resource "run" means for this payload
@@ -13,70 +13,15 @@
  */
 #include "webhook.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
 
-#define SHOW_MAX 64
+#include "json_body.h"
+
 #define FILES_MAX 100
-
-/* A quoted, bounded, printable rendering of input for an error message. */
-static const char *show(const char *s, size_t len, char out[SHOW_MAX + 4])
-{
-    size_t n;
-
-    for (n = 0; n < len && n < SHOW_MAX; n++) {
-        unsigned char c = (unsigned char)s[n];
-        out[n] = '?';
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-            out[n] = s[n];
-    }
-    if (n < len) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
-static json_t *load_json(const char *body, size_t len, struct api_error *err)
-{
-    json_error_t jerr;
-    json_t *root;
-    const char *why;
-
-    if (body == NULL) {
-        api_error_set(err, 400, "malformed_json", "body is empty");
-        return NULL;
-    }
-    /* Duplicate keys are refused: two "id"s could mean two different
-     * things to two parsers, and what is deleted must not be ambiguous. */
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (root != NULL)
-        return root;
-    switch (json_error_code(&jerr)) {
-    case json_error_duplicate_key:
-        why = "duplicate object key";
-        break;
-    case json_error_invalid_utf8:
-        why = "invalid UTF-8";
-        break;
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-        why = "NUL character";
-        break;
-    case json_error_stack_overflow:
-        why = "nested too deeply";
-        break;
-    default:
-        why = "invalid JSON";
-        break;
-    }
-    api_error_set(err, 400, "malformed_json", "body: %s at line %d, column %d", why, jerr.line,
-                  jerr.column);
-    return NULL;
-}
 
 static int event_id_char(unsigned char c)
 {
@@ -90,7 +35,7 @@ static int envelope_check(json_t *root, struct webhook_plan *plan, json_t **payl
     json_t *jid, *jtype;
     const char *s;
     size_t len;
-    char q[SHOW_MAX + 4];
+    char q[JSON_BODY_SHOW_MAX + 4];
 
     if (!json_is_object(root)) {
         api_error_set(err, 400, "invalid_body", "body: must be a JSON object");
@@ -112,7 +57,7 @@ static int envelope_check(json_t *root, struct webhook_plan *plan, json_t **payl
         if (!event_id_char((unsigned char)s[i])) {
             api_error_set(err, 400, "invalid_body",
                           "eventId: \"%s\" has a character outside [A-Za-z0-9_.:-]",
-                          show(s, len, q));
+                          json_body_show(s, len, q));
             return -1;
         }
     }
@@ -134,7 +79,7 @@ static int envelope_check(json_t *root, struct webhook_plan *plan, json_t **payl
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c >= 0x7f) {
             api_error_set(err, 400, "invalid_body", "eventType: \"%s\" must be printable ASCII",
-                          show(s, len, q));
+                          json_body_show(s, len, q));
             return -1;
         }
     }
@@ -200,7 +145,7 @@ static int run_kind(json_t *payload, const char *event_type, enum resource *out)
 /* A valid id string from field, or NULL with err naming the field. */
 static const char *id_of(json_t *v, const char *field, struct api_error *err)
 {
-    char q[SHOW_MAX + 4];
+    char q[JSON_BODY_SHOW_MAX + 4];
 
     if (!json_is_string(v)) {
         api_error_set(err, 400, "invalid_id", "%s: must be a string", field);
@@ -208,7 +153,8 @@ static const char *id_of(json_t *v, const char *field, struct api_error *err)
     }
     if (!resource_id_valid(json_string_value(v), json_string_length(v))) {
         api_error_set(err, 400, "invalid_id", "%s: \"%s\" is not 1..%d characters of [A-Za-z0-9_-]",
-                      field, show(json_string_value(v), json_string_length(v), q), RESOURCE_ID_MAX);
+                      field, json_body_show(json_string_value(v), json_string_length(v), q),
+                      RESOURCE_ID_MAX);
         return NULL;
     }
     return json_string_value(v);
@@ -290,8 +236,9 @@ int webhook_plan(const char *body, size_t len, const struct rule *rules, int n_r
     const char *id;
     int rc = -1;
 
-    memset(plan, 0, sizeof(*plan));
-    root = load_json(body, len, err);
+    /* Only the header: the 27 KB of items are written as they are planned. */
+    memset(plan, 0, offsetof(struct webhook_plan, items));
+    root = json_body_load(body, len, err);
     if (root == NULL)
         return -1;
     if (envelope_check(root, plan, &payload, err) != 0)

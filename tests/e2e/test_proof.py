@@ -12,6 +12,7 @@ import harness as h
 
 def run_some_deletions(ctx, sim=None):
     sim = sim or ctx.sim()
+    sim.faults([{"match": "file_proof1", "status": 503, "count": 1}])  # one retried attempt
     g = ctx.gateway(sim)
     a = g.webhook(h.extract_event("exr_proof1", "evt_proof1", file_id="file_proof1")).json()["deletions"]
     b = g.erasure({"resource": "parse_run", "id": "missing_pr", "reason": "gdpr erasure #7"}).json()["deletions"]
@@ -102,7 +103,8 @@ def test_metrics_pass_promtool_and_count_what_happened(ctx):
     for needle in ('dg_build_info{version="', 'dg_http_requests_total{route="webhook",status="200"}',
                    'dg_rejections_total{reason="invalid_signature"} 1', 'dg_deletions{state="deleted"} 2',
                    'dg_deletions{state="not_found"} 1', 'dg_upstream_attempts_total{outcome="deleted"} 2',
-                   "dg_upstream_latency_seconds_count 3", "dg_breaker_open 0", "dg_oldest_pending_age_seconds"):
+                   'dg_upstream_attempts_total{outcome="transient"} 1',
+                   "dg_upstream_latency_seconds_count 4", "dg_breaker_open 0", "dg_oldest_pending_age_seconds"):
         assert needle in text, (needle, text)
     promtool = shutil.which("promtool")
     if promtool is None:

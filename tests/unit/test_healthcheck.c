@@ -36,37 +36,43 @@ static void *serve(void *arg)
 
 static int run(const char *url, const char *timeout)
 {
-    char *argv[] = {"health", "--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
-    return healthcheck_main(5, argv);
+    char *argv[] = {"--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
+    return healthcheck_main(4, argv);
 }
 
 static void test_parse_url(void)
 {
     char host[64], port[8], path[64];
+    int tls = -1;
 
-    CHECK(healthcheck_parse_url("http://127.0.0.1:8080/healthz", host, sizeof(host), port,
+    CHECK(healthcheck_parse_url("http://127.0.0.1:8080/healthz", &tls, host, sizeof(host), port,
                                 sizeof(port), path, sizeof(path)) == 0);
     CHECK_STR(host, "127.0.0.1");
     CHECK_STR(port, "8080");
     CHECK_STR(path, "/healthz");
-    CHECK(healthcheck_parse_url("http://localhost", host, sizeof(host), port, sizeof(port), path,
-                                sizeof(path)) == 0);
+    CHECK(tls == 0);
+    CHECK(healthcheck_parse_url("http://localhost", &tls, host, sizeof(host), port, sizeof(port),
+                                path, sizeof(path)) == 0);
     CHECK_STR(host, "localhost");
     CHECK_STR(port, "80");
     CHECK_STR(path, "/");
-    CHECK(healthcheck_parse_url("http://[::1]:9/readyz", host, sizeof(host), port, sizeof(port),
-                                path, sizeof(path)) == 0);
+    CHECK(healthcheck_parse_url("http://[::1]:9/readyz", &tls, host, sizeof(host), port,
+                                sizeof(port), path, sizeof(path)) == 0);
     CHECK_STR(host, "::1");
     CHECK_STR(port, "9");
-    CHECK(healthcheck_parse_url("https://127.0.0.1/", host, sizeof(host), port, sizeof(port), path,
-                                sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://127.0.0.1:0/", host, sizeof(host), port, sizeof(port), path,
-                                sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://127.0.0.1:99999/", host, sizeof(host), port, sizeof(port),
+    CHECK(healthcheck_parse_url("https://127.0.0.1/", &tls, host, sizeof(host), port, sizeof(port),
+                                path, sizeof(path)) == 0);
+    CHECK(tls == 1);
+    CHECK_STR(port, "443");
+    CHECK(healthcheck_parse_url("ftp://127.0.0.1/", &tls, host, sizeof(host), port, sizeof(port),
                                 path, sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://h/a b", host, sizeof(host), port, sizeof(port), path,
+    CHECK(healthcheck_parse_url("http://127.0.0.1:0/", &tls, host, sizeof(host), port, sizeof(port),
+                                path, sizeof(path)) == -1);
+    CHECK(healthcheck_parse_url("http://127.0.0.1:99999/", &tls, host, sizeof(host), port,
+                                sizeof(port), path, sizeof(path)) == -1);
+    CHECK(healthcheck_parse_url("http://h/a b", &tls, host, sizeof(host), port, sizeof(port), path,
                                 sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://:80/", host, sizeof(host), port, sizeof(port), path,
+    CHECK(healthcheck_parse_url("http://:80/", &tls, host, sizeof(host), port, sizeof(port), path,
                                 sizeof(path)) == -1);
 }
 
@@ -79,13 +85,15 @@ int main(void)
     char ok[64], bad[64], closed[64];
     pthread_t th;
     int fd;
-    char *usage[] = {"health", "--bogus", NULL};
-    char *bad_timeout[] = {"health", "--timeout-ms", "0", NULL};
+    char *usage[] = {"--bogus", NULL};
+    char *bad_timeout[] = {"--timeout-ms", "0", NULL};
+    char *no_value[] = {"--url", NULL};
 
     test_parse_url();
-    CHECK(healthcheck_main(2, usage) == 2);
-    CHECK(healthcheck_main(3, bad_timeout) == 2);
-    CHECK(run("https://127.0.0.1/", "1000") == 2);
+    CHECK(healthcheck_main(1, usage) == 2);
+    CHECK(healthcheck_main(2, bad_timeout) == 2);
+    CHECK(healthcheck_main(1, no_value) == 2);
+    CHECK(run("ftp://127.0.0.1/", "1000") == 2);
 
     CHECK(evthread_use_pthreads() == 0);
     base = event_base_new();

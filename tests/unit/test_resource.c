@@ -66,6 +66,21 @@ static void test_util_time_and_numbers(void)
     CHECK(util_parse_int64("99999999999999999999", 0, INT64_MAX, &v) == -1);
 }
 
+static void test_sortable_ids_order_by_time(void)
+{
+    char a[40], b[40], c[40];
+    CHECK(util_sortable_id("del_", 1795944904000LL, a, sizeof(a)) == 0);
+    CHECK(util_sortable_id("del_", 1795944904000LL, b, sizeof(b)) == 0);
+    CHECK(util_sortable_id("del_", 1795944904001LL, c, sizeof(c)) == 0);
+    CHECK(strlen(a) == 30 && strncmp(a, "del_", 4) == 0);
+    CHECK(strncmp(a, b, 14) == 0 && strcmp(a, b) != 0); /* same time, different tails */
+    CHECK(strncmp(a, c, 14) < 0);
+    CHECK(strncmp(b, c, 14) < 0);
+    for (const char *p = a + 4; *p; p++)
+        CHECK((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z'));
+    CHECK(util_sortable_id("del_", 0, a, 10) == -1);
+}
+
 static void test_random_ids_differ(void)
 {
     char a[40], b[40];
@@ -83,5 +98,6 @@ int main(void)
     test_segment_encoding();
     test_util_time_and_numbers();
     test_random_ids_differ();
+    test_sortable_ids_order_by_time();
     return check_done();
 }

@@ -8,6 +8,7 @@
  * answers with the CN that tls_peer_subject_cn() reports.
  */
 #include "check.h"
+#include "healthcheck.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -286,6 +287,22 @@ out:
     return r;
 }
 
+/* `deletion-gateway health` against the TLS listener: extra options
+ * come in pairs, NULL-terminated. */
+static int probe(const char *opt1, const char *val1, const char *opt2, const char *val2,
+                 const char *opt3, const char *val3)
+{
+    char url[64];
+    char *argv[10] = {"--url", url, "--timeout-ms", "3000"};
+    int argc = 4;
+    const char *extra[] = {opt1, val1, opt2, val2, opt3, val3};
+
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/healthz", port);
+    for (int i = 0; i < 6 && extra[i] != NULL; i++)
+        argv[argc++] = (char *)extra[i];
+    return healthcheck_main(argc, argv);
+}
+
 /* ---- the tests ---- */
 
 static void test_open_rejects_bad_files(void)
@@ -346,6 +363,13 @@ static void test_versions_without_mtls(void)
     r = request(&with_cert);
     CHECK_STR(r.body, "cn=none");
 
+    /* The container probe over TLS: verified against the right CA (the
+     * certificate names 127.0.0.1), refused with another, and unverified
+     * when no CA is given. */
+    CHECK(probe("--cacert", path_of("ca.pem"), NULL, NULL, NULL, NULL) == 0);
+    CHECK(probe("--cacert", path_of("rogue.pem"), NULL, NULL, NULL, NULL) == 1);
+    CHECK(probe(NULL, NULL, NULL, NULL, NULL, NULL) == 0);
+
     stop_server(th);
 }
 
@@ -384,6 +408,11 @@ static void test_mtls(void)
     r = request(&good13);
     CHECK(r.handshake_ok && r.version == TLS1_3_VERSION);
     CHECK_STR(r.body, "cn=crm-client");
+
+    /* The probe needs a client certificate here like everyone else. */
+    CHECK(probe("--cacert", path_of("ca.pem"), NULL, NULL, NULL, NULL) == 1);
+    CHECK(probe("--cacert", path_of("ca.pem"), "--cert", path_of("client.pem"), "--key",
+                path_of("client.key")) == 0);
 
     stop_server(th);
 }

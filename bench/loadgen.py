@@ -226,8 +226,10 @@ def cmd_latency(a):
         if t is None:
             missing += 1
             continue
-        from_answer.append(t - r["answer_ms"])
-        from_send.append(t - r["sent_ms"])
+        # The simulator stamps whole milliseconds (floored): its midpoint is
+        # the unbiased estimate, still +-0.5 ms.
+        from_answer.append(t + 0.5 - r["answer_ms"])
+        from_send.append(t + 0.5 - r["sent_ms"])
     from_answer.sort()
     from_send.sort()
     print("BENCH matched=%d missing=%d accept_p50_ms=%.2f accept_p99_ms=%.2f accept_max_ms=%.2f "

@@ -26,6 +26,8 @@ done
 
 missing=""
 for p in $want; do
+    # NodeSource's nodejs ships its own npm and conflicts with Debian's.
+    [ "$p" = npm ] && command -v npm >/dev/null && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

@@ -305,7 +305,7 @@ static const struct key config_keys[] = {
      "Whole-request time-out of one DELETE."},
     {"extend.connect_timeout_ms", K_INT, C(extend.connect_timeout_ms), 0, "10000", 100, 60000, 0,
      NULL, NULL, NULL, "Connect (TCP + TLS) time-out."},
-    {"extend.rate_per_second", K_NUM, C(extend.rate_per_second), 0, "8", 0, 10000, 0, NULL, NULL,
+    {"extend.rate_per_second", K_NUM, C(extend.rate_per_second), 0, "8", 0, 1000, 0, NULL, NULL,
      NULL, "Most DELETEs per second (fractions allowed); 0 = no rate limit."},
     {"extend.max_in_flight", K_INT, C(extend.max_in_flight), 0, "4", 1, 256, 0, NULL, NULL, NULL,
      "Most DELETEs outstanding at once."},

@@ -41,9 +41,10 @@ struct dispatch {
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
     int claiming;            /* a claim is with the queue: one at a time */
-    int64_t next_send_mono;  /* rate limit: no DELETE starts before this */
-    struct queue_job *ready; /* claimed, waiting for a free slot (prefetch) */
+    int64_t next_send_us;    /* rate limit: no DELETE starts before this (mono us) */
+    struct ready_job *ready; /* claimed, waiting for a free slot (prefetch) */
     int n_ready;
+    struct attempt *attempts; /* in flight, so a stop can free them */
     int cap_ready;
     int claim_short;       /* the last claim took every due job; reset by timer and notify */
     int64_t hold_until_ms; /* after a 429: nothing is sent before this */
@@ -54,14 +55,37 @@ struct dispatch {
     int stopping;
 };
 
+/* A claimed job waiting for its slot; its lease runs from claimed_ms. */
+struct ready_job {
+    struct queue_job job;
+    int64_t claimed_ms;
+};
+
 /* One DELETE in progress. */
 struct attempt {
     struct dispatch *d;
     struct queue_job job;
     int64_t started_ms;
+    struct attempt *prev, *next;
+    struct event *defer; /* a start failure, reported from the loop */
 };
 
 static void pump(struct dispatch *d);
+
+static void attempt_unlink_free(struct attempt *a)
+{
+    struct dispatch *d = a->d;
+
+    if (a->prev != NULL)
+        a->prev->next = a->next;
+    else
+        d->attempts = a->next;
+    if (a->next != NULL)
+        a->next->prev = a->prev;
+    if (a->defer != NULL)
+        event_free(a->defer);
+    free(a);
+}
 
 static int64_t lease_ms(const struct config *cfg)
 {
@@ -107,6 +131,8 @@ static void outcome_committed(int ok, void *arg)
 {
     struct dispatch *d = arg;
 
+    if (ok)
+        d->gw->queue_failed = 0;
     if (!ok) {
         /* The outcome is not recorded: the job stays in_flight until its
          * lease ends and is then sent again. Nothing is lost. */
@@ -250,8 +276,21 @@ static void upstream_done(const struct upstream_result *r, void *arg)
     if (queue_complete(d->gw->queue, &o, outcome_committed, d) != 0)
         log_warn(NULL, "dispatch: queue closing; job %lld stays leased and will be retried",
                  (long long)a->job.job_id);
-    free(a);
+    attempt_unlink_free(a);
     pump(d);
+}
+
+/* A DELETE that could not even be started is a transient failure; it is
+ * reported from the loop, never from inside start_ready(). */
+static void start_failed(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_result r;
+
+    (void)fd, (void)what;
+    memset(&r, 0, sizeof(r));
+    snprintf(r.transport_error, sizeof(r.transport_error), "other");
+    snprintf(r.transport_detail, sizeof(r.transport_detail), "request could not be started");
+    upstream_done(&r, arg);
 }
 
 static void start_attempt(struct dispatch *d, const struct queue_job *job)
@@ -264,6 +303,10 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     a->d = d;
     a->job = *job;
     a->started_ms = util_now_ms();
+    a->next = d->attempts;
+    if (d->attempts != NULL)
+        d->attempts->prev = a;
+    d->attempts = a;
     if (d->gw->cfg->extend.dry_run) {
         /* Everything but the DELETE: the job ends cancelled, and the audit
          * trail says it was a dry run. */
@@ -277,18 +320,20 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
         log_info(NULL, "dispatch: dry run: would DELETE %s %s", resource_name(job->resource),
                  job->resource_id);
         queue_complete(d->gw->queue, &o, outcome_committed, d);
-        free(a);
+        attempt_unlink_free(a);
         return;
     }
     d->in_flight++;
     metrics_set_in_flight(d->in_flight);
     if (upstream_delete(d->gw->upstream, job->resource, job->resource_id, upstream_done, a) != 0) {
-        struct upstream_result r;
+        static const struct timeval now = {0, 0};
 
-        memset(&r, 0, sizeof(r));
-        snprintf(r.transport_error, sizeof(r.transport_error), "other");
-        snprintf(r.transport_detail, sizeof(r.transport_detail), "request could not be started");
-        upstream_done(&r, a);
+        a->defer = evtimer_new(d->gw->base, start_failed, a);
+        if (a->defer == NULL || evtimer_add(a->defer, &now) != 0) {
+            /* Out of memory: the job stays leased and is retried later. */
+            d->in_flight--;
+            attempt_unlink_free(a);
+        }
     }
 }
 
@@ -297,13 +342,15 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
 static int rate_slot_taken(struct dispatch *d)
 {
     double rate = d->gw->cfg->extend.rate_per_second;
-    int64_t mono = util_mono_ms();
+    int64_t now_us = util_mono_us();
 
     if (rate <= 0)
         return 0;
-    if (mono < d->next_send_mono)
+    if (now_us < d->next_send_us)
         return 1;
-    d->next_send_mono = mono + (int64_t)(1000.0 / rate + 0.999);
+    /* Measured from this start, in microseconds: two starts are never
+     * closer than 1/rate, whatever the rate, so no second holds more. */
+    d->next_send_us = now_us + (int64_t)(1e6 / rate + 0.5);
     return 0;
 }
 
@@ -322,6 +369,28 @@ static int prefetch_target(const struct dispatch *d)
     return cfg->extend.rate_per_second > 0 ? 1 : cfg->extend.max_in_flight;
 }
 
+/*
+ * Hands every waiting job back to the queue, due again at `due_ms`, without
+ * an attempt. Claimed jobs are leased; one that waits in hand past its lease
+ * could be claimed a second time, so whenever sending stops for longer than
+ * a moment (pause, a 429's hold, an open breaker, a stop, a slow rate) the
+ * jobs in hand go back instead of waiting.
+ */
+static void release_ready(struct dispatch *d, int64_t due_ms)
+{
+    struct queue_outcome o;
+
+    for (int i = 0; i < d->n_ready; i++) {
+        memset(&o, 0, sizeof(o));
+        o.job_id = d->ready[i].job.job_id;
+        o.state = DEL_QUEUED;
+        o.retry_at_ms = due_ms;
+        if (queue_complete(d->gw->queue, &o, outcome_committed, d) != 0)
+            break; /* closing: the leases end and the jobs are claimable again */
+    }
+    d->n_ready = 0;
+}
+
 static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg)
 {
     struct dispatch *d = arg;
@@ -335,37 +404,45 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
         arm(d, 1000);
         return;
     }
+    d->gw->queue_failed = 0;
     /* pump() never asks for more than the array holds. */
-    memcpy(d->ready + d->n_ready, jobs, (size_t)n * sizeof(*jobs));
-    d->n_ready += n;
+    for (int i = 0; i < n; i++) {
+        d->ready[d->n_ready].job = jobs[i];
+        d->ready[d->n_ready].claimed_ms = now;
+        d->n_ready++;
+    }
     if (next_due_ms != INT64_MAX && next_due_ms > now)
         arm(d, next_due_ms - now);
     d->claim_short = next_due_ms == INT64_MAX || next_due_ms > now;
     pump(d);
 }
 
-/* Starts waiting jobs while the limits allow. Returns 0 when it stopped
- * for a limit (the caller must not claim more), 1 otherwise. */
-static int start_ready(struct dispatch *d)
+/* Starts waiting jobs while the limits allow. */
+static void start_ready(struct dispatch *d)
 {
     const struct config *cfg = d->gw->cfg;
-    int64_t mono;
+    int64_t now = util_now_ms();
+    struct queue_job job;
 
     while (d->n_ready > 0) {
         if (d->in_flight >= cfg->extend.max_in_flight)
-            return 0;
-        if (d->breaker_open && (d->in_flight > 0 || util_now_ms() < d->probe_at_ms))
-            return 0; /* one probe at a time, when due */
-        if (rate_slot_taken(d)) {
-            mono = util_mono_ms();
-            arm(d, d->next_send_mono - mono);
-            return 0;
+            return;
+        if (d->breaker_open && (d->in_flight > 0 || now < d->probe_at_ms))
+            return; /* one probe at a time, when due */
+        if (now - d->ready[0].claimed_ms > lease_ms(cfg) / 2) {
+            release_ready(d, now); /* waited too long in hand: claim afresh */
+            return;
         }
-        start_attempt(d, &d->ready[0]);
+        if (rate_slot_taken(d)) {
+            arm(d, (d->next_send_us - util_mono_us()) / 1000 + 1);
+            return;
+        }
+        /* Out of the array before it starts: a start can lead back here. */
+        job = d->ready[0].job;
         d->n_ready--;
         memmove(d->ready, d->ready + 1, (size_t)d->n_ready * sizeof(*d->ready));
+        start_attempt(d, &job);
     }
-    return 1;
 }
 
 static void pump(struct dispatch *d)
@@ -374,13 +451,17 @@ static void pump(struct dispatch *d)
     int64_t now = util_now_ms();
     int want;
 
-    if (d->paused || d->stopping)
+    if (d->paused || d->stopping) {
+        release_ready(d, now);
         return;
+    }
     if (now < d->hold_until_ms) {
+        release_ready(d, d->hold_until_ms);
         arm(d, d->hold_until_ms - now);
         return;
     }
     if (d->breaker_open && d->in_flight == 0 && now < d->probe_at_ms) {
+        release_ready(d, d->probe_at_ms);
         arm(d, d->probe_at_ms - now);
         return;
     }
@@ -444,6 +525,7 @@ void dispatch_start(struct dispatch *d)
 void dispatch_stop(struct dispatch *d)
 {
     d->stopping = 1;
+    release_ready(d, util_now_ms());
     evtimer_del(d->timer);
 }
 
@@ -451,6 +533,10 @@ void dispatch_close(struct dispatch *d)
 {
     if (d == NULL)
         return;
+    /* DELETEs still out at a stop were aborted by upstream_close() without
+     * a callback; their jobs stay leased and are re-queued at next start. */
+    while (d->attempts != NULL)
+        attempt_unlink_free(d->attempts);
     event_free(d->timer);
     free(d->ready);
     free(d);

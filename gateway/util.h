@@ -14,6 +14,9 @@ int64_t util_now_ms(void);
 /* Monotonic milliseconds, for measuring durations and timers. */
 int64_t util_mono_ms(void);
 
+/* Monotonic microseconds, for spacing that must be finer than a ms. */
+int64_t util_mono_us(void);
+
 /* RFC 3339 UTC with milliseconds, "2026-11-29T09:35:04.123Z". */
 void util_format_time_ms(int64_t ms, char *out, size_t outlen);
 

@@ -150,6 +150,26 @@ def test_max_in_flight_is_never_exceeded(ctx):
     assert sim.stats()["max_concurrent"] <= 2, sim.stats()
 
 
+def test_pause_hands_claimed_jobs_back_so_no_lease_can_lapse_in_hand(ctx):
+    sim = ctx.sim()
+    sim.faults([{"delay_ms": 600, "count": -1}])
+    g = ctx.gateway(sim, overrides={"extend": {"max_in_flight": 2}})
+    g.admin("POST", "/admin/pause")
+    ids = [queue_file(g, "file_hand%d" % i) for i in range(8)]
+    g.admin("POST", "/admin/resume")
+    h.wait_for(lambda: len(sim.deletes()) >= 2, 10, what="two DELETEs out")
+    g.admin("POST", "/admin/pause")
+    time.sleep(1.5)  # the two out come back; the ones in hand must be queued again
+    states = [g.show(d)["state"] for d in ids]
+    assert "in_flight" not in states, states
+    assert states.count("queued") >= 4, states
+    g.admin("POST", "/admin/resume")
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=20)
+    paths = [r["path"] for r in sim.deletes()]
+    assert len(paths) == len(set(paths)) == 8, paths  # each sent once
+
+
 def test_kill_9_with_requests_in_flight_then_restart_deletes_everything(ctx):
     sim = ctx.sim()
     sim.faults([{"delay_ms": 3000, "count": -1}])

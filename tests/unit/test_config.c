@@ -180,8 +180,8 @@ static void test_wrong_types_are_named(void)
 
 static void test_bounds_are_named(void)
 {
-    expect_error("{\"extend\": {\"rate_per_second\": 10001}}",
-                 "extend.rate_per_second: must be between 0 and 10000");
+    expect_error("{\"extend\": {\"rate_per_second\": 1001}}",
+                 "extend.rate_per_second: must be between 0 and 1000");
     expect_error("{\"extend\": {\"rate_per_second\": -0.5}}", "extend.rate_per_second: must be");
     expect_error("{\"listen\": {\"port\": 0}}", "listen.port: must be between 1 and 65535");
     expect_error("{\"admin\": {\"port\": 65536}}", "admin.port: must be between 0 and 65535");
@@ -580,7 +580,7 @@ static void test_reference_doc_matches_table(void)
         return;
     config_print_reference(f);
     fclose(f);
-    CHECK(strstr(ref, "| `extend.rate_per_second` | number | `8` | 0..10000 |") != NULL);
+    CHECK(strstr(ref, "| `extend.rate_per_second` | number | `8` | 0..1000 |") != NULL);
     CHECK(strstr(ref, "| `clients[].id` |") != NULL);
 
     snprintf(path, sizeof(path), "%s/config/README.md", src);

@@ -220,6 +220,10 @@ static int check_client_id(const char *path, char *s, char *err, size_t errlen)
     for (const char *p = s; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
             return fail_at(err, errlen, path, "may only hold a-z 0-9 _ -");
+    /* "extend" is the webhooks' namespace for idempotency keys and audit
+     * records, "operator" the admin's: a client so named could pass for them. */
+    if (strcmp(s, "extend") == 0 || strcmp(s, "operator") == 0)
+        return fail_at(err, errlen, path, "\"%s\" is reserved", s);
     return 0;
 }
 

@@ -259,16 +259,16 @@ static void http_route(struct evhttp_request *req, void *arg)
         http_route_deletions_get(req, gw, rid, path + 14);
         return;
     }
-    if (method == EVHTTP_REQ_GET && strcmp(path, "/healthz") == 0) {
-        route_healthz(req, gw);
-        return;
-    }
-    if (method == EVHTTP_REQ_GET && strcmp(path, "/readyz") == 0) {
-        route_readyz(req, gw);
-        return;
-    }
-    if (method == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0) {
-        route_metrics(req, gw, rid);
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+        strcmp(path, "/metrics") == 0) {
+        if (method != EVHTTP_REQ_GET)
+            goto not_allowed;
+        if (path[1] == 'h')
+            route_healthz(req, gw);
+        else if (path[1] == 'r')
+            route_readyz(req, gw);
+        else
+            route_metrics(req, gw, rid);
         return;
     }
     http_send_error(req, rid, 404, "not_found", "no such route");

@@ -188,6 +188,33 @@ deny:
     return 0;
 }
 
+/* Whether path is one of the admin routes, whatever the method: a known
+ * route asked with the wrong method is a 405, not a 404. */
+static int admin_known_path(const char *path)
+{
+    static const char *const fixed[] = {"/admin/queue", "/admin/deletions", "/admin/retry-dead",
+                                        "/admin/pause", "/admin/resume"};
+    const char *rest, *slash;
+
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (strcmp(path, fixed[i]) == 0)
+            return 1;
+    }
+    if (strncmp(path, "/admin/deletions/", 17) != 0)
+        return 0;
+    rest = path + 17;
+    slash = strchr(rest, '/');
+    return slash == NULL || strcmp(slash, "/retry") == 0 || strcmp(slash, "/cancel") == 0;
+}
+
+static void admin_not_found(struct evhttp_request *req, const char *rid, const char *path)
+{
+    if (admin_known_path(path))
+        http_send_error(req, rid, 405, "method_not_allowed", "method not allowed on this route");
+    else
+        http_send_error(req, rid, 404, "not_found", "no such route");
+}
+
 static void admin_route(struct evhttp_request *req, void *arg)
 {
     struct gateway *gw = arg;
@@ -261,11 +288,11 @@ static void admin_route(struct evhttp_request *req, void *arg)
             if ((a = admin_ctx_new(req, gw, rid, "cancel")) != NULL)
                 rc = queue_cancel(gw->queue, id, "admin", util_now_ms(), count_done, a);
         } else {
-            http_send_error(req, rid, 404, "not_found", "no such route");
+            admin_not_found(req, rid, path);
             return;
         }
     } else {
-        http_send_error(req, rid, 404, "not_found", "no such route");
+        admin_not_found(req, rid, path);
         return;
     }
     if (a != NULL && rc != 0) {

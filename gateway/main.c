@@ -418,6 +418,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     char err[512];
+    int ok = 1;
 
     (void)sig, (void)what, (void)arg;
     /* Secrets come from files and the environment; files may have been
@@ -426,10 +427,18 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_error(NULL, "SIGHUP: secrets not reloaded: %s", err);
         return;
     }
-    upstream_set_token(gw.upstream, &gw.cfg->extend.token);
-    if (gw.tls != NULL && tls_server_reload(gw.tls, err, sizeof(err)) != 0)
+    if (upstream_set_token(gw.upstream, &gw.cfg->extend.token) != 0) {
+        log_error(NULL, "SIGHUP: extend.token refused (empty, too long or not visible ASCII); "
+                        "DELETEs keep the previous token");
+        ok = 0;
+    }
+    if (gw.tls != NULL && tls_server_reload(gw.tls, err, sizeof(err)) != 0) {
         log_error(NULL, "SIGHUP: certificate not reloaded: %s", err);
-    log_info(NULL, "SIGHUP: secrets, token and certificates reloaded");
+        ok = 0;
+    }
+    log_info(NULL, "SIGHUP: %s",
+             ok ? "secrets, token and certificates reloaded"
+                : "reloaded, except what is logged above");
 }
 
 /* The first record of every run: which binary and which config (by its

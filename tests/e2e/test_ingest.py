@@ -193,6 +193,12 @@ def test_bad_input_gets_stable_json_errors_and_queues_nothing(ctx):
     assert r.status == 400 and r.json()["error"]["code"] == "stale_timestamp", r
     # Method and route.
     assert h.request(g.port, "GET", "/webhooks/extend").status == 405
+    for m, path in (("POST", "/healthz"), ("POST", "/metrics"), ("PUT", "/readyz")):
+        r = h.request(g.port, m, path, b"{}")
+        assert r.status == 405 and r.json()["error"]["code"] == "method_not_allowed", (m, path, r)
+    assert g.admin("GET", "/admin/pause").status == 405
+    assert g.admin("POST", "/admin/queue").status == 405
+    assert g.admin("GET", "/admin/nothing").status == 404
     for m in ("PUT", "DELETE", "PATCH"):
         r = h.request(g.port, m, "/v1/deletions", b"{}")
         assert r.status == 405 and r.json()["error"]["code"] == "method_not_allowed", (m, r)

@@ -178,6 +178,14 @@ static void test_wrong_types_are_named(void)
     expect_error("{\"audit\": {\"key\": null}}", "audit.key: must be a string");
 }
 
+static void test_reserved_client_ids(void)
+{
+    expect_error("{\"clients\": [{\"id\": \"extend\", \"secrets\": [\"env:X\"]}]}",
+                 "clients[0].id: \"extend\" is reserved");
+    expect_error("{\"clients\": [{\"id\": \"operator\", \"secrets\": [\"env:X\"]}]}",
+                 "clients[0].id: \"operator\" is reserved");
+}
+
 static void test_bounds_are_named(void)
 {
     expect_error("{\"extend\": {\"rate_per_second\": 1001}}",
@@ -631,6 +639,7 @@ int main(int argc, char **argv)
     test_unknown_keys_are_named();
     test_wrong_types_are_named();
     test_bounds_are_named();
+    test_reserved_client_ids();
     test_rules_and_clients_are_checked_inside();
     test_literal_secrets_are_refused_without_echo();
     test_base_url_rules();

@@ -745,6 +745,22 @@ fail:
     return -1;
 }
 
+void audit_mark(const struct audit *a, struct audit_mark *m)
+{
+    m->len = a->len;
+    m->seq = a->seq;
+    memcpy(m->prev, a->prev, sizeof(m->prev));
+}
+
+void audit_rewind(struct audit *a, const struct audit_mark *m)
+{
+    if (m->len > a->len)
+        return; /* a sync happened since the mark: nothing of it is buffered */
+    a->len = m->len;
+    a->seq = m->seq;
+    memcpy(a->prev, m->prev, sizeof(a->prev));
+}
+
 void audit_close(struct audit *a)
 {
     if (a == NULL)

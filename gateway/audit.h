@@ -63,6 +63,17 @@ int audit_open(struct audit **out, const char *path, const unsigned char *key, s
 int audit_append(struct audit *a, const struct audit_record *r, uint64_t *seq_out,
                  char mac_out[65]);
 
+/* A point in the buffered, not yet synced records; rewinding to it drops
+ * the records appended since, as if never written (a rolled-back change
+ * must leave no record). Only valid until the next audit_sync(). */
+struct audit_mark {
+    size_t len;
+    uint64_t seq;
+    char prev[65];
+};
+void audit_mark(const struct audit *a, struct audit_mark *m);
+void audit_rewind(struct audit *a, const struct audit_mark *m);
+
 /* Writes every buffered record and fsyncs. 0 or -1 (the records are lost
  * from the buffer either way; the caller fails the whole cycle). */
 int audit_sync(struct audit *a);

@@ -1088,8 +1088,13 @@ static void q_fail_op(struct op *op)
 static int64_t q_run_cycle(struct queue *q, struct op *batch)
 {
     struct cycle c = {.notify_due = INT64_MAX};
+    struct audit_mark cycle_mark, op_mark;
     struct op *op;
 
+    /* Audit records follow the rows: whatever SQLite rolls back, the
+     * records appended for it are dropped too, before anything is synced. */
+    if (q->audit != NULL)
+        audit_mark(q->audit, &cycle_mark);
     if (q_done(q, S_BEGIN) != 0)
         goto fail;
     for (op = batch; op != NULL; op = op->next) {
@@ -1097,12 +1102,16 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
             continue; /* refused at the door (bounds) */
         if (q_done(q, S_SAVEPOINT) != 0)
             goto fail;
+        if (q->audit != NULL)
+            audit_mark(q->audit, &op_mark);
         if (q_run_op(q, &c, op) != 0) {
             q_fail_op(op);
             if (c.fatal || sqlite3_get_autocommit(q->db))
                 goto fail; /* audit broken, or SQLite rolled the transaction back */
             if (q_done(q, S_ROLLBACK_TO) != 0)
                 goto fail;
+            if (q->audit != NULL)
+                audit_rewind(q->audit, &op_mark);
         }
         if (q_done(q, S_RELEASE) != 0)
             goto fail;
@@ -1122,7 +1131,7 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
      * they describe, so no acknowledged change is missing from the trail. */
     if (q->audit != NULL && audit_sync(q->audit) != 0) {
         log_error(NULL, "queue: audit sync failed, failing the cycle");
-        goto fail;
+        goto fail_synced;
     }
 
     /* The durability point. With journal_mode=WAL and synchronous=FULL,
@@ -1133,10 +1142,15 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
      * before the callbacks keeps every row: the unanswered sender retries
      * with the same key and is told "duplicate", so nothing is done twice. */
     if (q_done(q, S_COMMIT) != 0)
-        goto fail;
+        goto fail_synced;
     return c.notify_due;
 
 fail:
+    if (q->audit != NULL)
+        audit_rewind(q->audit, &cycle_mark);
+fail_synced:
+    /* After audit_sync() the records are on disk: written ahead, they may
+     * tell of a change that a failed COMMIT then undid, never the reverse. */
     if (!sqlite3_get_autocommit(q->db))
         (void)q_done(q, S_ROLLBACK);
     for (op = batch; op != NULL; op = op->next)

@@ -2,9 +2,9 @@
  * test_queue_audit.c: what the queue writes to the audit log and that a
  * failing audit log fails the whole cycle.
  *
- * audit_append and audit_sync are defined here, so the linker takes these
- * recording versions and never pulls the library's audit.o (this program
- * uses no other audit function).
+ * audit_append, audit_sync, audit_mark and audit_rewind are defined here,
+ * so the linker takes these recording versions and never pulls the
+ * library's audit.o (this program uses no other audit function).
  */
 #include "audit.h"
 #include "check.h"
@@ -70,6 +70,20 @@ int audit_sync(struct audit *a)
     }
     n_synced = n_recs;
     return 0;
+}
+
+void audit_mark(const struct audit *a, struct audit_mark *m)
+{
+    (void)a;
+    m->len = (size_t)n_recs;
+    m->seq = next_seq;
+}
+
+void audit_rewind(struct audit *a, const struct audit_mark *m)
+{
+    (void)a;
+    n_recs = (int)m->len;
+    next_seq = m->seq;
 }
 
 static struct event_base *base;
@@ -230,6 +244,33 @@ int main(void)
     CHECK_STR(recs[0].request_id, "req_a");
     CHECK_STR(recs[0].resource_id, "file_1");
     CHECK(recs[0].job_id > 0);
+
+    /* a submission whose second item fails in SQLite (its deletion id is
+     * taken) is rolled back whole, and so is the first item's "accepted"
+     * record, already appended when the second failed */
+    {
+        struct queue_item two[2] = {{.resource = RES_FILE}, {.resource = RES_FILE}};
+        struct queue_submission sub = {.source = "crm",
+                                       .key = "k9",
+                                       .request_id = "req_b",
+                                       .now_ms = util_now_ms(),
+                                       .items = two,
+                                       .n_items = 2,
+                                       .response_body = ""};
+        struct res r9 = {0};
+        int n_before_failure = n_recs;
+
+        copy(two[0].deletion_id, sizeof(two[0].deletion_id), "del_9");
+        copy(two[0].resource_id, sizeof(two[0].resource_id), "file_9");
+        copy(two[1].deletion_id, sizeof(two[1].deletion_id), "del_1");
+        copy(two[1].resource_id, sizeof(two[1].resource_id), "file_10");
+        CHECK(queue_submit(q, &sub, on_submit, &r9) == 0);
+        run_until(&r9.done);
+        CHECK(r9.status == QUEUE_SUBMIT_FAILED);
+        CHECK(n_recs == n_before_failure);
+        for (int i = 0; i < n_recs; i++)
+            CHECK(strcmp(recs[i].resource_id, "file_9") != 0);
+    }
 
     CHECK(submit(q, "k1", "del_x", "file_x") == QUEUE_SUBMIT_DUPLICATE);
     CHECK_STR(last()->event, "duplicate");

@@ -13,18 +13,22 @@ all: build
 deps:
 	@scripts/deps.sh test
 
-build: deps
+build:
+	@scripts/deps.sh build
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-build-asan: deps
+build-asan:
+	@scripts/deps.sh build
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DDG_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 
 test-plain: build
+	@scripts/deps.sh test
 	ctest --test-dir $(BUILD) --output-on-failure -j 2
 
 test-asan: build-asan
+	@scripts/deps.sh test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j 2
 

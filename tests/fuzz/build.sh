@@ -19,7 +19,7 @@ mkdir -p "$out"
 flags="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$top/gateway"
 libs=$(pkg-config --cflags --libs jansson libcrypto)
-core="$top/gateway/verify.c $top/gateway/webhook.c $top/gateway/erasure.c
+core="$top/gateway/verify.c $top/gateway/webhook.c $top/gateway/erasure.c $top/gateway/json_body.c
       $top/gateway/resource.c $top/gateway/util.c"
 
 status=0

@@ -53,6 +53,7 @@
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000
 #define Q_GATHER_NS 1000000 /* longest wait for the loop to answer a cycle */
+#define Q_CKPT_FRAMES 4096  /* WAL frames (1 KiB pages) that wake the checkpointer */
 
 /* ---- schema ---- */
 
@@ -322,6 +323,15 @@ struct queue {
     struct event *ev_done;
     pthread_t worker;
     int worker_started;
+
+    /* The checkpointer: its own connection copies committed WAL frames
+     * into the database beside the worker, so no commit waits for it. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt;
+    int ckpt_started;
+    pthread_mutex_t ckpt_mu; /* guards the two below */
+    pthread_cond_t ckpt_cv;
+    int ckpt_wanted, ckpt_stop;
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;
@@ -1656,8 +1666,67 @@ fail:
     return -1;
 }
 
+/* Called by SQLite on the worker after each commit, with the WAL's size
+ * in frames: past Q_CKPT_FRAMES the checkpointer is woken. */
+static int q_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct queue *q = arg;
+
+    (void)db, (void)name;
+    if (frames >= Q_CKPT_FRAMES) {
+        pthread_mutex_lock(&q->ckpt_mu);
+        q->ckpt_wanted = 1;
+        pthread_cond_signal(&q->ckpt_cv);
+        pthread_mutex_unlock(&q->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+/* PASSIVE checkpoints never block the writer: they copy what is committed
+ * and return. Also once a second when idle, so a quiet gateway's WAL is
+ * folded in too. */
+static void *q_checkpointer(void *arg)
+{
+    struct queue *q = arg;
+    struct timespec until;
+
+    pthread_mutex_lock(&q->ckpt_mu);
+    while (!q->ckpt_stop) {
+        if (!q->ckpt_wanted) {
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&q->ckpt_cv, &q->ckpt_mu, &until);
+        }
+        if (q->ckpt_stop)
+            break;
+        q->ckpt_wanted = 0;
+        pthread_mutex_unlock(&q->ckpt_mu);
+        if (sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) !=
+            SQLITE_OK)
+            log_warn(NULL, "queue: checkpoint: %s", sqlite3_errmsg(q->ckpt_db));
+        pthread_mutex_lock(&q->ckpt_mu);
+    }
+    pthread_mutex_unlock(&q->ckpt_mu);
+    return NULL;
+}
+
+static void q_checkpointer_stop(struct queue *q)
+{
+    if (!q->ckpt_started)
+        return;
+    pthread_mutex_lock(&q->ckpt_mu);
+    q->ckpt_stop = 1;
+    pthread_cond_signal(&q->ckpt_cv);
+    pthread_mutex_unlock(&q->ckpt_mu);
+    pthread_join(q->ckpt, NULL);
+    q->ckpt_started = 0;
+}
+
 static void q_free(struct queue *q)
 {
+    q_checkpointer_stop(q);
+    if (q->ckpt_db != NULL)
+        sqlite3_close(q->ckpt_db);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(q->st[i]);
     if (q->db != NULL)
@@ -1668,6 +1737,8 @@ static void q_free(struct queue *q)
         close(q->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->ckpt_mu);
+    pthread_cond_destroy(&q->ckpt_cv);
     free(q);
 }
 
@@ -1694,11 +1765,13 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     q->done_tail = &q->done;
     q->notify_due = INT64_MAX;
     pthread_mutex_init(&q->mu, NULL);
+    pthread_mutex_init(&q->ckpt_mu, NULL);
     {
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&q->cv, &ca);
+        pthread_cond_init(&q->ckpt_cv, &ca);
         pthread_condattr_destroy(&ca);
     }
 
@@ -1714,15 +1787,15 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
         goto fail;
     }
     sqlite3_busy_timeout(q->db, Q_BUSY_TIMEOUT_MS);
-    /* EXCLUSIVE keeps SQLite's own file lock for the whole life of the
-     * connection, so even a tool that ignores the lock file cannot write
-     * behind our back; synchronous=FULL fsyncs the WAL at every commit. */
-    /* Small pages: every request inserts into indexes keyed by ids that
+    /* Ownership is the flock on the lock file (q_lock); SQLite's own
+     * locking stays normal so the checkpointer's connection can work beside
+     * the worker's. synchronous=FULL fsyncs the WAL at every commit.
+     * Small pages: every request inserts into indexes keyed by ids that
      * arrive in random order (eventIds, resource ids), so each insert
      * dirties its own leaf page, and the commit writes whole pages. With
      * 1 KiB pages a request writes a quarter of the bytes it would with
      * the 4 KiB default. Only takes effect when the file is created. */
-    if (q_exec(q->db, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA page_size = 1024", err, errlen) != 0)
+    if (q_exec(q->db, "PRAGMA page_size = 1024", err, errlen) != 0)
         goto fail;
     {
         sqlite3_stmt *st = NULL;
@@ -1739,9 +1812,18 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     if (q_exec(q->db,
                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
                " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
-               " PRAGMA wal_autocheckpoint = 16384",
+               " PRAGMA journal_size_limit = 67108864",
                err, errlen) != 0)
         goto fail;
+    /* Commits never checkpoint: the checkpointer thread does, beside them. */
+    sqlite3_wal_autocheckpoint(q->db, 0);
+    sqlite3_wal_hook(q->db, q_wal_hook, q);
+    if (sqlite3_open_v2(opts->path, &q->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open queue database %s for checkpoints", opts->path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(q->ckpt_db, Q_BUSY_TIMEOUT_MS);
     if (q_migrate(q->db, util_now_ms(), err, errlen) != 0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
@@ -1757,6 +1839,11 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
         snprintf(err, errlen, "cannot create queue event");
         goto fail;
     }
+    if (pthread_create(&q->ckpt, NULL, q_checkpointer, q) != 0) {
+        snprintf(err, errlen, "cannot start queue checkpointer");
+        goto fail;
+    }
+    q->ckpt_started = 1;
     if (pthread_create(&q->worker, NULL, q_worker, q) != 0) {
         snprintf(err, errlen, "cannot start queue worker");
         goto fail;

@@ -11,8 +11,9 @@
  * Rate limit: sends are spaced by at least 1/rate_per_second, measured
  * when each DELETE starts (not when it was claimed, since a claim's commit
  * takes a variable time), so no second ever holds more than the configured
- * number. A job claimed early waits in `ready` for its slot. A 429 holds all sending until its
- * Retry-After, since the limit is the whole account's, not one job's.
+ * number. Jobs claimed ahead wait in `ready` for a slot, and go back to the
+ * queue whenever sending stops, so no lease lapses in hand. A 429 holds all
+ * sending until its Retry-After: the limit is the account's, not a job's.
  *
  * Crash safety: a claimed job is in_flight in the database with a lease
  * longer than any request can take; if the process dies, the job is

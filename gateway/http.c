@@ -4,9 +4,9 @@
  *
  * evhttp gets every limit it has: body size, header size, read/write
  * time-outs (an idle client is cut off; none can hold the loop, which
- * never waits on a client), and the methods it will parse at all. A body over limits.max_body_bytes is
- * refused by evhttp itself with 413 before any of our code runs; libevent
- * 2.1 gives no hook to make that one answer JSON.
+ * never waits on a client), and the methods it will parse at all. A body over limits.max_body_bytes
+ * is refused by evhttp itself with 413 before any of our code runs; libevent 2.1 gives no hook to
+ * make that one answer JSON.
  */
 #include "http.h"
 

@@ -295,9 +295,7 @@ static int cmd_audit(int argc, char **argv)
     }
     rc = rc == 0 ? 0 : rc == 1 ? 1 : 2;
 done:
-    for (int i = 0; i < n_listed; i++)
-        free(listed[i]);
-    free(listed);
+    audit_free_files(listed, n_listed);
     free(files);
     if (cfg_path == NULL)
         secret_wipe(&key);

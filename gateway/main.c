@@ -370,9 +370,55 @@ static int cmd_receipt(int argc, char **argv)
     return rc;
 }
 
+/* What a config_loaded audit record says: the binary's version and the
+ * config file's SHA-256 (never its content). 0 or -1. */
+static int config_digest_detail(const char *path, char *detail, size_t len)
+{
+    unsigned char buf[65536], md[32];
+    char hex[65];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int mdlen = 0;
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    int ok = ctx != NULL && f != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+
+    while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        ok = EVP_DigestUpdate(ctx, buf, n) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+    if (f != NULL)
+        fclose(f);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    util_hex(md, sizeof(md), hex);
+    snprintf(detail, len, "deletion-gateway %s; config %s sha256 %s", DG_VERSION, path, hex);
+    return 0;
+}
+
+/* The first record of every run: which binary and which config were in
+ * force from here on. Written directly: the queue's worker, which writes
+ * every later record, is not running yet. */
+static int audit_config_loaded(struct audit *a, const char *path)
+{
+    struct audit_record r;
+    char detail[256];
+
+    if (config_digest_detail(path, detail, sizeof(detail)) != 0)
+        return -1;
+    memset(&r, 0, sizeof(r));
+    r.event = "config_loaded";
+    r.time_ms = util_now_ms();
+    r.source = "operator";
+    r.detail = detail;
+    if (audit_append(a, &r, NULL, NULL) != 0 || audit_sync(a) != 0)
+        return -1;
+    return 0;
+}
+
 /* ---- serve ---- */
 
 static struct gateway gw;
+static const char *config_path;
 static struct event *drain_timer;
 static int64_t drain_deadline_ms;
 
@@ -415,7 +461,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
-    char err[512];
+    char err[512], detail[256];
     int ok = 1;
 
     (void)sig, (void)what, (void)arg;
@@ -437,40 +483,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     log_info(NULL, "SIGHUP: %s",
              ok ? "secrets, token and certificates reloaded"
                 : "reloaded, except what is logged above");
-}
-
-/* The first record of every run: which binary and which config (by its
- * SHA-256, never its content) were in force from here on. */
-static int audit_config_loaded(struct audit *a, const char *path)
-{
-    unsigned char buf[65536], md[32];
-    char hex[65], detail[256];
-    struct audit_record r;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned int mdlen = 0;
-    FILE *f = fopen(path, "rb");
-    size_t n;
-    int ok = ctx != NULL && f != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-
-    while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-        ok = EVP_DigestUpdate(ctx, buf, n) == 1;
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
-    if (f != NULL)
-        fclose(f);
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return -1;
-    util_hex(md, sizeof(md), hex);
-    snprintf(detail, sizeof(detail), "deletion-gateway %s; config %s sha256 %s", DG_VERSION, path,
-             hex);
-    memset(&r, 0, sizeof(r));
-    r.event = "config_loaded";
-    r.time_ms = util_now_ms();
-    r.source = "operator";
-    r.detail = detail;
-    if (audit_append(a, &r, NULL, NULL) != 0 || audit_sync(a) != 0)
-        return -1;
-    return 0;
+    /* The trail says from when the reloaded secrets were in force. */
+    if (config_digest_detail(config_path, detail, sizeof(detail)) == 0)
+        queue_audit_note(gw.queue, "config_loaded", "operator", detail, NULL, NULL);
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -481,7 +496,8 @@ static int cmd_serve(int argc, char **argv)
     char err[512];
     int rc = 1;
 
-    if (load_config(&cfg, opt_value(argc, argv, "-c"), 1) != 0)
+    config_path = opt_value(argc, argv, "-c");
+    if (load_config(&cfg, config_path, 1) != 0)
         return 1;
     log_set_level_name(cfg.log.level);
     signal(SIGPIPE, SIG_IGN);
@@ -498,7 +514,7 @@ static int cmd_serve(int argc, char **argv)
         log_error(NULL, "audit.path: %s", err);
         goto done;
     }
-    if (audit_config_loaded(gw.audit, opt_value(argc, argv, "-c")) != 0) {
+    if (audit_config_loaded(gw.audit, config_path) != 0) {
         log_error(NULL, "audit.path: cannot write the config_loaded record");
         goto done;
     }

@@ -193,6 +193,11 @@ struct queue_deletion_view {
 typedef void (*queue_get_cb)(const struct queue_deletion_view *view, int failed, void *arg);
 int queue_get(struct queue *q, const char *deletion_id, queue_get_cb cb, void *arg);
 
+/* Appends one audit record about no deletion (the config reloaded on
+ * SIGHUP), written and synced with the next cycle. cb may be NULL. */
+int queue_audit_note(struct queue *q, const char *event, const char *source, const char *detail,
+                     queue_done_cb cb, void *arg);
+
 /* ---- operators ---- */
 
 struct queue_stats {

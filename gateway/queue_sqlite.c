@@ -254,7 +254,17 @@ static const char *const stmt_sql[S_COUNT] = {
 
 /* ---- operations in flight between the threads ---- */
 
-enum op_kind { OP_SUBMIT, OP_CLAIM, OP_COMPLETE, OP_GET, OP_STATS, OP_LIST, OP_RETRY, OP_CANCEL };
+enum op_kind {
+    OP_SUBMIT,
+    OP_CLAIM,
+    OP_COMPLETE,
+    OP_GET,
+    OP_STATS,
+    OP_LIST,
+    OP_RETRY,
+    OP_CANCEL,
+    OP_NOTE
+};
 
 struct op {
     struct op *next;
@@ -291,6 +301,9 @@ struct op {
             enum deletion_state state;
             int limit;
         } list;
+        struct {
+            char event[32], source[QUEUE_SOURCE_MAX + 1], detail[256];
+        } note;
     } in;
     union {
         struct {
@@ -1041,6 +1054,22 @@ static int q_op_cancel(struct queue *q, struct cycle *c, struct op *op)
     return 0;
 }
 
+/* An audit record about no deletion, committed with its cycle. */
+static int q_op_note(struct queue *q, struct cycle *c, struct op *op)
+{
+    struct audit_record r;
+
+    memset(&r, 0, sizeof(r));
+    r.event = op->in.note.event;
+    r.time_ms = op->now_ms;
+    r.source = op->in.note.source;
+    r.detail = op->in.note.detail;
+    if (q_audit(q, c, &r, NULL, NULL) != 0)
+        return -1;
+    op->out.ok = 1;
+    return 0;
+}
+
 static int q_run_op(struct queue *q, struct cycle *c, struct op *op)
 {
     switch (op->kind) {
@@ -1060,6 +1089,8 @@ static int q_run_op(struct queue *q, struct cycle *c, struct op *op)
         return q_op_retry(q, c, op);
     case OP_CANCEL:
         return q_op_cancel(q, c, op);
+    case OP_NOTE:
+        return q_op_note(q, c, op);
     }
     return -1;
 }
@@ -1244,6 +1275,7 @@ static void q_deliver(struct op *op)
         }
         break;
     case OP_COMPLETE:
+    case OP_NOTE:
         if (op->cb.done != NULL)
             op->cb.done(op->failed ? 0 : op->out.ok, op->arg);
         break;
@@ -1532,6 +1564,25 @@ int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, in
     if (q_target(q, OP_CANCEL, deletion_id, actor, now_ms, arg, &op) != 0)
         return -1;
     op->cb.count = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_audit_note(struct queue *q, const char *event, const char *source, const char *detail,
+                     queue_done_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_NOTE, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.done = cb;
+    if (!q_str_ok(event, 1, sizeof(op->in.note.event) - 1) ||
+        !q_str_ok(source, 0, QUEUE_SOURCE_MAX) || !q_str_ok(detail, 0, 255))
+        op->failed = 1;
+    else {
+        snprintf(op->in.note.event, sizeof(op->in.note.event), "%s", event);
+        snprintf(op->in.note.source, sizeof(op->in.note.source), "%s", source ? source : "");
+        snprintf(op->in.note.detail, sizeof(op->in.note.detail), "%s", detail ? detail : "");
+    }
     return q_enqueue(q, op);
 }
 

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 
 import harness as h
@@ -30,11 +31,15 @@ def audit_lines(g):
 def test_audit_chain_records_every_step_and_verifies(ctx):
     sim, g, ids = run_some_deletions(ctx)
     g.webhook(h.extract_event("exr_proof1", "evt_proof1"))  # duplicate
+    g.proc.send_signal(signal.SIGHUP)  # a reload is recorded too
+    h.wait_for(lambda: "SIGHUP" in g.logs(), 5, what="the reload")
     g.webhook(json.dumps({"eventId": "evt_ign", "eventType": "extractor.created", "payload": {}}).encode())
     g.stop()
     recs = audit_lines(g)
     events = [r["event"] for r in recs]
     assert events[0] == "config_loaded", events
+    assert events.count("config_loaded") == 2, events  # start and SIGHUP
+    assert all("sha256" in r["detail"] for r in recs if r["event"] == "config_loaded")
     for e in ("accepted", "attempt", "deleted", "not_found", "duplicate", "ignored"):
         assert e in events, (e, events)
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))

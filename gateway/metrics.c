@@ -39,10 +39,14 @@ static const char *const rejection_codes[] = {
     "too_many_files",
     "method_not_allowed",
     "not_found",
-    "payload_too_large",
     "queue_unavailable",
+    "tls_required",
     "client_certificate_mismatch",
     "unauthorized",
+    "receipt_not_available",
+    "receipts_disabled",
+    "receipt_failed",
+    "not_applicable",
     "other",
 };
 #define N_REJECTIONS (sizeof(rejection_codes) / sizeof(rejection_codes[0]))

@@ -18,13 +18,9 @@ def start(ctx, mtls=True):
     clients = [{"id": "crm", "secrets": ["env:DG_CRM_SECRET"], "cert_subject": "crm"},
                {"id": "billing", "secrets": ["file:" + os.path.join(ctx.dir, "billing.secret")],
                 "cert_subject": "other"}]
-    # The harness waits on plain /healthz; this listener speaks TLS only, so
-    # wait on the admin listener instead.
-    g = h.Gateway.__new__(h.Gateway)
-    h.Gateway.__init__(g, ctx.dir, None, overrides={"listen": {"tls": tls}, "clients": clients},
+    # The listener speaks TLS only: wait for start on the admin listener.
+    return ctx.gateway(overrides={"listen": {"tls": tls}, "clients": clients},
                        wait_path=("admin", "/admin/queue"))
-    ctx.procs.append(g)
-    return g
 
 
 def client_ctx(cert=None):
@@ -52,9 +48,10 @@ def s_client(port, *args):
 def test_tls_1_0_and_1_1_are_refused_1_2_and_1_3_work(ctx):
     g = start(ctx)
     for v in ("-tls1", "-tls1_1"):
+        # SECLEVEL=0 lets the client offer the old version; the refusal
+        # must be the server's protocol_version alert, not the client's.
         rc, out = s_client(g.port, v, "-cipher", "DEFAULT@SECLEVEL=0")
-        assert rc != 0 and "Cipher is (NONE)" in out or "alert protocol version" in out \
-            or "no protocols available" not in out and rc != 0, (v, out[-600:])
+        assert rc != 0 and "alert protocol version" in out, (v, out[-600:])
     for v in ("-tls1_2", "-tls1_3"):
         rc, out = s_client(g.port, v)
         assert rc == 0 and ("TLSv1.2" in out or "TLSv1.3" in out), (v, out[-600:])

@@ -2,15 +2,19 @@
  * queue_bench.c: how many durable submissions per second the SQLite queue
  * takes with grouped commits. 64 clients each submit one single-item
  * deletion, wait for its OK (committed and fsynced), then send the next,
- * until N are done. Prints submissions/s, commits/s and the mean group.
+ * until N are done. Each submission is what a webhook makes: a random
+ * event id as its key, and ITEMS deletions (the run and its file) with
+ * random resource ids, every change audited. Prints submissions/s,
+ * commits/s, the mean group and the process's CPU time per submission.
  *
- *   queue_bench [N] [DIR] [CLIENTS]   (defaults: 20000, a fresh directory in
- *                                      /tmp, 64 clients)
+ *   queue_bench [N] [DIR] [CLIENTS] [ITEMS]   (defaults: 20000, a fresh
+ *                                      directory in /tmp, 64 clients, 2 items)
  *
  * With one fsync per commit, each client waits about two commit times per
  * submission, so the rate is close to CLIENTS / (2 x fsync latency) until
  * the worker's CPU becomes the limit.
  */
+#include "audit.h"
 #include "queue.h"
 #include "util.h"
 
@@ -19,12 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static struct event_base *base;
 static struct queue *q;
 static int64_t n_total, n_sent, n_done, n_failed;
 static int clients = 64;
+static int n_items = 2;
 
 static void submit_next(void);
 
@@ -42,20 +48,28 @@ static void on_submit(const struct queue_submit_result *res, void *arg)
 
 static void submit_next(void)
 {
-    struct queue_item it = {.resource = RES_EXTRACT_RUN};
+    static const enum resource kinds[] = {RES_EXTRACT_RUN, RES_FILE};
+    static const char *const prefix[] = {"exr", "file"};
+    struct queue_item items[2];
     char key[32];
-    struct queue_submission sub = {.source = "bench",
+    struct queue_submission sub = {.source = "extend",
                                    .key = key,
                                    .request_id = "req_bench",
-                                   .items = &it,
-                                   .n_items = 1,
-                                   .response_status = 202,
+                                   .items = items,
+                                   .n_items = n_items,
+                                   .response_status = 200,
                                    .response_body = "{\"status\":\"accepted\"}"};
-    int64_t i = n_sent++;
+    /* Extend's ids are random, so every key lands on its own index page. */
+    unsigned long long r = (unsigned long long)random() << 31 ^ (unsigned long long)random();
 
-    snprintf(key, sizeof(key), "k%lld", (long long)i);
-    snprintf(it.deletion_id, sizeof(it.deletion_id), "del_%026lld", (long long)i);
-    snprintf(it.resource_id, sizeof(it.resource_id), "exr_%lld", (long long)i);
+    n_sent++;
+    snprintf(key, sizeof(key), "evt_%016llx", r);
+    memset(items, 0, sizeof(items));
+    for (int k = 0; k < n_items; k++) {
+        items[k].resource = kinds[k];
+        util_sortable_id("del_", util_now_ms(), items[k].deletion_id, sizeof(items[k].deletion_id));
+        snprintf(items[k].resource_id, sizeof(items[k].resource_id), "%s_%016llx", prefix[k], r);
+    }
     sub.now_ms = util_now_ms();
     if (queue_submit(q, &sub, on_submit, NULL) != 0) {
         n_done++;
@@ -72,8 +86,10 @@ int main(int argc, char **argv)
 
     n_total = argc > 1 ? atoll(argv[1]) : 20000;
     clients = argc > 3 ? atoi(argv[3]) : 64;
-    if (clients < 1 || clients > 100000 || n_total < clients || n_total > 100000000) {
-        fprintf(stderr, "usage: queue_bench [N >= CLIENTS] [DIR] [CLIENTS]\n");
+    n_items = argc > 4 ? atoi(argv[4]) : 2;
+    if (clients < 1 || clients > 100000 || n_total < clients || n_total > 100000000 ||
+        n_items < 1 || n_items > 2) {
+        fprintf(stderr, "usage: queue_bench [N >= CLIENTS] [DIR] [CLIENTS] [ITEMS 1..2]\n");
         return 2;
     }
     if (dir == NULL && (dir = mkdtemp(tmp)) == NULL) {
@@ -83,7 +99,15 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/bench.db", dir);
     if (evthread_use_pthreads() != 0 || (base = event_base_new()) == NULL)
         return 1;
-    struct queue_options o = {.path = path, .idempotency_ttl_ms = 86400000};
+    static const unsigned char audit_key[32] = "queue_bench audit key, not real";
+    struct audit *audit;
+    char audit_path[512];
+    snprintf(audit_path, sizeof(audit_path), "%s/audit.jsonl", dir);
+    if (audit_open(&audit, audit_path, audit_key, sizeof(audit_key), 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "audit_open: %s\n", err);
+        return 1;
+    }
+    struct queue_options o = {.path = path, .idempotency_ttl_ms = 86400000, .audit = audit};
     if (queue_open(&q, base, &o, err, sizeof(err)) != 0) {
         fprintf(stderr, "queue_open: %s\n", err);
         return 1;
@@ -97,16 +121,22 @@ int main(int argc, char **argv)
     t1 = util_mono_ms();
     commits = queue_commits(q);
     queue_close(q);
+    audit_close(audit);
     event_base_free(base);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 
     double secs = (double)(t1 - t0 > 0 ? t1 - t0 : 1) / 1000.0;
     printf("%lld submissions (%lld failed) from %d clients in %.2f s: %.0f submissions/s, "
-           "%llu commits (%.0f commits/s, %.1f per commit)\n",
+           "%llu commits (%.0f commits/s, %.1f per commit), CPU %.1f us per submission\n",
            (long long)n_total, (long long)n_failed, clients, secs, (double)n_total / secs,
            (unsigned long long)commits, (double)commits / secs,
-           commits > 0 ? (double)n_total / (double)commits : 0.0);
+           commits > 0 ? (double)n_total / (double)commits : 0.0, cpu * 1e6 / (double)n_total);
     if (dir == tmp) {
         const char *suffix[] = {"", "-wal", "-shm", ".lock"};
+        unlink(audit_path);
         for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
             char f[600];
             snprintf(f, sizeof(f), "%s%s", path, suffix[i]);

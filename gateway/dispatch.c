@@ -47,6 +47,8 @@ struct dispatch {
     int n_ready;
     struct attempt *attempts; /* in flight, so a stop can free them */
     int cap_ready;
+    int prefetch;          /* jobs to keep in hand beside those in flight */
+    int claim_want;        /* how many the current claim asked for */
     int claim_short;       /* the last claim took every due job; reset by timer and notify */
     int64_t hold_until_ms; /* after a 429: nothing is sent before this */
     int breaker_open;
@@ -357,26 +359,39 @@ static int rate_slot_taken(struct dispatch *d)
 
 /*
  * How many claimed jobs to keep waiting beside those in flight. A claim is
- * a trip through the queue's commit, so without a few jobs in hand every
- * finished DELETE would leave its slot empty for a commit's time. Under a
- * rate limit one in hand is enough; behind an open breaker, none.
+ * a trip through the queue's commit, so without jobs in hand every DELETE
+ * answered meanwhile leaves its slot empty until the claim is back. How
+ * many that is depends on Extend's speed, so the depth adapts: a claim that
+ * comes back to a starved dispatcher (free slots, nothing in hand) doubles
+ * it, one that finds half of it still unused shrinks it by a quarter,
+ * within max_in_flight .. PREFETCH_MAX x max_in_flight. Under a rate limit
+ * one in hand is enough; behind an open breaker, none.
  */
+#define PREFETCH_MAX 8
+
 static int prefetch_target(const struct dispatch *d)
 {
     const struct config *cfg = d->gw->cfg;
 
     if (d->breaker_open)
         return 0;
-    return cfg->extend.rate_per_second > 0 ? 1 : cfg->extend.max_in_flight;
+    return cfg->extend.rate_per_second > 0 ? 1 : d->prefetch;
 }
 
-/*
- * Hands every waiting job back to the queue, due again at `due_ms`, without
- * an attempt. Claimed jobs are leased; one that waits in hand past its lease
- * could be claimed a second time, so whenever sending stops for longer than
- * a moment (pause, a 429's hold, an open breaker, a stop, a slow rate) the
- * jobs in hand go back instead of waiting.
- */
+static void prefetch_learn(struct dispatch *d)
+{
+    int max = d->gw->cfg->extend.max_in_flight;
+
+    if (d->n_ready == 0 && d->in_flight < max)
+        d->prefetch *= 2;
+    else if (d->n_ready > d->prefetch / 2)
+        d->prefetch -= d->prefetch / 4;
+    if (d->prefetch < max)
+        d->prefetch = max;
+    if (d->prefetch > PREFETCH_MAX * max)
+        d->prefetch = PREFETCH_MAX * max;
+}
+
 static void release_ready(struct dispatch *d, int64_t due_ms)
 {
     struct queue_outcome o;
@@ -398,8 +413,10 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     int64_t now = util_now_ms();
 
     d->claiming = 0;
-    log_debug(NULL, "dispatch: claimed %d job(s); %d in flight, %d waiting", n, d->in_flight,
-              d->n_ready);
+    log_debug(NULL, "dispatch: claimed %d job(s); %d in flight, %d waiting, prefetch %d", n,
+              d->in_flight, d->n_ready, d->prefetch);
+    if (n == d->claim_want)
+        prefetch_learn(d); /* a short claim says the queue ran dry, not the trip */
     if (n < 0) {
         d->gw->queue_failed = 1;
         arm(d, 1000);
@@ -480,6 +497,7 @@ static void pump(struct dispatch *d)
     if (want <= 0 || d->claim_short)
         return;
     d->claiming = 1;
+    d->claim_want = want;
     if (queue_claim(d->gw->queue, now, want, lease_ms(cfg), claim_done, d) != 0)
         d->claiming = 0;
 }
@@ -503,7 +521,8 @@ int dispatch_open(struct dispatch **out, struct gateway *gw)
     if (d == NULL)
         return -1;
     d->gw = gw;
-    d->cap_ready = 2 * gw->cfg->extend.max_in_flight + 1;
+    d->prefetch = gw->cfg->extend.max_in_flight;
+    d->cap_ready = (PREFETCH_MAX + 1) * gw->cfg->extend.max_in_flight + 1;
     d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
     d->timer = evtimer_new(gw->base, timer_fired, d);
     if (d->timer == NULL || d->ready == NULL) {

@@ -29,6 +29,7 @@
 #include "audit.h"
 #include "log.h"
 #include "util.h"
+#include "wal_buffer.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -1829,10 +1830,15 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     if (q_lock(q, opts->path, err, errlen) != 0)
         goto fail;
     /* NOMUTEX: one thread at a time uses the connection (this one until
-     * the worker starts, then only the worker). */
+     * the worker starts, then only the worker). The VFS writes a commit's
+     * WAL frames in one write (wal_buffer.c). */
+    if (wal_buffer_register() != 0) {
+        snprintf(err, errlen, "cannot set up SQLite's file layer");
+        goto fail;
+    }
     if (sqlite3_open_v2(opts->path, &q->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        WAL_BUFFER_VFS) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open queue database %s: %s", opts->path,
                  q->db != NULL ? sqlite3_errmsg(q->db) : "out of memory");
         goto fail;
@@ -1870,7 +1876,7 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     sqlite3_wal_autocheckpoint(q->db, 0);
     sqlite3_wal_hook(q->db, q_wal_hook, q);
     if (sqlite3_open_v2(opts->path, &q->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        WAL_BUFFER_VFS) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open queue database %s for checkpoints", opts->path);
         goto fail;
     }

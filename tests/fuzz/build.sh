@@ -23,7 +23,7 @@ core="$top/gateway/verify.c $top/gateway/webhook.c $top/gateway/erasure.c $top/g
       $top/gateway/resource.c $top/gateway/util.c"
 
 status=0
-for target in fuzz_webhook fuzz_erasure; do
+for target in fuzz_webhook fuzz_erasure fuzz_json_outline; do
     # shellcheck disable=SC2086
     $cc $flags -o "$out/$target" "$here/$target.c" $core $libs
     mkdir -p "$out/corpus_$target"

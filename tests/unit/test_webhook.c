@@ -357,6 +357,57 @@ static void test_json_refusals(void)
     CHECK(webhook_plan(NULL, 0, RULES, N_RULES, NOW, &p, &e) == -1);
 }
 
+/* The extraction output is checked as JSON but not built: what it holds
+ * cannot change the plan, bad bytes anywhere in it still refuse the body. */
+static void test_output_is_checked_not_read(void)
+{
+    struct webhook_plan p;
+    struct api_error e;
+    const char *head = "{\"eventId\":\"e\",\"eventType\":\"extract_run.processed\",\"payload\":"
+                       "{\"object\":\"extract_run\",\"id\":\"exr_a\",";
+    char b[512];
+
+    /* Duplicates inside the output are not looked at; a file whose member
+     * name is written with an escape is still read. */
+    snprintf(b, sizeof(b),
+             "%s\"output\":{\"x\":1,\"x\":{\"id\":\"file_no\"}},"
+             "\"fil\\u0065\":{\"id\":\"file_a\",\"pages\":[{\"n\":1}]}}}",
+             head);
+    CHECK(plan_of(b, &p, &e) == 0);
+    CHECK(p.n == 2 && has(&p, RES_EXTRACT_RUN, "exr_a") && has(&p, RES_FILE, "file_a"));
+    CHECK(!has(&p, RES_FILE, "file_no"));
+
+    /* Duplicates in what is read are refused, deep in files too. */
+    snprintf(b, sizeof(b), "%s\"files\":[{\"id\":\"file_a\",\"id\":\"file_b\"}]}}", head);
+    CHECK(plan_of(b, &p, &e) == -1);
+    CHECK(strstr(e.message, "duplicate") != NULL);
+
+    /* Broken JSON inside the output, each named with its place. */
+    static const struct {
+        const char *output, *why;
+    } bad[] = {
+        {"{\"a\":[1,2,]}", "invalid JSON"},
+        {"{\"a\":\"\xc3\x28\"}", "invalid UTF-8"},
+        {"{\"a\":\"\xed\xa0\x80\"}", "invalid UTF-8"}, /* an encoded surrogate */
+        {"{\"a\":\"\\u0000\"}", "NUL character"},
+        {"{\"a\":\"\\udc00\"}", "invalid JSON"}, /* a low surrogate alone */
+        {"{\"a\":01}", "invalid JSON"},
+        {"{\"a\":tru}", "invalid JSON"},
+        {"{\"a\" 1}", "invalid JSON"},
+        {"{\"a\":\"tab\there\"}", "invalid JSON"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(b, sizeof(b), "%s\"output\":%s}}", head, bad[i].output);
+        CHECK(plan_of(b, &p, &e) == -1);
+        CHECK_STR(e.code, "malformed_json");
+        CHECK(strstr(e.message, bad[i].why) != NULL && strstr(e.message, "line 1, column") != NULL);
+        CHECK(p.n == 0);
+    }
+    /* The place is the offending character's, counted in characters. */
+    CHECK(plan_of("{\"eventId\":\"\xc3\xa9\",\n \"x\": [1,,2]}", &p, &e) == -1);
+    CHECK(strstr(e.message, "invalid JSON at line 2, column 10") != NULL);
+}
+
 static void test_deep_nesting_does_not_crash(void)
 {
     struct webhook_plan p;
@@ -390,6 +441,7 @@ int main(void)
     test_envelope_errors();
     test_messages_quote_little_input();
     test_json_refusals();
+    test_output_is_checked_not_read();
     test_deep_nesting_does_not_crash();
     return check_done();
 }

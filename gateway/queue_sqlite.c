@@ -53,8 +53,7 @@
 #define Q_LEASE_MAX_MS (7 * 86400000LL)
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000
-#define Q_GATHER_NS 1000000 /* longest wait for the loop to answer a cycle */
-#define Q_CKPT_FRAMES 4096  /* WAL frames (1 KiB pages) that wake the checkpointer */
+#define Q_CKPT_FRAMES 4096 /* WAL frames (1 KiB pages) that wake the checkpointer */
 
 /* ---- schema ---- */
 
@@ -354,7 +353,6 @@ struct queue {
     int stopping;
     int64_t notify_due; /* earliest due among jobs made due, INT64_MAX = none */
     uint64_t commits;
-    uint64_t posted, drained; /* cycles handed to the loop / answered there */
 
     queue_notify_cb notify_cb; /* loop thread only, like the three below */
     void *notify_arg;
@@ -1206,22 +1204,10 @@ static void *q_worker(void *arg)
 
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        /* Let the loop answer the last cycle before starting the next: its
-         * callers often send their next request at once, and that belongs
-         * in this commit rather than the one after. Bounded, so a busy or
-         * stopped loop costs at most Q_GATHER_NS per cycle. */
-        if (q->drained < q->posted && !q->stopping) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += Q_GATHER_NS;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            while (q->drained < q->posted && !q->stopping &&
-                   pthread_cond_timedwait(&q->cv, &q->mu, &until) == 0)
-                ;
-        }
+        /* Whatever arrived during the last commit makes the next one, at
+         * once: waiting for the loop to answer first (so its callers' next
+         * requests join this commit) left the worker idle a third of the
+         * time under load. */
         while (q->pending == NULL && !q->stopping)
             pthread_cond_wait(&q->cv, &q->mu);
         if (q->pending == NULL)
@@ -1239,7 +1225,6 @@ static void *q_worker(void *arg)
         *q->done_tail = batch;
         q->done_tail = &last->next;
         q->commits++;
-        q->posted++;
         if (due < q->notify_due)
             q->notify_due = due;
         pthread_mutex_unlock(&q->mu);
@@ -1309,11 +1294,9 @@ static void q_drain(struct queue *q)
 {
     struct op *list, *next;
     int64_t due;
-    uint64_t posted;
 
     q->draining++;
     pthread_mutex_lock(&q->mu);
-    posted = q->posted;
     list = q->done;
     q->done = NULL;
     q->done_tail = &q->done;
@@ -1327,12 +1310,6 @@ static void q_drain(struct queue *q)
     }
     if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
         q->notify_cb(due, q->notify_arg);
-
-    pthread_mutex_lock(&q->mu);
-    if (posted > q->drained)
-        q->drained = posted;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
     /* A callback closed the queue: finish that close now that nothing
      * above us still holds q. */
     if (--q->draining == 0 && q->closed && !q->finishing)

@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -125,7 +124,7 @@ static uint32_t random_u32(void)
 {
     uint32_t r = 0;
 
-    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+    if (util_random_bytes(&r, sizeof(r)) != 0)
         r = (uint32_t)util_mono_ms();
     return r;
 }

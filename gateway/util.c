@@ -121,13 +121,30 @@ int util_parse_rfc3339(const char *s, int64_t *ms_out)
     return 0;
 }
 
+int util_random_bytes(void *out, size_t n)
+{
+    static _Thread_local unsigned char pool[1024];
+    static _Thread_local size_t left;
+
+    if (n > sizeof(pool))
+        return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+    if (left < n) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1)
+            return -1;
+        left = sizeof(pool);
+    }
+    memcpy(out, pool + sizeof(pool) - left, n);
+    left -= n;
+    return 0;
+}
+
 int util_random_id(const char *prefix, char *out, size_t outlen)
 {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
     unsigned char bytes[26];
     size_t plen = strlen(prefix);
 
-    if (outlen < plen + 27 || RAND_bytes(bytes, sizeof(bytes)) != 1)
+    if (outlen < plen + 27 || util_random_bytes(bytes, sizeof(bytes)) != 0)
         return -1;
     memcpy(out, prefix, plen);
     for (size_t i = 0; i < sizeof(bytes); i++)
@@ -143,7 +160,7 @@ int util_sortable_id(const char *prefix, int64_t now_ms, char *out, size_t outle
     size_t plen = strlen(prefix);
     uint64_t t = (uint64_t)(now_ms < 0 ? 0 : now_ms);
 
-    if (outlen < plen + 27 || RAND_bytes(bytes, sizeof(bytes)) != 1)
+    if (outlen < plen + 27 || util_random_bytes(bytes, sizeof(bytes)) != 0)
         return -1;
     memcpy(out, prefix, plen);
     for (int i = 9; i >= 0; i--) {

@@ -24,6 +24,12 @@ void util_format_time_ms(int64_t ms, char *out, size_t outlen);
  * into Unix milliseconds. Returns 0 or -1. */
 int util_parse_rfc3339(const char *s, int64_t *ms_out);
 
+/* n bytes from the OpenSSL CSPRNG, drawn 1 KiB at a time per thread (a
+ * RAND_bytes call costs about a microsecond whatever its size, and every
+ * request takes several ids). For ids and jitter, not for keys: the bytes
+ * wait in memory until used. Returns 0 or -1. */
+int util_random_bytes(void *out, size_t n);
+
 /* A random id: prefix followed by 26 lowercase base32 characters
  * (130 bits from the OpenSSL CSPRNG). out needs strlen(prefix) + 27 bytes.
  * Returns 0 or -1. */

@@ -91,6 +91,28 @@ static void test_random_ids_differ(void)
     CHECK(util_random_id("del_", a, 10) == -1);
 }
 
+/* The pool hands out every byte once: across refills, no id repeats and
+ * the bytes are not stuck (each bit is set about half the time). */
+static void test_random_pool_draws_fresh_bytes(void)
+{
+    enum { N = 5000 };
+    static char ids[N][40];
+    unsigned char big[3000];
+    long ones = 0;
+    int repeats = 0;
+
+    for (int i = 0; i < N; i++)
+        CHECK(util_random_id("x_", ids[i], sizeof(ids[i])) == 0); /* ~127 refills */
+    for (int i = 1; i < N; i++)
+        repeats += strcmp(ids[i], ids[i - 1]) == 0;
+    CHECK(repeats == 0);
+    CHECK(util_random_bytes(big, sizeof(big)) == 0); /* more than the pool */
+    for (size_t i = 0; i < sizeof(big); i++)
+        ones += __builtin_popcount(big[i]);
+    CHECK(ones > 4 * (long)sizeof(big) - 400 && ones < 4 * (long)sizeof(big) + 400);
+    CHECK(memcmp(big, big + 1000, 1000) != 0);
+}
+
 int main(void)
 {
     test_names_round_trip();
@@ -98,6 +120,7 @@ int main(void)
     test_segment_encoding();
     test_util_time_and_numbers();
     test_random_ids_differ();
+    test_random_pool_draws_fresh_bytes();
     test_sortable_ids_order_by_time();
     return check_done();
 }

@@ -131,6 +131,11 @@ static const char *const migrations[] = {
     "  UPDATE counts SET n = n + 1"
     "    WHERE name = coalesce(NEW.state, (SELECT state FROM jobs WHERE id = NEW.job_id));"
     "END;",
+    /* v2: rows are inserted only by a submission, which now counts what it
+     * adds and writes the sums once per commit (q_count_submissions): the
+     * insert triggers were a sixth of a submission's cost. */
+    "DROP TRIGGER count_job_insert;"
+    "DROP TRIGGER count_deletion_insert;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -157,6 +162,7 @@ enum stmt_id {
     S_ATTEMPT_INSERT,
     S_JOB_COMPLETE,
     S_JOB_FINAL_AUDIT,
+    S_COUNT_ADD,
     S_VIEW_GET,
     S_VIEW_ATTEMPTS,
     S_LIST_BY_JOB_STATE,
@@ -217,6 +223,7 @@ static const char *const stmt_sql[S_COUNT] = {
                        " last_http_status = iif(?7, ?8, last_http_status),"
                        " last_upstream_request_id = iif(?7, ?9, last_upstream_request_id),"
                        " last_error = iif(?7, ?10, last_error) WHERE id = ?1",
+    [S_COUNT_ADD] = "UPDATE counts SET n = n + ?2 WHERE name = ?1",
     [S_JOB_FINAL_AUDIT] = "UPDATE jobs SET final_audit_seq = ?2, final_audit_mac = ?3"
                           " WHERE id = ?1",
     [S_VIEW_GET] = "SELECT " VIEW_COLS " FROM deletions d JOIN jobs j ON j.id = d.job_id"
@@ -365,6 +372,8 @@ struct queue {
 struct cycle {
     int64_t notify_due;
     int n_submits;
+    /* What this cycle's submissions added to the counts table. */
+    int64_t add_queued, add_in_flight, add_jobs_pending;
     int fatal; /* the transaction is lost or the audit failed: fail the cycle */
 };
 
@@ -440,6 +449,7 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
 {
     const struct submit_in *in = &op->in.submit;
     sqlite3_stmt *st = q->st[S_SUB_UPSERT];
+    int64_t add_queued = 0, add_in_flight = 0, add_jobs = 0;
     struct audit_record r = {
         .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
 
@@ -496,6 +506,8 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
             int queued = strcmp((const char *)sqlite3_column_text(st, 1), "queued") == 0;
             int64_t old_due = sqlite3_column_int64(st, 2);
             sqlite3_reset(st);
+            add_queued += queued;
+            add_in_flight += !queued;
             if (queued && due < old_due) {
                 st = q->st[S_JOB_SET_DUE];
                 sqlite3_bind_int64(st, 1, job_id);
@@ -520,6 +532,8 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
                 return -1;
             job_id = sqlite3_last_insert_rowid(q->db);
             q_note_due(c, due);
+            add_queued++;
+            add_jobs++;
         }
 
         st = q->st[S_DEL_INSERT];
@@ -542,7 +556,33 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
         if (q_audit(q, c, &r, NULL, NULL) != 0)
             return -1;
     }
+    /* Only now: a submission that fails above is rolled back whole. */
+    c->add_queued += add_queued;
+    c->add_in_flight += add_in_flight;
+    c->add_jobs_pending += add_jobs;
     op->out.submit.status = QUEUE_SUBMIT_OK;
+    return 0;
+}
+
+/* Writes what the cycle's submissions added to the counts, one UPDATE per
+ * count that moved. */
+static int q_count_submissions(struct queue *q, const struct cycle *c)
+{
+    const struct {
+        const char *name;
+        int64_t n;
+    } add[] = {{"queued", c->add_queued},
+               {"in_flight", c->add_in_flight},
+               {"jobs_pending", c->add_jobs_pending}};
+
+    for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++) {
+        if (add[i].n == 0)
+            continue;
+        q_bind_text(q->st[S_COUNT_ADD], 1, add[i].name);
+        sqlite3_bind_int64(q->st[S_COUNT_ADD], 2, add[i].n);
+        if (q_done(q, S_COUNT_ADD) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -1166,6 +1206,9 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
         if (q_done(q, S_SUB_PRUNE) != 0)
             goto fail;
     }
+
+    if (q_count_submissions(q, &c) != 0)
+        goto fail;
 
     /* The audit records of this cycle reach the disk before the rows that
      * they describe, so no acknowledged change is missing from the trail. */

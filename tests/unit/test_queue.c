@@ -696,7 +696,34 @@ static void test_reopen_keeps_rows_and_requeues_in_flight(void)
     db_path("reopen.db", path, sizeof(path));
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    sqlite3_finalize(st);
+    /* A version 1 file (insert triggers still there) is taken to version 2
+     * at open, and its counts keep working. */
+    CHECK(sqlite3_exec(db,
+                       "CREATE TRIGGER count_job_insert AFTER INSERT ON jobs BEGIN SELECT 1; END;"
+                       "CREATE TRIGGER count_deletion_insert AFTER INSERT ON deletions BEGIN"
+                       " SELECT 1; END; UPDATE meta SET schema_version = 1",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    q = open_q("reopen.db", 0);
+    CHECK(q != NULL);
+    if (q != NULL) {
+        struct stats_res before, after;
+        stats(q, &before);
+        CHECK(submit1(q, "crm", "k9", "d9", "exr_9", 0, util_now_ms(), "", &r) == QUEUE_SUBMIT_OK);
+        stats(q, &after);
+        CHECK(after.s.count[DEL_QUEUED] == before.s.count[DEL_QUEUED] + 1);
+        CHECK(after.s.jobs_pending == before.s.jobs_pending + 1);
+        queue_close(q);
+    }
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT (SELECT schema_version FROM meta), (SELECT count(*) FROM"
+                             " sqlite_master WHERE type = 'trigger' AND name LIKE '%_insert')",
+                             -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2 &&
+          sqlite3_column_int(st, 1) == 0);
     sqlite3_finalize(st);
     CHECK(sqlite3_exec(db, "UPDATE meta SET schema_version = 99", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);

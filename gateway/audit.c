@@ -149,7 +149,9 @@ static void put_field(struct audit *a, const char *name, const char *value)
 {
     if (value == NULL || *value == '\0')
         return;
-    a->len += (size_t)snprintf(a->buf + a->len, a->cap - a->len, ",\"%s\":", name);
+    put_raw(a, ",\"");
+    put_raw(a, name);
+    put_raw(a, "\":");
     put_string(a, value);
 }
 

@@ -37,12 +37,27 @@ int64_t util_mono_us(void)
 
 void util_format_time_ms(int64_t ms, char *out, size_t outlen)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
+    /* Every log line and audit record carries a time, and most fall in the
+     * same second as the one before: its date and time are kept per thread
+     * and only the milliseconds are written anew. */
+    static _Thread_local int64_t last_secs = -1;
+    static _Thread_local char date[64]; /* room for any int year */
+    int64_t secs, milli;
 
-    gmtime_r(&secs, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    if (ms < 0)
+        ms = 0;
+    secs = ms / 1000;
+    milli = ms % 1000;
+
+    if (secs != last_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(date, sizeof(date), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        last_secs = secs;
+    }
+    snprintf(out, outlen, "%s.%03dZ", date, (int)milli);
 }
 
 static int parse_digits(const char **p, int n, int *out)

@@ -59,6 +59,14 @@ static void test_util_time_and_numbers(void)
     CHECK(util_parse_rfc3339("2026-02-29T00:00:00Z", &ms) == -1);
     util_format_time_ms(1795944904250LL, buf, sizeof(buf));
     CHECK_STR(buf, "2026-11-29T09:35:04.250Z");
+    /* The same second again, the next, and another day: the cached date
+     * must follow. */
+    util_format_time_ms(1795944904007LL, buf, sizeof(buf));
+    CHECK_STR(buf, "2026-11-29T09:35:04.007Z");
+    util_format_time_ms(1795944905999LL, buf, sizeof(buf));
+    CHECK_STR(buf, "2026-11-29T09:35:05.999Z");
+    util_format_time_ms(1795944904000LL - 86400000LL, buf, sizeof(buf));
+    CHECK_STR(buf, "2026-11-28T09:35:04.000Z");
     CHECK(util_parse_int64("42", 0, 100, &v) == 0 && v == 42);
     CHECK(util_parse_int64("101", 0, 100, &v) == -1);
     CHECK(util_parse_int64("4x", 0, 100, &v) == -1);

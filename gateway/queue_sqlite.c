@@ -136,6 +136,22 @@ static const char *const migrations[] = {
      * insert triggers were a sixth of a submission's cost. */
     "DROP TRIGGER count_job_insert;"
     "DROP TRIGGER count_deletion_insert;",
+    /* v3: claims and outcomes (into and out of in_flight, two per DELETE)
+     * are counted by the code too (q_count_job_move); the trigger, whose
+     * every firing allocated a frame and ran five statements, was 40% of
+     * the worker's time per DELETE. It stays for the operator's rare
+     * changes (cancel, retry). */
+    "DROP TRIGGER count_job_state;"
+    "CREATE TRIGGER count_job_state AFTER UPDATE OF state ON jobs"
+    "  WHEN OLD.state <> NEW.state AND OLD.state <> 'in_flight' AND NEW.state <> 'in_flight'"
+    "  BEGIN"
+    "  UPDATE counts SET n = n - (SELECT count(*) FROM deletions"
+    "    WHERE job_id = NEW.id AND state IS NULL) WHERE name = OLD.state;"
+    "  UPDATE counts SET n = n + (SELECT count(*) FROM deletions"
+    "    WHERE job_id = NEW.id AND state IS NULL) WHERE name = NEW.state;"
+    "  UPDATE counts SET n = n + (NEW.state IN ('queued', 'in_flight'))"
+    "    - (OLD.state IN ('queued', 'in_flight')) WHERE name = 'jobs_pending';"
+    "END;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -161,7 +177,6 @@ enum stmt_id {
     S_JOB_GET,
     S_ATTEMPT_INSERT,
     S_JOB_COMPLETE,
-    S_JOB_FINAL_AUDIT,
     S_COUNT_ADD,
     S_VIEW_GET,
     S_VIEW_ATTEMPTS,
@@ -222,10 +237,9 @@ static const char *const stmt_sql[S_COUNT] = {
                        " attempts = attempts + ?4, updated_ms = ?5, completed_ms = ?6,"
                        " last_http_status = iif(?7, ?8, last_http_status),"
                        " last_upstream_request_id = iif(?7, ?9, last_upstream_request_id),"
-                       " last_error = iif(?7, ?10, last_error) WHERE id = ?1",
+                       " last_error = iif(?7, ?10, last_error),"
+                       " final_audit_seq = ?11, final_audit_mac = ?12 WHERE id = ?1",
     [S_COUNT_ADD] = "UPDATE counts SET n = n + ?2 WHERE name = ?1",
-    [S_JOB_FINAL_AUDIT] = "UPDATE jobs SET final_audit_seq = ?2, final_audit_mac = ?3"
-                          " WHERE id = ?1",
     [S_VIEW_GET] = "SELECT " VIEW_COLS " FROM deletions d JOIN jobs j ON j.id = d.job_id"
                    " WHERE d.id = ?1",
     [S_VIEW_ATTEMPTS] = "SELECT started_ms, finished_ms, http_status, upstream_request_id,"
@@ -368,13 +382,19 @@ struct queue {
     int finishing; /* the final drain before the free is running */
 };
 
+/* Changes to the counts table made by the code rather than by triggers:
+ * deletions by state, and pending jobs. */
+struct count_moves {
+    int64_t state[DEL_STATE_COUNT];
+    int64_t jobs_pending;
+};
+
 /* What one cycle gathers besides the operations' own results. */
 struct cycle {
     int64_t notify_due;
     int n_submits;
-    /* What this cycle's submissions added to the counts table. */
-    int64_t add_queued, add_in_flight, add_jobs_pending;
-    int fatal; /* the transaction is lost or the audit failed: fail the cycle */
+    struct count_moves moves; /* what the cycle adds to the counts table */
+    int fatal;                /* the transaction is lost or the audit failed: fail the cycle */
 };
 
 /* ---- small SQLite helpers (worker thread) ---- */
@@ -449,7 +469,6 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
 {
     const struct submit_in *in = &op->in.submit;
     sqlite3_stmt *st = q->st[S_SUB_UPSERT];
-    int64_t add_queued = 0, add_in_flight = 0, add_jobs = 0;
     struct audit_record r = {
         .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
 
@@ -506,8 +525,7 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
             int queued = strcmp((const char *)sqlite3_column_text(st, 1), "queued") == 0;
             int64_t old_due = sqlite3_column_int64(st, 2);
             sqlite3_reset(st);
-            add_queued += queued;
-            add_in_flight += !queued;
+            c->moves.state[queued ? DEL_QUEUED : DEL_IN_FLIGHT]++;
             if (queued && due < old_due) {
                 st = q->st[S_JOB_SET_DUE];
                 sqlite3_bind_int64(st, 1, job_id);
@@ -532,8 +550,8 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
                 return -1;
             job_id = sqlite3_last_insert_rowid(q->db);
             q_note_due(c, due);
-            add_queued++;
-            add_jobs++;
+            c->moves.state[DEL_QUEUED]++;
+            c->moves.jobs_pending++;
         }
 
         st = q->st[S_DEL_INSERT];
@@ -556,39 +574,56 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
         if (q_audit(q, c, &r, NULL, NULL) != 0)
             return -1;
     }
-    /* Only now: a submission that fails above is rolled back whole. */
-    c->add_queued += add_queued;
-    c->add_in_flight += add_in_flight;
-    c->add_jobs_pending += add_jobs;
     op->out.submit.status = QUEUE_SUBMIT_OK;
     return 0;
 }
 
-/* Writes what the cycle's submissions added to the counts, one UPDATE per
- * count that moved. */
-static int q_count_submissions(struct queue *q, const struct cycle *c)
+/* Writes the cycle's count changes, one UPDATE per count that moved. */
+static int q_count_flush(struct queue *q, const struct count_moves *m)
 {
-    const struct {
-        const char *name;
-        int64_t n;
-    } add[] = {{"queued", c->add_queued},
-               {"in_flight", c->add_in_flight},
-               {"jobs_pending", c->add_jobs_pending}};
-
-    for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++) {
-        if (add[i].n == 0)
+    for (int i = 0; i <= DEL_STATE_COUNT; i++) {
+        int64_t n = i < DEL_STATE_COUNT ? m->state[i] : m->jobs_pending;
+        if (n == 0)
             continue;
-        q_bind_text(q->st[S_COUNT_ADD], 1, add[i].name);
-        sqlite3_bind_int64(q->st[S_COUNT_ADD], 2, add[i].n);
+        q_bind_text(q->st[S_COUNT_ADD], 1,
+                    i < DEL_STATE_COUNT ? deletion_state_name((enum deletion_state)i)
+                                        : "jobs_pending");
+        sqlite3_bind_int64(q->st[S_COUNT_ADD], 2, n);
         if (q_done(q, S_COUNT_ADD) != 0)
             return -1;
     }
     return 0;
 }
 
+/* A job moves from one state to another: its live deletions (those with no
+ * state of their own) move with it. */
+static int q_count_job_move(struct queue *q, struct cycle *c, int64_t job_id,
+                            enum deletion_state from, enum deletion_state to)
+{
+    sqlite3_stmt *st = q->st[S_JOB_LIVE_COUNT];
+    int64_t live;
+
+    if (from == to)
+        return 0;
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        q_sql_error(q, "live deletions");
+        return -1;
+    }
+    live = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    c->moves.state[from] -= live;
+    c->moves.state[to] += live;
+    c->moves.jobs_pending +=
+        (to == DEL_QUEUED || to == DEL_IN_FLIGHT) - (from == DEL_QUEUED || from == DEL_IN_FLIGHT);
+    return 0;
+}
+
 struct claim_row {
     struct queue_job job;
     int64_t due_ms;
+    enum deletion_state from; /* queued, or in_flight with an ended lease */
 };
 
 static int q_claim_row_cmp(const void *a, const void *b)
@@ -602,17 +637,18 @@ static int q_claim_row_cmp(const void *a, const void *b)
 
 /* Reads up to max claimable jobs in one state into rows (index (state,
  * due_ms): a range scan that stops at the limit). -1 on failure. */
-static int q_claim_read(struct queue *q, const char *state, int64_t now, int max,
+static int q_claim_read(struct queue *q, enum deletion_state state, int64_t now, int max,
                         struct claim_row *rows)
 {
     sqlite3_stmt *st = q->st[S_CLAIM_SELECT];
     int n = 0, rc = SQLITE_DONE;
 
-    q_bind_text(st, 1, state);
+    q_bind_text(st, 1, deletion_state_name(state));
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int(st, 3, max);
     while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct claim_row *r = &rows[n];
+        r->from = state;
         r->job.job_id = sqlite3_column_int64(st, 0);
         if (resource_from_name((const char *)sqlite3_column_text(st, 1), &r->job.resource) != 0)
             continue; /* not written by this code: leave it for an operator */
@@ -650,12 +686,11 @@ static int q_op_claim(struct queue *q, struct cycle *c, struct op *op)
     int max = op->in.claim.max_jobs, nq, ni, n;
     int64_t lease_until = op->now_ms + op->in.claim.lease_ms;
     struct claim_row *rows = malloc(2 * (size_t)max * sizeof(*rows));
-    (void)c;
 
     if (rows == NULL)
         return -1;
-    nq = q_claim_read(q, "queued", op->now_ms, max, rows);
-    ni = nq < 0 ? -1 : q_claim_read(q, "in_flight", op->now_ms, max, rows + nq);
+    nq = q_claim_read(q, DEL_QUEUED, op->now_ms, max, rows);
+    ni = nq < 0 ? -1 : q_claim_read(q, DEL_IN_FLIGHT, op->now_ms, max, rows + nq);
     if (ni < 0)
         goto fail;
     n = nq + ni;
@@ -670,7 +705,8 @@ static int q_op_claim(struct queue *q, struct cycle *c, struct op *op)
         sqlite3_bind_int64(st, 1, rows[i].job.job_id);
         sqlite3_bind_int64(st, 2, lease_until);
         sqlite3_bind_int64(st, 3, op->now_ms);
-        if (q_done(q, S_CLAIM_UPDATE) != 0)
+        if (q_done(q, S_CLAIM_UPDATE) != 0 ||
+            q_count_job_move(q, c, rows[i].job.job_id, rows[i].from, DEL_IN_FLIGHT) != 0)
             goto fail;
         op->out.claim.jobs[i] = rows[i].job;
     }
@@ -738,6 +774,16 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
             return -1;
     }
 
+    /* Terminal: the job row keeps the seq and mac of the audit record that
+     * proves the outcome, so a deletion's answer can cite it. The record is
+     * made first; if the update then fails, the op's rollback drops it. */
+    uint64_t seq = 0;
+    char mac[65] = "";
+    if (o->state != DEL_QUEUED) {
+        r.event = deletion_state_name(o->state);
+        if (q_audit(q, c, &r, &seq, mac) != 0)
+            return -1;
+    }
     st = q->st[S_JOB_COMPLETE];
     sqlite3_bind_int64(st, 1, o->job_id);
     q_bind_text(st, 2, deletion_state_name(o->state));
@@ -749,25 +795,14 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
     sqlite3_bind_int(st, 8, o->http_status);
     q_bind_text(st, 9, o->upstream_request_id);
     q_bind_text(st, 10, o->error_code);
-    if (q_done(q, S_JOB_COMPLETE) != 0)
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)seq);
+    q_bind_text(st, 12, mac);
+    if (q_done(q, S_JOB_COMPLETE) != 0 ||
+        q_count_job_move(q, c, o->job_id, DEL_IN_FLIGHT, o->state) != 0)
         return -1;
-    if (o->state == DEL_QUEUED) {
+    if (o->state == DEL_QUEUED)
         q_note_due(c, due);
-        return 0;
-    }
-
-    /* Terminal: the job row keeps the seq and mac of the audit record that
-     * proves the outcome, so a deletion's answer can cite it. */
-    uint64_t seq;
-    char mac[65];
-    r.event = deletion_state_name(o->state);
-    if (q_audit(q, c, &r, &seq, mac) != 0)
-        return -1;
-    st = q->st[S_JOB_FINAL_AUDIT];
-    sqlite3_bind_int64(st, 1, o->job_id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-    q_bind_text(st, 3, mac);
-    return q_done(q, S_JOB_FINAL_AUDIT);
+    return 0;
 }
 
 /* Fills a view from one VIEW_COLS row. -1 if the row holds a state or
@@ -1184,7 +1219,9 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
             goto fail;
         if (q->audit != NULL)
             audit_mark(q->audit, &op_mark);
+        struct count_moves moves_before = c.moves;
         if (q_run_op(q, &c, op) != 0) {
+            c.moves = moves_before; /* rolled back with the op's rows */
             q_fail_op(op);
             if (c.fatal || sqlite3_get_autocommit(q->db))
                 goto fail; /* audit broken, or SQLite rolled the transaction back */
@@ -1207,7 +1244,7 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
             goto fail;
     }
 
-    if (q_count_submissions(q, &c) != 0)
+    if (q_count_flush(q, &c.moves) != 0)
         goto fail;
 
     /* The audit records of this cycle reach the disk before the rows that
@@ -1720,6 +1757,14 @@ static int q_migrate(sqlite3 *db, int64_t now, char *err, size_t errlen)
     if (version < SCHEMA_VERSION &&
         q_query_int(db, "UPDATE meta SET schema_version = ?1", SCHEMA_VERSION, NULL) != 0)
         goto sql_fail;
+    /* Jobs in flight at the last stop go back to the queue, and their live
+     * deletions with them in the counts (no trigger counts this move). */
+    if (q_exec(db,
+               "UPDATE counts SET n = n + (SELECT count(*) FROM deletions d JOIN jobs j"
+               " ON j.id = d.job_id WHERE j.state = 'in_flight' AND d.state IS NULL)"
+               " * iif(name = 'queued', 1, -1) WHERE name IN ('queued', 'in_flight')",
+               err, errlen) != 0)
+        goto fail;
     if (q_query_int(db,
                     "UPDATE jobs SET state = 'queued', due_ms = ?1, lease_until_ms = 0,"
                     " updated_ms = ?1 WHERE state = 'in_flight'",

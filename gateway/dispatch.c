@@ -40,10 +40,10 @@ struct dispatch {
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;            /* a claim is with the queue: one at a time */
-    int64_t next_send_us;    /* rate limit: no DELETE starts before this (mono us) */
-    struct ready_job *ready; /* claimed, waiting for a free slot (prefetch) */
-    int n_ready;
+    int claiming;             /* a claim is with the queue: one at a time */
+    int64_t next_send_us;     /* rate limit: no DELETE starts before this (mono us) */
+    struct ready_job *ready;  /* claimed, waiting for a free slot (prefetch): */
+    int ready_head, n_ready;  /* a ring of cap_ready, oldest at ready_head */
     struct attempt *attempts; /* in flight, so a stop can free them */
     int cap_ready;
     int prefetch;          /* jobs to keep in hand beside those in flight */
@@ -397,7 +397,7 @@ static void release_ready(struct dispatch *d, int64_t due_ms)
 
     for (int i = 0; i < d->n_ready; i++) {
         memset(&o, 0, sizeof(o));
-        o.job_id = d->ready[i].job.job_id;
+        o.job_id = d->ready[(d->ready_head + i) % d->cap_ready].job.job_id;
         o.state = DEL_QUEUED;
         o.retry_at_ms = due_ms;
         if (queue_complete(d->gw->queue, &o, outcome_committed, d) != 0)
@@ -424,8 +424,9 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     d->gw->queue_failed = 0;
     /* pump() never asks for more than the array holds. */
     for (int i = 0; i < n; i++) {
-        d->ready[d->n_ready].job = jobs[i];
-        d->ready[d->n_ready].claimed_ms = now;
+        struct ready_job *r = &d->ready[(d->ready_head + d->n_ready) % d->cap_ready];
+        r->job = jobs[i];
+        r->claimed_ms = now;
         d->n_ready++;
     }
     if (next_due_ms != INT64_MAX && next_due_ms > now)
@@ -446,7 +447,7 @@ static void start_ready(struct dispatch *d)
             return;
         if (d->breaker_open && (d->in_flight > 0 || now < d->probe_at_ms))
             return; /* one probe at a time, when due */
-        if (now - d->ready[0].claimed_ms > lease_ms(cfg) / 2) {
+        if (now - d->ready[d->ready_head].claimed_ms > lease_ms(cfg) / 2) {
             release_ready(d, now); /* waited too long in hand: claim afresh */
             return;
         }
@@ -454,10 +455,10 @@ static void start_ready(struct dispatch *d)
             arm(d, (d->next_send_us - util_mono_us()) / 1000 + 1);
             return;
         }
-        /* Out of the array before it starts: a start can lead back here. */
-        job = d->ready[0].job;
+        /* Out of the ring before it starts: a start can lead back here. */
+        job = d->ready[d->ready_head].job;
+        d->ready_head = (d->ready_head + 1) % d->cap_ready;
         d->n_ready--;
-        memmove(d->ready, d->ready + 1, (size_t)d->n_ready * sizeof(*d->ready));
         start_attempt(d, &job);
     }
 }

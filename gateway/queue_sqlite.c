@@ -218,8 +218,11 @@ static const char *const stmt_sql[S_COUNT] = {
                     " WHERE created_ms <= ?1 ORDER BY created_ms LIMIT ?2)",
     [S_JOB_FIND_PENDING] = "SELECT id, state, due_ms FROM jobs WHERE resource = ?1 AND"
                            " resource_id = ?2 AND state IN ('queued', 'in_flight')",
+    /* Inserts nothing when the resource already has a pending job. */
     [S_JOB_INSERT] = "INSERT INTO jobs (resource, resource_id, state, due_ms, clock_start_ms,"
-                     " created_ms, updated_ms) VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4)",
+                     " created_ms, updated_ms) VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4)"
+                     " ON CONFLICT (resource, resource_id) WHERE state IN ('queued', 'in_flight')"
+                     " DO NOTHING",
     [S_JOB_SET_DUE] = "UPDATE jobs SET due_ms = ?2, updated_ms = ?3 WHERE id = ?1",
     [S_DEL_INSERT] = "INSERT INTO deletions (id, job_id, source, key, request_id, reason,"
                      " not_before_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -514,13 +517,31 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
         int64_t due = it->not_before_ms > op->now_ms ? it->not_before_ms : op->now_ms;
         int64_t job_id;
 
-        st = q->st[S_JOB_FIND_PENDING];
+        /* A new job, unless the resource has a pending one already (the
+         * usual case first: one statement, not a lookup and an insert). */
+        st = q->st[S_JOB_INSERT];
         q_bind_text(st, 1, res);
         q_bind_text(st, 2, it->resource_id);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
+        sqlite3_bind_int64(st, 3, due);
+        sqlite3_bind_int64(st, 4, op->now_ms);
+        if (q_done(q, S_JOB_INSERT) != 0)
+            return -1;
+        if (sqlite3_changes(q->db) == 1) {
+            job_id = sqlite3_last_insert_rowid(q->db);
+            q_note_due(c, due);
+            c->moves.state[DEL_QUEUED]++;
+            c->moves.jobs_pending++;
+        } else {
             /* Coalesce: one DELETE serves both. An urgent erasure is not held
              * back by an earlier request's retention delay. */
+            st = q->st[S_JOB_FIND_PENDING];
+            q_bind_text(st, 1, res);
+            q_bind_text(st, 2, it->resource_id);
+            if (sqlite3_step(st) != SQLITE_ROW) {
+                sqlite3_reset(st);
+                q_sql_error(q, "pending job lookup");
+                return -1;
+            }
             job_id = sqlite3_column_int64(st, 0);
             int queued = strcmp((const char *)sqlite3_column_text(st, 1), "queued") == 0;
             int64_t old_due = sqlite3_column_int64(st, 2);
@@ -535,23 +556,6 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
                     return -1;
                 q_note_due(c, due);
             }
-        } else {
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE) {
-                q_sql_error(q, "pending job lookup");
-                return -1;
-            }
-            st = q->st[S_JOB_INSERT];
-            q_bind_text(st, 1, res);
-            q_bind_text(st, 2, it->resource_id);
-            sqlite3_bind_int64(st, 3, due);
-            sqlite3_bind_int64(st, 4, op->now_ms);
-            if (q_done(q, S_JOB_INSERT) != 0)
-                return -1;
-            job_id = sqlite3_last_insert_rowid(q->db);
-            q_note_due(c, due);
-            c->moves.state[DEL_QUEUED]++;
-            c->moves.jobs_pending++;
         }
 
         st = q->st[S_DEL_INSERT];

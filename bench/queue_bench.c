@@ -64,9 +64,12 @@ static void on_claim(const struct queue_job *jobs, int n, int64_t next_due_ms, v
         return;
     }
     for (int i = 0; i < n; i++) {
-        struct queue_outcome o = {.job_id = jobs[i].job_id, .state = DEL_DELETED,
-                                  .started_ms = util_now_ms(), .finished_ms = util_now_ms(),
-                                  .http_status = 204, .counts_as_attempt = 1};
+        struct queue_outcome o = {.job_id = jobs[i].job_id,
+                                  .state = DEL_DELETED,
+                                  .started_ms = util_now_ms(),
+                                  .finished_ms = util_now_ms(),
+                                  .http_status = 204,
+                                  .counts_as_attempt = 1};
         snprintf(o.upstream_request_id, sizeof(o.upstream_request_id), "req_bench_%d", i);
         if (queue_complete(q, &o, on_outcome, NULL) == 0)
             n_outcomes_pending++;

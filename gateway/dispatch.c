@@ -391,6 +391,13 @@ static void prefetch_learn(struct dispatch *d)
         d->prefetch = PREFETCH_MAX * max;
 }
 
+/*
+ * Hands every waiting job back to the queue, due again at `due_ms`, without
+ * an attempt. Claimed jobs are leased; one that waits in hand past its lease
+ * could be claimed a second time, so whenever sending stops for longer than
+ * a moment (pause, a 429's hold, an open breaker, a stop, a slow rate) the
+ * jobs in hand go back instead of waiting.
+ */
 static void release_ready(struct dispatch *d, int64_t due_ms)
 {
     struct queue_outcome o;
@@ -422,7 +429,7 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
         return;
     }
     d->gw->queue_failed = 0;
-    /* pump() never asks for more than the array holds. */
+    /* pump() never asks for more than the ring holds. */
     for (int i = 0; i < n; i++) {
         struct ready_job *r = &d->ready[(d->ready_head + d->n_ready) % d->cap_ready];
         r->job = jobs[i];

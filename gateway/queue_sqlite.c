@@ -134,14 +134,14 @@ static const char *const migrations[] = {
     /* v2: rows are inserted only by a submission, which now counts what it
      * adds and writes the sums once per commit (q_count_submissions): the
      * insert triggers were a sixth of a submission's cost. */
-    "DROP TRIGGER count_job_insert;"
-    "DROP TRIGGER count_deletion_insert;",
+    "DROP TRIGGER IF EXISTS count_job_insert;"
+    "DROP TRIGGER IF EXISTS count_deletion_insert;",
     /* v3: claims and outcomes (into and out of in_flight, two per DELETE)
      * are counted by the code too (q_count_job_move); the trigger, whose
      * every firing allocated a frame and ran five statements, was 40% of
      * the worker's time per DELETE. It stays for the operator's rare
      * changes (cancel, retry). */
-    "DROP TRIGGER count_job_state;"
+    "DROP TRIGGER IF EXISTS count_job_state;"
     "CREATE TRIGGER count_job_state AFTER UPDATE OF state ON jobs"
     "  WHEN OLD.state <> NEW.state AND OLD.state <> 'in_flight' AND NEW.state <> 'in_flight'"
     "  BEGIN"

@@ -488,6 +488,22 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         queue_audit_note(gw.queue, "config_loaded", "operator", detail, NULL, NULL);
 }
 
+/* The changelist folds the read/write enables and disables evhttp makes
+ * around each request into at most one epoll_ctl per descriptor per loop
+ * turn. */
+static struct event_base *new_event_base(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *base;
+
+    if (ec == NULL)
+        return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     static struct config cfg;
@@ -504,7 +520,7 @@ static int cmd_serve(int argc, char **argv)
     /* The queue's worker thread wakes the loop: libevent must be told
      * about threads before the base exists. */
     if (evthread_use_pthreads() != 0 || upstream_global_init() != 0 ||
-        (gw.base = event_base_new()) == NULL) {
+        (gw.base = new_event_base()) == NULL) {
         log_error(NULL, "cannot start the event loop");
         goto done;
     }

@@ -1202,9 +1202,13 @@ static void q_fail_op(struct op *op)
     op->failed = 1;
 }
 
-/* Runs one batch in one transaction. Returns the earliest due time of the
- * jobs it made due (INT64_MAX if none or if the cycle failed). */
-static int64_t q_run_cycle(struct queue *q, struct op *batch)
+/* Runs one batch in one transaction; with isolate, each operation inside
+ * a savepoint, so that a failing one fails alone. Returns 1 when, without
+ * isolate, an operation failed and the transaction was rolled back whole,
+ * nothing answered: the batch is to run again isolated. Otherwise 0, and
+ * *due is the earliest due time of the jobs the cycle made due (INT64_MAX
+ * if none or if the cycle failed). */
+static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *due)
 {
     struct cycle c = {.notify_due = INT64_MAX};
     struct audit_mark cycle_mark, op_mark;
@@ -1219,22 +1223,31 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
     for (op = batch; op != NULL; op = op->next) {
         if (op->failed)
             continue; /* refused at the door (bounds) */
-        if (q_done(q, S_SAVEPOINT) != 0)
+        if (isolate && q_done(q, S_SAVEPOINT) != 0)
             goto fail;
         if (q->audit != NULL)
             audit_mark(q->audit, &op_mark);
         struct count_moves moves_before = c.moves;
         if (q_run_op(q, &c, op) != 0) {
             c.moves = moves_before; /* rolled back with the op's rows */
-            q_fail_op(op);
-            if (c.fatal || sqlite3_get_autocommit(q->db))
+            if (c.fatal || sqlite3_get_autocommit(q->db)) {
+                q_fail_op(op);
                 goto fail; /* audit broken, or SQLite rolled the transaction back */
+            }
+            if (!isolate) {
+                if (q_done(q, S_ROLLBACK) != 0)
+                    goto fail;
+                if (q->audit != NULL)
+                    audit_rewind(q->audit, &cycle_mark);
+                return 1;
+            }
+            q_fail_op(op);
             if (q_done(q, S_ROLLBACK_TO) != 0)
                 goto fail;
             if (q->audit != NULL)
                 audit_rewind(q->audit, &op_mark);
         }
-        if (q_done(q, S_RELEASE) != 0)
+        if (isolate && q_done(q, S_RELEASE) != 0)
             goto fail;
     }
 
@@ -1267,7 +1280,8 @@ static int64_t q_run_cycle(struct queue *q, struct op *batch)
      * with the same key and is told "duplicate", so nothing is done twice. */
     if (q_done(q, S_COMMIT) != 0)
         goto fail_synced;
-    return c.notify_due;
+    *due = c.notify_due;
+    return 0;
 
 fail:
     if (q->audit != NULL)
@@ -1279,7 +1293,28 @@ fail_synced:
         (void)q_done(q, S_ROLLBACK);
     for (op = batch; op != NULL; op = op->next)
         q_fail_op(op);
-    return INT64_MAX;
+    *due = INT64_MAX;
+    return 0;
+}
+
+/* Most batches fail no operation, so they first run without a savepoint
+ * per operation (opening and releasing them was a sixteenth of the
+ * worker's time per request). When one fails, the batch runs again
+ * isolated, from the answers it had before the first try. */
+static int64_t q_run_cycle(struct queue *q, struct op *batch)
+{
+    int64_t due = INT64_MAX;
+
+    if (q_try_cycle(q, batch, 0, &due) == 0)
+        return due;
+    for (struct op *op = batch; op != NULL; op = op->next) {
+        if (!op->failed) {
+            q_op_free_out(op);
+            memset(&op->out, 0, sizeof(op->out));
+        }
+    }
+    (void)q_try_cycle(q, batch, 1, &due);
+    return due;
 }
 
 static void *q_worker(void *arg)

@@ -371,6 +371,50 @@ static void test_submit_ok_duplicate_and_sources(void)
     /* The failed one left no key behind: it may be sent again. */
     make_item(&bad, "del_8", "exr_9", 0);
     CHECK(submit1(q, "crm", "k_bad", "del_8", "exr_9", 0, now, "b", &r) == QUEUE_SUBMIT_OK);
+
+    /* The same in the middle of a crowd, most of it in the failing one's
+     * transaction (a batch first runs without a savepoint per operation,
+     * then again with them): only the clash fails, the others answer once
+     * each, and every one of their deletions and keys is there after. */
+    {
+        enum { CROWD = 21 };
+        struct queue_item items[CROWD];
+        struct queue_submission subs[CROWD];
+        struct sub_res res[CROWD];
+        char keys[CROWD][16], dels[CROWD][16], rids[CROWD][16];
+
+        for (int i = 0; i < CROWD; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "k_crowd%d", i);
+            snprintf(dels[i], sizeof(dels[i]), i == CROWD / 2 ? "del_1" : "del_c%d", i);
+            snprintf(rids[i], sizeof(rids[i]), "exr_c%d", i);
+            make_item(&items[i], dels[i], rids[i], 0);
+            subs[i] = (struct queue_submission){.source = "crm",
+                                                .key = keys[i],
+                                                .now_ms = now,
+                                                .items = &items[i],
+                                                .n_items = 1,
+                                                .response_status = 202,
+                                                .response_body = keys[i]};
+            memset(&res[i], 0, sizeof(res[i]));
+        }
+        for (int i = 0; i < CROWD; i++)
+            CHECK(queue_submit(q, &subs[i], on_submit, &res[i]) == 0);
+        for (int i = 0; i < CROWD; i++) {
+            run_until(&res[i].done);
+            CHECK(res[i].status == (i == CROWD / 2 ? QUEUE_SUBMIT_FAILED : QUEUE_SUBMIT_OK));
+        }
+        for (int i = 0; i < CROWD; i++) {
+            memset(&r, 0, sizeof(r));
+            if (i == CROWD / 2) {
+                CHECK(submit1(q, "crm", keys[i], "del_c99", rids[i], 0, now, "x", &r) ==
+                      QUEUE_SUBMIT_OK);
+            } else {
+                CHECK(submit1(q, "crm", keys[i], "del_c98", rids[i], 0, now, "x", &r) ==
+                      QUEUE_SUBMIT_DUPLICATE);
+                CHECK_STR(r.body, keys[i]);
+            }
+        }
+    }
     queue_close(q);
 }
 

@@ -108,7 +108,9 @@ JSON
 
 # target_start NAME PORT DIR RATE MAX_IN_FLIGHT: starts one target in the
 # background, sets target_pid, waits until it listens. NAME is hello,
-# peer-memory, peer-sqlite or gateway. Its output goes to DIR/log.
+# peer-memory, peer-sqlite, gateway or gateway-nofsync (the gateway under
+# eatmydata, which turns fsync and fdatasync into no-ops: not durable, only
+# to measure what durability costs). Its output goes to DIR/log.
 target_start() {
     local name=$1 port=$2 dir=$3 rate=$4 inflight=$5
     mkdir -p "$dir"
@@ -124,9 +126,14 @@ target_start() {
                 RATE_PER_SECOND="$rate" MAX_IN_FLIGHT="$inflight" \
                 node server.js) >"$dir/log" 2>&1 &
         ;;
-    gateway)
+    gateway | gateway-nofsync)
+        local -a wrap=()
+        if [ "$name" = gateway-nofsync ]; then
+            command -v eatmydata >/dev/null || { echo "bench: eatmydata missing (scripts/deps.sh bench)" >&2; return 1; }
+            wrap=(eatmydata)
+        fi
         gateway_config "$dir" "$port" "$rate" "$inflight"
-        "$root/$BUILD/deletion-gateway" serve -c "$dir/gateway.json" >"$dir/log" 2>&1 &
+        "${wrap[@]}" "$root/$BUILD/deletion-gateway" serve -c "$dir/gateway.json" >"$dir/log" 2>&1 &
         ;;
     *)
         echo "bench: unknown target $name" >&2

@@ -11,9 +11,10 @@ import csv
 import statistics
 import sys
 
-ORDER = ["gateway", "peer-memory", "peer-sqlite", "hello"]
+ORDER = ["gateway", "gateway-nofsync", "peer-memory", "peer-sqlite", "hello"]
 LABEL = {
     "gateway": "deletion-gateway (SQLite, fsync)",
+    "gateway-nofsync": "deletion-gateway, fsync made a no-op (eatmydata; not durable)",
     "peer-memory": "Node SDK peer, QUEUE=memory",
     "peer-sqlite": "Node SDK peer, QUEUE=sqlite",
     "hello": "evhttp hello-world (ceiling)",

@@ -10,7 +10,9 @@
 #
 # Environment (defaults): BENCH_ROUNDS (3), BENCH_DURATION seconds (10),
 # BENCH_WARMUP seconds (3), BENCH_THREADS (2), BENCH_CONNECTIONS (64),
-# BENCH_TARGETS ("hello peer-memory peer-sqlite gateway"),
+# BENCH_TARGETS ("hello peer-memory peer-sqlite gateway"; add
+# gateway-nofsync for the same gateway under eatmydata, its fsyncs made
+# no-ops: not durable, a measure of what the disk costs),
 # BENCH_INGEST_RATE deletions/s both gateways may send meanwhile (8, the
 # product default; 0 = unlimited), BENCH_INGEST_IN_FLIGHT (4),
 # BENCH_MAX_REQUESTS (1500000), BENCH_PORT_BASE (18080), BENCH_BUILD
@@ -52,6 +54,7 @@ target_port() {
     peer-memory) echo $((PORT_BASE + 1)) ;;
     peer-sqlite) echo $((PORT_BASE + 2)) ;;
     gateway) echo $((PORT_BASE + 3)) ;;
+    gateway-nofsync) echo $((PORT_BASE + 4)) ;;
     esac
 }
 
@@ -59,7 +62,7 @@ target_port() {
 count_rows() {
     case "$1" in
     peer-sqlite) sqlite3 "$2/peer.db" "SELECT count(*) FROM jobs" ;;
-    gateway) sqlite3 "$2/queue.db" "${BENCH_GATEWAY_ROWS_SQL:-SELECT count(*) FROM deletions}" ;;
+    gateway | gateway-nofsync) sqlite3 "$2/queue.db" "${BENCH_GATEWAY_ROWS_SQL:-SELECT count(*) FROM deletions}" ;;
     *) echo "-" ;;
     esac
 }

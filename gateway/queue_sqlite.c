@@ -132,7 +132,7 @@ static const char *const migrations[] = {
     "    WHERE name = coalesce(NEW.state, (SELECT state FROM jobs WHERE id = NEW.job_id));"
     "END;",
     /* v2: rows are inserted only by a submission, which now counts what it
-     * adds and writes the sums once per commit (q_count_submissions): the
+     * adds and writes the sums once per commit (q_count_flush): the
      * insert triggers were a sixth of a submission's cost. */
     "DROP TRIGGER IF EXISTS count_job_insert;"
     "DROP TRIGGER IF EXISTS count_deletion_insert;",

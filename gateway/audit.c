@@ -36,7 +36,10 @@
 #define AUDIT_FIELD_MAX 512  /* bytes of one string field, before escaping */
 #define AUDIT_LINE_MAX 65536 /* longest line accepted when reading */
 #define AUDIT_MAX_FILES 100000
-#define AUDIT_N_FIELDS 16
+#define AUDIT_N_FIELDS 17
+/* How far back start-up looks for the last commit mark: further than the
+ * records of any one commit reach. */
+#define AUDIT_TAIL_SCAN (32 << 20)
 /* ,"mac":"<64 hex>"} ends every line (before its newline). */
 #define MAC_TAG ",\"mac\":\""
 #define MAC_SUFFIX_LEN (sizeof(MAC_TAG) - 1 + 64 + 2)
@@ -57,7 +60,8 @@ struct audit {
     EVP_MAC_CTX *mac; /* HMAC-SHA256 keyed once at open; copied per record */
     char *buf;        /* records appended since the last sync */
     size_t len, cap;
-    int broken; /* the file could not be put back in a known state */
+    int broken;         /* the file could not be put back in a known state */
+    uint64_t committed; /* the queue's committed position (audit_set_committed) */
 };
 
 /* ---- line helpers ---- */
@@ -617,6 +621,12 @@ int audit_append(struct audit *a, const struct audit_record *r, uint64_t *seq_ou
     put_field(a, "upstream_request_id", r->upstream_request_id);
     put_field(a, "error_code", r->error_code);
     put_field(a, "detail", r->detail);
+    /* The first record after a sync opens a commit's records: it says how
+     * far the queue had committed, so start-up can tell records of a commit
+     * that never happened from a queue that lost commits (audit.h). */
+    if (start == 0)
+        a->len += (size_t)snprintf(a->buf + a->len, a->cap - a->len, ",\"committed\":%" PRIu64,
+                                   a->committed);
     put_raw(a, ",\"prev\":\"");
     put_raw(a, a->prev);
     put_raw(a, "\"");
@@ -761,6 +771,87 @@ void audit_rewind(struct audit *a, const struct audit_mark *m)
     a->len = m->len;
     a->seq = m->seq;
     memcpy(a->prev, m->prev, sizeof(a->prev));
+}
+
+/* ---- the queue's position ---- */
+
+void audit_position(const struct audit *a, uint64_t *seq, char mac[65])
+{
+    *seq = a->synced_seq;
+    memcpy(mac, a->synced_mac, 65);
+}
+
+void audit_set_committed(struct audit *a, uint64_t seq)
+{
+    a->committed = seq;
+}
+
+/* The value of the last ,"committed": mark in the size bytes of fd before
+ * end, if the window holds one on a whole line. 1 found, 0 not, -1 error. */
+static int last_committed_mark(int fd, int64_t end, size_t size, uint64_t *committed)
+{
+    static const char tag[] = ",\"committed\":";
+    char *buf = malloc(size + 1), *p, *last = NULL;
+    int rc = -1;
+
+    if (buf == NULL || pread(fd, buf, size, end - (int64_t)size) != (ssize_t)size)
+        goto fail;
+    buf[size] = '\0';
+    p = buf;
+    if ((int64_t)size < end) {
+        /* The window may start inside a line: only whole lines count. */
+        p = memchr(buf, '\n', size);
+        p = p != NULL ? p + 1 : buf + size;
+    }
+    /* A quote inside a string field is always escaped, so the tag can only
+     * be the field itself. */
+    for (; (p = memchr(p, ',', (size_t)(buf + size - p))) != NULL; p++) {
+        if ((size_t)(buf + size - p) >= sizeof(tag) - 1 && memcmp(p, tag, sizeof(tag) - 1) == 0)
+            last = p;
+    }
+    rc = 0;
+    if (last != NULL) {
+        *committed = 0;
+        for (p = last + sizeof(tag) - 1; *p >= '0' && *p <= '9' && *committed < UINT64_MAX / 10;
+             p++)
+            *committed = *committed * 10 + (uint64_t)(*p - '0');
+        rc = 1;
+    }
+fail:
+    free(buf);
+    return rc;
+}
+
+int audit_last_committed(const struct audit *a, uint64_t *committed)
+{
+    int64_t size = a->file_size;
+    long *nums = NULL;
+    int n = 0, rc;
+
+    rc = last_committed_mark(a->fd, size, (size_t)(size < AUDIT_TAIL_SCAN ? size : AUDIT_TAIL_SCAN),
+                             committed);
+    if (rc != 0 || size >= AUDIT_TAIL_SCAN)
+        return rc;
+    /* A commit's records may begin in the file rotated just before. */
+    if (list_rotated(a->path, &nums, &n) != 0)
+        return -1;
+    if (n > 0) {
+        char *name = rotated_name(a->path, nums[n - 1]);
+        int fd = name != NULL ? open(name, O_RDONLY | O_CLOEXEC) : -1;
+        struct stat st;
+
+        rc = -1;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            int64_t left = AUDIT_TAIL_SCAN - size;
+            rc = last_committed_mark(fd, st.st_size,
+                                     (size_t)(st.st_size < left ? st.st_size : left), committed);
+        }
+        if (fd >= 0)
+            close(fd);
+        free(name);
+    }
+    free(nums);
+    return rc;
 }
 
 void audit_close(struct audit *a)

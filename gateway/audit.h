@@ -6,7 +6,7 @@
  *   {"seq":N,"time":"RFC 3339 ms","event":"...","deletion_id":...,"job_id":N,
  *    "resource":...,"resource_id":...,"source":...,"key":...,"request_id":...,
  *    "http_status":N,"upstream_request_id":...,"error_code":...,"detail":...,
- *    "prev":"<64 hex>","mac":"<64 hex>"}
+ *    "committed":N,"prev":"<64 hex>","mac":"<64 hex>"}
  *
  *   mac_n = HMAC-SHA256(key, the line's bytes from '{' up to ,"mac":)
  *   prev of record n = mac_(n-1), 64 zeros for record 1
@@ -77,6 +77,24 @@ void audit_rewind(struct audit *a, const struct audit_mark *m);
 /* Writes every buffered record and fsyncs. 0 or -1 (the records are lost
  * from the buffer either way; the caller fails the whole cycle). */
 int audit_sync(struct audit *a);
+
+/* The queue and the log are cross-checked at start (queue_sqlite.c).
+ * Records are synced before the commit they describe, so after a crash
+ * the log may run ahead of the queue by the records of commits that never
+ * happened; a queue that lost commits (a deleted WAL, a restored backup)
+ * looks the same from the positions alone. The difference is kept in the
+ * log: the first record after each sync carries "committed", how far the
+ * queue had committed then (audit_set_committed). If the last such mark
+ * equals the queue's position, everything after it is uncommitted; if it
+ * is beyond, the queue has lost commits.
+ *
+ * audit_position: the last durable record's seq and mac (0 and zeros for
+ * an empty log). audit_last_committed: the last mark, looking back over
+ * the current file and the newest rotated one (32 MiB at most): 1 found,
+ * 0 none, -1 cannot read. */
+void audit_position(const struct audit *a, uint64_t *seq, char mac[65]);
+void audit_set_committed(struct audit *a, uint64_t seq);
+int audit_last_committed(const struct audit *a, uint64_t *committed);
 
 /* Wipes the key and closes. */
 void audit_close(struct audit *a);

@@ -154,6 +154,23 @@ static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
     admin_ctx_free(a);
 }
 
+static void pause_done(int ok, void *arg)
+{
+    struct admin_ctx *a = arg;
+    int pause = strcmp(a->what, "pause") == 0;
+
+    if (!ok) {
+        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not record the %s",
+                        a->what);
+    } else {
+        if (!pause)
+            dispatch_set_paused(a->gw->dispatch, 0);
+        log_info(a->rid, "admin: dispatching %s", pause ? "paused" : "resumed");
+        http_send_json(a->req, 200, pause ? "{\"paused\":true}" : "{\"paused\":false}");
+    }
+    admin_ctx_free(a);
+}
+
 static void count_done(int64_t count, void *arg)
 {
     struct admin_ctx *a = arg;
@@ -264,10 +281,13 @@ static void admin_route(struct evhttp_request *req, void *arg)
                (strcmp(path, "/admin/pause") == 0 || strcmp(path, "/admin/resume") == 0)) {
         int pause = strcmp(path, "/admin/pause") == 0;
 
-        dispatch_set_paused(gw->dispatch, pause);
-        log_info(rid, "admin: dispatching %s", pause ? "paused" : "resumed");
-        http_send_json(req, 200, pause ? "{\"paused\":true}" : "{\"paused\":false}");
-        return;
+        /* A pause holds sending at once; the answer waits for the commit
+         * that makes it outlive a restart. A resume sends only once it is
+         * committed, so a restart cannot undo it either. */
+        if (pause)
+            dispatch_set_paused(gw->dispatch, 1);
+        if ((a = admin_ctx_new(req, gw, rid, pause ? "pause" : "resume")) != NULL)
+            rc = queue_set_paused(gw->queue, pause, "admin", pause_done, a);
     } else if (strncmp(path, "/admin/deletions/", 17) == 0) {
         rest = path + 17;
         slash = strchr(rest, '/');

@@ -43,7 +43,9 @@
 static const char usage[] =
     "usage: deletion-gateway COMMAND [options]\n"
     "\n"
-    "  serve -c FILE                  run the gateway\n"
+    "  serve -c FILE [--accept-audit-mismatch]\n"
+    "                                 run the gateway (the flag: start even though the\n"
+    "                                 queue and the audit log disagree; recorded)\n"
     "  check -c FILE                  validate FILE, print the effective config (secrets\n"
     "                                 redacted); exit 1 naming the offending key\n"
     "  check --reference              print every config key as a Markdown table\n"
@@ -395,26 +397,6 @@ static int config_digest_detail(const char *path, char *detail, size_t len)
     return 0;
 }
 
-/* The first record of every run: which binary and which config were in
- * force from here on. Written directly: the queue's worker, which writes
- * every later record, is not running yet. */
-static int audit_config_loaded(struct audit *a, const char *path)
-{
-    struct audit_record r;
-    char detail[256];
-
-    if (config_digest_detail(path, detail, sizeof(detail)) != 0)
-        return -1;
-    memset(&r, 0, sizeof(r));
-    r.event = "config_loaded";
-    r.time_ms = util_now_ms();
-    r.source = "operator";
-    r.detail = detail;
-    if (audit_append(a, &r, NULL, NULL) != 0 || audit_sync(a) != 0)
-        return -1;
-    return 0;
-}
-
 /* ---- serve ---- */
 
 static struct gateway gw;
@@ -509,7 +491,7 @@ static int cmd_serve(int argc, char **argv)
     static struct config cfg;
     struct queue_options qo;
     struct event *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
-    char err[512];
+    char err[1024], detail[256];
     int rc = 1;
 
     config_path = opt_value(argc, argv, "-c");
@@ -530,14 +512,20 @@ static int cmd_serve(int argc, char **argv)
         log_error(NULL, "audit.path: %s", err);
         goto done;
     }
-    if (audit_config_loaded(gw.audit, config_path) != 0) {
-        log_error(NULL, "audit.path: cannot write the config_loaded record");
+    /* The first record of every run says which binary and which config
+     * are in force from here on; the queue writes it at open, after it has
+     * checked that it and the audit log agree. */
+    if (config_digest_detail(config_path, detail, sizeof(detail)) != 0) {
+        log_error(NULL, "cannot read %s to record its digest", config_path);
         goto done;
     }
     memset(&qo, 0, sizeof(qo));
     qo.path = cfg.queue.path;
     qo.idempotency_ttl_ms = cfg.queue.idempotency_ttl_seconds * 1000;
     qo.audit = gw.audit;
+    qo.open_event = "config_loaded";
+    qo.open_detail = detail;
+    qo.accept_audit_mismatch = opt_present(argc, argv, "--accept-audit-mismatch");
     if (queue_open(&gw.queue, gw.base, &qo, err, sizeof(err)) != 0) {
         log_error(NULL, "queue.path: %s", err);
         goto done;
@@ -566,6 +554,11 @@ static int cmd_serve(int argc, char **argv)
     if (drain_timer == NULL || sig_term == NULL || sig_int == NULL || sig_hup == NULL ||
         evsignal_add(sig_term, NULL) || evsignal_add(sig_int, NULL) || evsignal_add(sig_hup, NULL))
         goto done;
+    if (queue_paused(gw.queue)) {
+        dispatch_set_paused(gw.dispatch, 1);
+        log_warn(NULL, "dispatching is paused (by an operator, before the last stop): "
+                       "`deletion-gateway ctl resume` sends again");
+    }
     dispatch_start(gw.dispatch);
     log_info(NULL, "deletion-gateway %s started: queue %s, Extend %s%s", DG_VERSION, cfg.queue.path,
              cfg.extend.base_url, cfg.extend.dry_run ? " (dry run)" : "");

@@ -232,4 +232,12 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         stats->oldest_pending_ms > 0 && now_ms > stats->oldest_pending_ms
                             ? (double)(now_ms - stats->oldest_pending_ms) / 1000.0
                             : 0.0);
+    evbuffer_add_printf(out,
+                        "# HELP dg_queue_wal_bytes Size of the queue's write-ahead log.\n"
+                        "# TYPE dg_queue_wal_bytes gauge\ndg_queue_wal_bytes %lld\n"
+                        "# HELP dg_queue_checkpoint_failures_total Checkpoints of the queue's "
+                        "write-ahead log that failed or did nothing.\n"
+                        "# TYPE dg_queue_checkpoint_failures_total counter\n"
+                        "dg_queue_checkpoint_failures_total %lld\n",
+                        (long long)stats->wal_bytes, (long long)stats->checkpoint_failures);
 }

@@ -64,6 +64,12 @@ struct queue_options {
     const char *path;           /* SQLite file (or PostgreSQL URL for queue_pg) */
     int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
     struct audit *audit;        /* NULL = no audit records (unit tests) */
+    /* With audit: the record that opens this run (config_loaded), written
+     * with the start's recovery; NULL detail = none. */
+    const char *open_event, *open_detail;
+    /* Start even when the queue and the audit log disagree (a lost log,
+     * a rolled-back queue); the trail records that the operator chose to. */
+    int accept_audit_mismatch;
 };
 
 int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
@@ -200,10 +206,18 @@ int queue_audit_note(struct queue *q, const char *event, const char *source, con
 
 /* ---- operators ---- */
 
+/* Records an operator's pause or resume of dispatching (with an audit
+ * record naming actor), so that it survives a restart. cb runs once it is
+ * committed. queue_paused: the state committed last (read at open). */
+int queue_set_paused(struct queue *q, int paused, const char *actor, queue_done_cb cb, void *arg);
+int queue_paused(const struct queue *q);
+
 struct queue_stats {
     int64_t count[DEL_STATE_COUNT]; /* deletions by state */
     int64_t jobs_pending;           /* jobs queued or in_flight */
     int64_t oldest_pending_ms;      /* accepted time of the oldest pending job, 0 if none */
+    int64_t wal_bytes;              /* size of the write-ahead log, if the backend has one */
+    int64_t checkpoint_failures;    /* checkpoints that failed or did nothing since open */
 };
 typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
 int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +54,11 @@
 #define Q_LEASE_MAX_MS (7 * 86400000LL)
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000
+#define Q_CHECK_MS 1500    /* how long start-up may spend in PRAGMA quick_check */
 #define Q_CKPT_FRAMES 4096 /* WAL frames (1 KiB pages) that wake the checkpointer */
+/* A WAL this long makes the checkpointer hold the writer back until the
+ * WAL starts again from its beginning; see q_checkpointer(). */
+#define Q_WAL_MAX_FRAMES (4 * Q_CKPT_FRAMES)
 
 /* ---- schema ---- */
 
@@ -152,6 +157,13 @@ static const char *const migrations[] = {
     "  UPDATE counts SET n = n + (NEW.state IN ('queued', 'in_flight'))"
     "    - (OLD.state IN ('queued', 'in_flight')) WHERE name = 'jobs_pending';"
     "END;",
+    /* v4: the queue remembers the last audit record it committed, so start-up
+     * can tell a lost audit log or a rolled-back queue (q_open_audit), and
+     * whether an operator paused dispatching. -1: not known yet (a queue
+     * from before v4), adopted from the log at the first start. */
+    "ALTER TABLE meta ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE meta ADD COLUMN audit_mac TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE meta ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -191,6 +203,8 @@ enum stmt_id {
     S_DEAD_JOBS,
     S_JOB_REQUEUE,
     S_DEL_MOVE,
+    S_META_AUDIT,
+    S_META_PAUSED,
     S_COUNT
 };
 
@@ -255,9 +269,14 @@ static const char *const stmt_sql[S_COUNT] = {
                          " WHERE d.state = 'cancelled' ORDER BY d.accepted_ms, d.rowid"
                          " LIMIT ?1",
     [S_STATS_STATES] = "SELECT name, n FROM counts",
+    /* INDEXED BY: left to itself the planner searches jobs_state_due and
+     * sorts every pending job (a second per scrape with a million queued,
+     * on the worker, holding up every commit); the partial index gives the
+     * oldest in one step, and if it ever could not, the statement would
+     * fail to prepare at open rather than turn slow. */
     [S_STATS_PENDING] = "SELECT (SELECT n FROM counts WHERE name = 'jobs_pending'),"
-                        " coalesce((SELECT created_ms FROM jobs WHERE state IN ('queued',"
-                        " 'in_flight') ORDER BY created_ms LIMIT 1), 0)",
+                        " coalesce((SELECT created_ms FROM jobs INDEXED BY jobs_pending_created"
+                        " WHERE state IN ('queued', 'in_flight') ORDER BY created_ms LIMIT 1), 0)",
     [S_DEL_TARGET] = "SELECT d.job_id, d.state, j.state, j.resource, j.resource_id"
                      " FROM deletions d JOIN jobs j ON j.id = d.job_id WHERE d.id = ?1",
     [S_DEL_CANCEL] = "UPDATE deletions SET state = 'cancelled', updated_ms = ?2,"
@@ -274,6 +293,8 @@ static const char *const stmt_sql[S_COUNT] = {
                       " clock_start_ms = ?2, updated_ms = ?2, completed_ms = 0,"
                       " final_audit_seq = 0, final_audit_mac = '' WHERE id = ?1",
     [S_DEL_MOVE] = "UPDATE deletions SET job_id = ?2 WHERE job_id = ?1 AND state IS NULL",
+    [S_META_AUDIT] = "UPDATE meta SET audit_seq = ?1, audit_mac = ?2",
+    [S_META_PAUSED] = "UPDATE meta SET paused = ?1",
 };
 
 /* ---- operations in flight between the threads ---- */
@@ -287,7 +308,8 @@ enum op_kind {
     OP_LIST,
     OP_RETRY,
     OP_CANCEL,
-    OP_NOTE
+    OP_NOTE,
+    OP_PAUSE
 };
 
 struct op {
@@ -327,6 +349,7 @@ struct op {
         } list;
         struct {
             char event[32], source[QUEUE_SOURCE_MAX + 1], detail[256];
+            int paused; /* OP_PAUSE */
         } note;
     } in;
     union {
@@ -354,8 +377,10 @@ struct queue {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     struct audit *audit;
+    uint64_t audit_committed; /* worker: seq of the last audit record committed */
     int64_t ttl_ms;
     int lock_fd;
+    int paused; /* loop thread: dispatching paused by an operator, kept across restarts */
 
     struct event *ev_done;
     pthread_t worker;
@@ -369,6 +394,8 @@ struct queue {
     pthread_mutex_t ckpt_mu; /* guards the two below */
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop;
+    int wal_frames;         /* the WAL's length after the last commit */
+    uint64_t ckpt_failures; /* atomic: checkpoints that failed or did nothing */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;
@@ -911,6 +938,13 @@ static int q_op_stats(struct queue *q, struct cycle *c, struct op *op)
         s->oldest_pending_ms = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
+    {
+        struct stat wal;
+        const char *wal_path = sqlite3_filename_wal(sqlite3_db_filename(q->db, "main"));
+
+        s->wal_bytes = wal_path != NULL && stat(wal_path, &wal) == 0 ? (int64_t)wal.st_size : 0;
+    }
+    s->checkpoint_failures = (int64_t)__atomic_load_n(&q->ckpt_failures, __ATOMIC_RELAXED);
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
@@ -1148,6 +1182,18 @@ static int q_op_note(struct queue *q, struct cycle *c, struct op *op)
     return 0;
 }
 
+/* The operator's pause outlives a restart: a paused gateway that comes
+ * back must not start sending. */
+static int q_op_pause(struct queue *q, struct cycle *c, struct op *op)
+{
+    sqlite3_stmt *st = q->st[S_META_PAUSED];
+
+    sqlite3_bind_int(st, 1, op->in.note.paused);
+    if (q_done(q, S_META_PAUSED) != 0)
+        return -1;
+    return q_op_note(q, c, op);
+}
+
 static int q_run_op(struct queue *q, struct cycle *c, struct op *op)
 {
     switch (op->kind) {
@@ -1169,6 +1215,8 @@ static int q_run_op(struct queue *q, struct cycle *c, struct op *op)
         return q_op_cancel(q, c, op);
     case OP_NOTE:
         return q_op_note(q, c, op);
+    case OP_PAUSE:
+        return q_op_pause(q, c, op);
     }
     return -1;
 }
@@ -1202,6 +1250,15 @@ static void q_fail_op(struct op *op)
     op->failed = 1;
 }
 
+static int q_meta_audit(struct queue *q, uint64_t seq, const char *mac)
+{
+    sqlite3_stmt *st = q->st[S_META_AUDIT];
+
+    sqlite3_bind_int64(st, 1, (int64_t)seq);
+    q_bind_text(st, 2, mac);
+    return q_done(q, S_META_AUDIT);
+}
+
 /* Runs one batch in one transaction; with isolate, each operation inside
  * a savepoint, so that a failing one fails alone. Returns 1 when, without
  * isolate, an operation failed and the transaction was rolled back whole,
@@ -1213,6 +1270,8 @@ static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *
     struct cycle c = {.notify_due = INT64_MAX};
     struct audit_mark cycle_mark, op_mark;
     struct op *op;
+    uint64_t seq = 0;
+    char mac[65];
 
     /* Audit records follow the rows: whatever SQLite rolls back, the
      * records appended for it are dropped too, before anything is synced. */
@@ -1270,6 +1329,13 @@ static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *
         log_error(NULL, "queue: audit sync failed, failing the cycle");
         goto fail_synced;
     }
+    /* The queue's own copy of where the trail ends, in the same commit as
+     * the changes the records describe (q_open_audit reads it). */
+    if (q->audit != NULL) {
+        audit_position(q->audit, &seq, mac);
+        if (seq != q->audit_committed && q_meta_audit(q, seq, mac) != 0)
+            goto fail_synced;
+    }
 
     /* The durability point. With journal_mode=WAL and synchronous=FULL,
      * COMMIT returns only after this cycle's WAL frames are written and
@@ -1280,6 +1346,10 @@ static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *
      * with the same key and is told "duplicate", so nothing is done twice. */
     if (q_done(q, S_COMMIT) != 0)
         goto fail_synced;
+    if (q->audit != NULL && seq != q->audit_committed) {
+        q->audit_committed = seq;
+        audit_set_committed(q->audit, seq);
+    }
     *due = c.notify_due;
     return 0;
 
@@ -1356,7 +1426,7 @@ static void *q_worker(void *arg)
 
 /* ---- delivery (loop thread) ---- */
 
-static void q_deliver(struct op *op)
+static void q_deliver(struct queue *q, struct op *op)
 {
     switch (op->kind) {
     case OP_SUBMIT: {
@@ -1379,6 +1449,10 @@ static void q_deliver(struct op *op)
                              op->arg);
         }
         break;
+    case OP_PAUSE:
+        if (!op->failed)
+            q->paused = op->in.note.paused;
+        /* fall through */
     case OP_COMPLETE:
     case OP_NOTE:
         if (op->cb.done != NULL)
@@ -1425,7 +1499,7 @@ static void q_drain(struct queue *q)
 
     for (; list != NULL; list = next) {
         next = list->next;
-        q_deliver(list);
+        q_deliver(q, list);
     }
     if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
         q->notify_cb(due, q->notify_arg);
@@ -1664,6 +1738,27 @@ int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, in
     return q_enqueue(q, op);
 }
 
+int queue_set_paused(struct queue *q, int paused, const char *actor, queue_done_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_PAUSE, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.done = cb;
+    op->in.note.paused = paused != 0;
+    snprintf(op->in.note.event, sizeof(op->in.note.event), "%s", paused ? "paused" : "resumed");
+    if (!q_str_ok(actor, 1, QUEUE_SOURCE_MAX))
+        op->failed = 1;
+    else
+        snprintf(op->in.note.source, sizeof(op->in.note.source), "%s", actor);
+    return q_enqueue(q, op);
+}
+
+int queue_paused(const struct queue *q)
+{
+    return q->paused;
+}
+
 int queue_audit_note(struct queue *q, const char *event, const char *source, const char *detail,
                      queue_done_cb cb, void *arg)
 {
@@ -1793,6 +1888,10 @@ static int q_migrate(sqlite3 *db, int64_t now, char *err, size_t errlen)
         if (q_exec(db, migrations[v], err, errlen) != 0)
             goto fail;
     }
+    /* A new queue has committed no audit record; one from before v4 keeps
+     * -1 until it learns where the log ends. */
+    if (version == 0 && q_exec(db, "UPDATE meta SET audit_seq = 0", err, errlen) != 0)
+        goto fail;
     if (version < SCHEMA_VERSION &&
         q_query_int(db, "UPDATE meta SET schema_version = ?1", SCHEMA_VERSION, NULL) != 0)
         goto sql_fail;
@@ -1822,6 +1921,179 @@ fail:
     return -1;
 }
 
+static int q_check_deadline(void *arg)
+{
+    return util_mono_ms() > *(const int64_t *)arg;
+}
+
+/* A damaged page found only later fails claims with jobs stuck behind it,
+ * after the gateway has said yes to more. quick_check reads every page
+ * (not the index-to-table cross-checks of integrity_check): a second or
+ * so for a million jobs. Past Q_CHECK_MS it stops, so a huge queue still
+ * starts, and says it checked only part. */
+static int q_quick_check(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int64_t deadline = util_mono_ms() + Q_CHECK_MS;
+    sqlite3_stmt *st = NULL;
+    char result[200] = "";
+    int rc;
+
+    sqlite3_progress_handler(db, 10000, q_check_deadline, &deadline);
+    rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        q_col_copy(st, 0, result, sizeof(result));
+    if (rc != SQLITE_ROW && rc != SQLITE_INTERRUPT)
+        snprintf(result, sizeof(result), "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_progress_handler(db, 0, NULL, NULL);
+    if (rc == SQLITE_INTERRUPT) {
+        log_warn(NULL,
+                 "queue: quick_check of %s did not finish within %d ms; only part of it was "
+                 "checked",
+                 path, Q_CHECK_MS);
+        return 0;
+    }
+    if (rc == SQLITE_ROW && strcmp(result, "ok") == 0)
+        return 0;
+    snprintf(err, errlen,
+             "queue database %s is damaged (quick_check: %s). Stop here: move it aside (with its "
+             "-wal file) and restore a backup, or salvage it with `sqlite3 FILE .recover | sqlite3 "
+             "NEW`; the audit log lists what was accepted",
+             path, result);
+    return -1;
+}
+
+/* Appends one record from the opening thread (the worker is not running). */
+static int q_open_record(struct queue *q, const char *event, const char *source, const char *detail)
+{
+    struct audit_record r;
+
+    memset(&r, 0, sizeof(r));
+    r.event = event;
+    r.time_ms = util_now_ms();
+    r.source = source;
+    r.detail = detail;
+    return audit_append(q->audit, &r, NULL, NULL);
+}
+
+/* The queue and the audit log must tell the same story (audit.h). The
+ * queue keeps the seq and mac of the last record it committed; the log
+ * keeps, on the first record of each commit, how far the queue had
+ * committed. So at start:
+ *   log behind the queue (or another record at the queue's seq): the log
+ *     was deleted, truncated or replaced, and going on would start a new
+ *     chain that hides it;
+ *   log ahead, its last commit mark at the queue's seq: the records after
+ *     it were for a commit that never happened (a crash before COMMIT, or
+ *     a failed one); the trail says so and goes on;
+ *   log ahead, its last mark beyond the queue's seq (or none): the queue
+ *     lost commits (a deleted WAL, an older copy restored), and with them
+ *     acknowledged deletions.
+ * A mismatch stops the start unless the operator accepts it knowingly,
+ * which the trail records. Then the start's own record (config_loaded),
+ * the queue's new position and the crash recovery commit together. */
+static int q_open_audit(struct queue *q, const struct queue_options *opts, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t qseq = -1;
+    uint64_t aseq = 0, mark = 0;
+    char qmac[65] = "", amac[65], problem[400] = "", note[256] = "";
+    int found = 0;
+
+    if (q_exec(q->db, "BEGIN IMMEDIATE", err, errlen) != 0)
+        return -1;
+    if (sqlite3_prepare_v2(q->db, "SELECT audit_seq, audit_mac, paused FROM meta", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(err, errlen, "queue database: %s", sqlite3_errmsg(q->db));
+        goto fail;
+    }
+    qseq = sqlite3_column_int64(st, 0);
+    q_col_copy(st, 1, qmac, sizeof(qmac));
+    q->paused = sqlite3_column_int(st, 2) != 0;
+    sqlite3_finalize(st);
+    st = NULL;
+    audit_position(q->audit, &aseq, amac);
+    if (qseq >= 0 && (uint64_t)qseq < aseq) {
+        found = audit_last_committed(q->audit, &mark);
+        if (found < 0) {
+            snprintf(err, errlen, "audit log: cannot read its last records");
+            goto fail;
+        }
+    }
+    if (qseq < 0) {
+        log_info(NULL, "queue: first start with a position check: the audit log ends at seq %llu",
+                 (unsigned long long)aseq);
+    } else if ((uint64_t)qseq > aseq ||
+               ((uint64_t)qseq == aseq && qseq > 0 && strcmp(qmac, amac) != 0)) {
+        snprintf(problem, sizeof(problem),
+                 "the audit log ends at seq %llu but the queue committed records up to seq %lld: "
+                 "the audit log was deleted, truncated or replaced",
+                 (unsigned long long)aseq, (long long)qseq);
+    } else if ((uint64_t)qseq < aseq && (found == 0 || mark != (uint64_t)qseq)) {
+        snprintf(problem, sizeof(problem),
+                 "the audit log has records up to seq %llu and shows commits up to seq %llu, but "
+                 "the queue committed only up to seq %lld: the queue lost commits (its -wal file "
+                 "deleted, or an older copy restored), and acknowledged deletions with them",
+                 (unsigned long long)aseq, found ? (unsigned long long)mark : aseq,
+                 (long long)qseq);
+    } else if ((uint64_t)qseq < aseq) {
+        snprintf(note, sizeof(note),
+                 "records %lld to %llu were written for a commit that did not happen (a crash or "
+                 "a failed commit): their changes are not in the queue",
+                 (long long)qseq + 1, (unsigned long long)aseq);
+        log_warn(NULL, "queue: %s", note);
+    }
+    audit_set_committed(q->audit, qseq < 0 ? aseq : (uint64_t)qseq);
+    if (problem[0] != '\0') {
+        if (!opts->accept_audit_mismatch) {
+            snprintf(err, errlen,
+                     "%s. Restore the missing file(s) from a backup, or start once with "
+                     "--accept-audit-mismatch to go on knowingly (the audit log records it)",
+                     problem);
+            goto fail;
+        }
+        log_warn(NULL, "queue: accepted by the operator: %s", problem);
+        if (q_open_record(q, "mismatch_accepted", "operator", problem) != 0)
+            goto audit_fail;
+    }
+    if (note[0] != '\0' && q_open_record(q, "uncommitted", "gateway", note) != 0)
+        goto audit_fail;
+    if (opts->open_detail != NULL &&
+        q_open_record(q, opts->open_event, "operator", opts->open_detail) != 0)
+        goto audit_fail;
+    if (audit_sync(q->audit) != 0)
+        goto audit_fail;
+    audit_position(q->audit, &aseq, amac);
+    {
+        sqlite3_stmt *up = NULL;
+        int rc = sqlite3_prepare_v2(q->db, "UPDATE meta SET audit_seq = ?1, audit_mac = ?2", -1,
+                                    &up, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(up, 1, (int64_t)aseq);
+            q_bind_text(up, 2, amac);
+            rc = sqlite3_step(up);
+        }
+        sqlite3_finalize(up);
+        if (rc != SQLITE_DONE)
+            goto sql_fail;
+    }
+    if (q_exec(q->db, "COMMIT", err, errlen) != 0)
+        goto fail;
+    q->audit_committed = aseq;
+    audit_set_committed(q->audit, aseq);
+    return 0;
+audit_fail:
+    snprintf(err, errlen, "audit log: cannot write its records at start");
+    goto fail;
+sql_fail:
+    snprintf(err, errlen, "queue database: %s", sqlite3_errmsg(q->db));
+fail:
+    sqlite3_finalize(st);
+    sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
 /* Called by SQLite on the worker after each commit, with the WAL's size
  * in frames: past Q_CKPT_FRAMES the checkpointer is woken. */
 static int q_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
@@ -1832,6 +2104,7 @@ static int q_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     if (frames >= Q_CKPT_FRAMES) {
         pthread_mutex_lock(&q->ckpt_mu);
         q->ckpt_wanted = 1;
+        q->wal_frames = frames;
         pthread_cond_signal(&q->ckpt_cv);
         pthread_mutex_unlock(&q->ckpt_mu);
     }
@@ -1840,7 +2113,13 @@ static int q_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
 /* PASSIVE checkpoints never block the writer: they copy what is committed
  * and return. Also once a second when idle, so a quiet gateway's WAL is
- * folded in too. */
+ * folded in too. But SQLite starts the WAL again from its beginning only
+ * when a write begins with every frame copied, which a busy writer never
+ * lets a passive checkpoint reach: the WAL would grow for as long as
+ * ingest lasts, and fill a small disk. Past Q_WAL_MAX_FRAMES a RESTART
+ * checkpoint holds the writer back (its BEGIN waits, within the busy
+ * timeout) while it copies the rest, so the next commit starts the WAL
+ * over: ingest slows to what the disk can fold in, the WAL stays bounded. */
 static void *q_checkpointer(void *arg)
 {
     struct queue *q = arg;
@@ -1856,10 +2135,23 @@ static void *q_checkpointer(void *arg)
         if (q->ckpt_stop)
             break;
         q->ckpt_wanted = 0;
+        int mode = q->wal_frames >= Q_WAL_MAX_FRAMES ? SQLITE_CHECKPOINT_RESTART
+                                                     : SQLITE_CHECKPOINT_PASSIVE;
+        q->wal_frames = 0;
         pthread_mutex_unlock(&q->ckpt_mu);
-        if (sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) !=
-            SQLITE_OK)
-            log_warn(NULL, "queue: checkpoint: %s", sqlite3_errmsg(q->ckpt_db));
+        int frames = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, mode, &frames, &copied);
+        /* frames == -1 is SQLite saying this connection is not in WAL mode:
+         * the checkpoint did nothing, and the WAL would grow for ever. */
+        if (rc == SQLITE_BUSY) {
+            /* The writer held on past the busy timeout; the next wake-up
+             * tries again. */
+            log_warn(NULL, "queue: checkpoint: the writer is busy, trying again");
+        } else if (rc != SQLITE_OK || frames < 0) {
+            log_error(NULL, "queue: checkpoint failed: %s",
+                      rc != SQLITE_OK ? sqlite3_errmsg(q->ckpt_db) : "not in WAL mode");
+            __atomic_add_fetch(&q->ckpt_failures, 1, __ATOMIC_RELAXED);
+        }
         pthread_mutex_lock(&q->ckpt_mu);
     }
     pthread_mutex_unlock(&q->ckpt_mu);
@@ -1984,7 +2276,7 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     if (q_exec(q->db,
                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
                " PRAGMA cache_size = -4096; PRAGMA temp_store = MEMORY;"
-               " PRAGMA journal_size_limit = 67108864",
+               " PRAGMA journal_size_limit = 16777216", /* Q_WAL_MAX_FRAMES pages */
                err, errlen) != 0)
         goto fail;
     /* Commits never checkpoint: the checkpointer thread does, beside them. */
@@ -1996,7 +2288,14 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
         goto fail;
     }
     sqlite3_busy_timeout(q->ckpt_db, Q_BUSY_TIMEOUT_MS);
-    if (q_migrate(q->db, util_now_ms(), err, errlen) != 0)
+    if (q_quick_check(q->db, opts->path, err, errlen) != 0 ||
+        q_migrate(q->db, util_now_ms(), err, errlen) != 0)
+        goto fail;
+    if (q->audit != NULL && q_open_audit(q, opts, err, errlen) != 0)
+        goto fail;
+    /* A connection learns that the file is in WAL mode only when it first
+     * reads it; until then every checkpoint on it is a silent no-op. */
+    if (q_exec(q->ckpt_db, "SELECT count(*) FROM sqlite_schema", err, errlen) != 0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],

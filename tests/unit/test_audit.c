@@ -147,7 +147,8 @@ static void test_format_is_canonical_and_chained(void)
         "\"deletion_id\":\"del_aaaaaaaaaaaaaaaaaaaaaaaaaa\",\"job_id\":1,\"resource\":"
         "\"extract_run\",\"resource_id\":\"exr_run0001\",\"source\":\"crm\",\"key\":\"msg_1\","
         "\"request_id\":\"req_1\",\"http_status\":204,\"upstream_request_id\":\"xreq_9\","
-        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"";
+        "\"committed\":0,\"prev\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"";
     CHECK(strncmp(data, line1, strlen(line1)) == 0);
     hmac_hex(key, line1, strlen(line1), want);
     CHECK_STR(mac1, want);

@@ -2,6 +2,7 @@
 # tests/container/run.sh: proves the container image works, end to end.
 #
 #   tests/container/run.sh            (as root; ctest runs it in CI)
+#   DG_CONTAINER_TEST_IMAGE=TAG       (default deletion-gateway:test)
 #
 # 1. Makes sure a Docker engine runs (installs docker.io and debootstrap
 #    and starts dockerd when missing) and that the base image
@@ -25,7 +26,8 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BASE_IMAGE=dg-bookworm-base
-IMAGE=deletion-gateway:test
+# Another tag keeps runs from several checkouts apart.
+IMAGE=${DG_CONTAINER_TEST_IMAGE:-deletion-gateway:test}
 P=dgct-$$
 WORK=$(mktemp -d /tmp/dg-container-test.XXXXXX)
 T0=$(date +%s)

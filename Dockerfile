@@ -48,9 +48,12 @@ USER 10001:10001
 WORKDIR /var/lib/deletion-gateway
 EXPOSE 8080
 
-# The probe is the binary itself (no curl in the image).
+# The probe is the binary itself (no curl in the image). It reads the
+# config CMD serves, so a mounted config with another port or TLS is
+# probed where it listens; a config mounted elsewhere needs this
+# overridden (--health-cmd) with its path.
 HEALTHCHECK --interval=10s --timeout=4s --start-period=10s --retries=3 \
-  CMD ["deletion-gateway", "health", "--url", "http://127.0.0.1:8080/healthz"]
+  CMD ["deletion-gateway", "health", "-c", "/etc/deletion-gateway/gateway.json"]
 
 # The gateway handles SIGTERM itself: it stops accepting, finishes or
 # releases in-flight work, and exits 0; the queue keeps the rest.

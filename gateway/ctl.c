@@ -17,6 +17,8 @@
 #include <openssl/crypto.h>
 
 #include "config.h"
+#include "queue.h"
+#include "util.h"
 
 struct body {
     char *data;
@@ -117,8 +119,15 @@ int ctl_main(int argc, char **argv)
     const char *token = getenv("DG_ADMIN_TOKEN");
     const char *method = "GET";
     int nwords = 0, all_dead = 0;
+    int64_t limit_n = 100;
     long status;
 
+    /* The gateway checks it too; checked here, an operator's typo is named
+     * before anything is sent. */
+    if (limit != NULL && util_parse_int64(limit, 1, QUEUE_LIST_MAX, &limit_n) != 0) {
+        fprintf(stderr, "deletion-gateway: --limit must be 1..%d\n", QUEUE_LIST_MAX);
+        return 2;
+    }
     memset(&cfg, 0, sizeof(cfg));
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--url") == 0 ||
@@ -151,8 +160,8 @@ int ctl_main(int argc, char **argv)
     else if (strcmp(words[0], "show") == 0 && nwords == 2)
         snprintf(full, sizeof(full), "%s/admin/deletions/%s", base, words[1]);
     else if (strcmp(words[0], "list") == 0 && nwords == 2)
-        snprintf(full, sizeof(full), "%s/admin/deletions?state=%s&limit=%s", base, words[1],
-                 limit ? limit : "100");
+        snprintf(full, sizeof(full), "%s/admin/deletions?state=%s&limit=%lld", base, words[1],
+                 (long long)limit_n);
     else if (strcmp(words[0], "retry") == 0 && all_dead && nwords == 1) {
         method = "POST";
         snprintf(full, sizeof(full), "%s/admin/retry-dead", base);

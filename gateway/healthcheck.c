@@ -2,6 +2,7 @@
  * healthcheck.c: `deletion-gateway health`, the container's HEALTHCHECK.
  *
  *   healthcheck_parse_url()  http(s)://HOST[:PORT][/PATH] into its parts
+ *   healthcheck_config_url() the public listener's /healthz, from a config
  *   hc_connect()             a TCP connection within the deadline
  *   hc_tls()                 the client side of TLS, for a TLS listener
  *   healthcheck_get()        one GET, the status line read back
@@ -10,11 +11,15 @@
  * The probe runs next to the gateway, against its own listener, and sends
  * nothing secret: over https it checks the server certificate only when
  * given --cacert, and presents a client certificate (--cert, --key) when
- * the listener requires one.
+ * the listener requires one. With -c it reads the gateway's own config
+ * file for where that listener is, and resolves none of its secrets: the
+ * probe must not fail, nor read key files, for values it never uses.
  */
 #include "healthcheck.h"
+#include "config.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -90,6 +95,25 @@ int healthcheck_parse_url(const char *url, int *tls, char *host, size_t hostlen,
     if (hc_copy(path, pathlen, end, strlen(end)) != 0 || strpbrk(path, " \r\n") != NULL)
         return -1;
     return 0;
+}
+
+int healthcheck_config_url(const struct config *cfg, char *url, size_t urllen)
+{
+    const char *host = cfg->listen.address;
+    struct in_addr a4;
+    struct in6_addr a6;
+    int v6 = inet_pton(AF_INET6, host, &a6) == 1, n;
+
+    /* A listener on every address is reached on loopback, of its family:
+     * one bound to :: may refuse IPv4. */
+    if (inet_pton(AF_INET, host, &a4) == 1 && a4.s_addr == htonl(INADDR_ANY))
+        host = "127.0.0.1";
+    else if (v6 && IN6_IS_ADDR_UNSPECIFIED(&a6))
+        host = "::1";
+    n = snprintf(url, urllen, "%s://%s%s%s:%d/healthz",
+                 cfg->listen.tls.cert_file != NULL ? "https" : "http", v6 ? "[" : "", host,
+                 v6 ? "]" : "", cfg->listen.port);
+    return n > 0 && (size_t)n < urllen ? 0 : -1;
 }
 
 /* A connected, blocking socket whose reads and writes each time out at
@@ -244,18 +268,42 @@ fail:
 
 static int hc_usage(void)
 {
-    fprintf(stderr, "usage: deletion-gateway health [--url http(s)://HOST:PORT/PATH] "
+    fprintf(stderr, "usage: deletion-gateway health [-c FILE | --url http(s)://HOST:PORT/PATH] "
                     "[--timeout-ms N] [--cacert FILE] [--cert FILE --key FILE]\n");
     return 2;
 }
 
+/* The URL to probe from the config file at path, into url; mtls is set
+ * when the listener asks for client certificates. 0, or -1 after saying
+ * why. */
+static int hc_url_from_file(const char *path, char *url, size_t urllen, int *mtls)
+{
+    struct config cfg;
+    char err[512];
+    int rc = -1;
+
+    if (config_load(&cfg, path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "health: %s: %s\n", path, err);
+        return -1;
+    }
+    *mtls = cfg.listen.tls.client_ca_file != NULL;
+    if (healthcheck_config_url(&cfg, url, urllen) != 0) {
+        fprintf(stderr, "health: %s: listen.address is too long for a URL\n", path);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    config_free(&cfg);
+    return rc;
+}
+
 int healthcheck_main(int argc, char **argv)
 {
-    const char *url = HC_DEFAULT_URL;
+    const char *url = NULL, *cfg_path = NULL;
     struct hc_opts o = {0};
     int64_t timeout_ms = 3000;
-    char host[256], port[8], path[512];
-    int status, tls;
+    char host[256], port[8], path[512], cfg_url[320];
+    int status, tls, mtls = 0;
 
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -264,6 +312,8 @@ int healthcheck_main(int argc, char **argv)
         i++;
         if (strcmp(a, "--url") == 0) {
             url = v;
+        } else if (strcmp(a, "-c") == 0) {
+            cfg_path = v;
         } else if (strcmp(a, "--cacert") == 0) {
             o.cacert = v;
         } else if (strcmp(a, "--cert") == 0) {
@@ -279,6 +329,15 @@ int healthcheck_main(int argc, char **argv)
             return hc_usage();
         }
     }
+    if (url != NULL && cfg_path != NULL)
+        return hc_usage();
+    if (cfg_path != NULL) {
+        if (hc_url_from_file(cfg_path, cfg_url, sizeof(cfg_url), &mtls) != 0)
+            return 2;
+        url = cfg_url;
+    } else if (url == NULL) {
+        url = HC_DEFAULT_URL;
+    }
     if (healthcheck_parse_url(url, &tls, host, sizeof(host), port, sizeof(port), path,
                               sizeof(path)) != 0) {
         fprintf(stderr, "health: --url must be http(s)://HOST[:PORT][/PATH]\n");
@@ -291,7 +350,12 @@ int healthcheck_main(int argc, char **argv)
         printf("healthy\n");
         return 0;
     }
-    if (status < 0)
+    if (status < 0 && mtls && o.cert == NULL)
+        fprintf(stderr,
+                "health: no answer from %s: listen.tls.client_ca_file is set, so the "
+                "listener wants a client certificate (--cert FILE --key FILE)\n",
+                url);
+    else if (status < 0)
         fprintf(stderr, "health: no answer from %s\n", url);
     else
         fprintf(stderr, "health: %s answered %d\n", url, status);

@@ -265,10 +265,10 @@ static void admin_route(struct evhttp_request *req, void *arg)
         st = evhttp_find_header(&q, "state");
         lim = evhttp_find_header(&q, "limit");
         if ((st != NULL && deletion_state_from_name(st, &state) != 0) ||
-            (lim != NULL && util_parse_int64(lim, 1, 1000, &limit) != 0)) {
+            (lim != NULL && util_parse_int64(lim, 1, QUEUE_LIST_MAX, &limit) != 0)) {
             evhttp_clear_headers(&q);
             http_send_error(req, rid, 400, "invalid_body",
-                            "state must be a deletion state, limit 1..1000");
+                            "state must be a deletion state, limit 1..%d", QUEUE_LIST_MAX);
             return;
         }
         evhttp_clear_headers(&q);

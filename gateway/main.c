@@ -63,8 +63,8 @@ static const char usage[] =
     "  ctl [-c FILE] [--url URL] show queue | show ID | list STATE [--limit N] |\n"
     "      retry ID | retry --all-dead | cancel ID | pause | resume\n"
     "                                 operator commands (token: DG_ADMIN_TOKEN or admin.token)\n"
-    "  health [--url URL]             exit 0 if URL (default http://127.0.0.1:8080/healthz)\n"
-    "                                 answers 200\n"
+    "  health [-c FILE | --url URL]   exit 0 if the /healthz of FILE's public listener, or\n"
+    "                                 URL (default http://127.0.0.1:8080/healthz), answers 200\n"
     "  --version, --help\n";
 
 /* ---- small helpers ---- */

@@ -222,7 +222,11 @@ struct queue_stats {
 typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
 int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
 
-/* Deletions in one state, oldest first, up to limit (attempt lists empty). */
+/* Deletions in one state, oldest first, up to limit (attempt lists empty).
+ * QUEUE_LIST_MAX is the largest limit applied, and so the largest one the
+ * admin route and `ctl list --limit` may accept: a caller that accepted
+ * more would silently get fewer rows than it asked for. */
+#define QUEUE_LIST_MAX 1000
 typedef void (*queue_list_cb)(const struct queue_deletion_view *views, int n, int failed,
                               void *arg);
 int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb, void *arg);

@@ -50,7 +50,7 @@
 #define Q_MAX_BODY (1 << 20) /* a 1000-item batch answer is about 110 KB */
 #define Q_REQUEST_ID_MAX 63
 #define Q_CLAIM_MAX 1000
-#define Q_LIST_MAX 500
+#define Q_LIST_MAX QUEUE_LIST_MAX
 #define Q_LEASE_MAX_MS (7 * 86400000LL)
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000

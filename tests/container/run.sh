@@ -2,6 +2,7 @@
 # tests/container/run.sh: proves the container image works, end to end.
 #
 #   tests/container/run.sh            (as root; ctest runs it in CI)
+#   DG_CONTAINER_TEST_IMAGE=TAG       (default deletion-gateway:test)
 #
 # 1. Makes sure a Docker engine runs (installs docker.io and debootstrap
 #    and starts dockerd when missing) and that the base image
@@ -14,6 +15,8 @@
 # 4. From the host: a signed Extend webhook, a signed internal request and
 #    a signed internal request for later; waits until the simulator has
 #    received both immediate DELETEs.
+#    The gateway's config is the compose one on port 8088, not the image's
+#    8080, so the HEALTHCHECK is proved to probe where the config says.
 # 5. Checks the gateway runs as non-root, the HEALTHCHECK turns healthy,
 #    `docker stop` ends it with exit code 0, and a restart on the same
 #    volume still has every queue row, the postponed deletion included.
@@ -23,7 +26,8 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BASE_IMAGE=dg-bookworm-base
-IMAGE=deletion-gateway:test
+# Another tag keeps runs from several checkouts apart.
+IMAGE=${DG_CONTAINER_TEST_IMAGE:-deletion-gateway:test}
 P=dgct-$$
 WORK=$(mktemp -d /tmp/dg-container-test.XXXXXX)
 T0=$(date +%s)
@@ -127,6 +131,17 @@ T_BUILT=$(date +%s)
 certs="$WORK/certs"
 "$SRC/certs/make-dev-certs.sh" "$certs" >/dev/null
 
+# The compose config on another port than the image's default: a probe
+# that ignored the mounted config would find nothing on 8080.
+GW_INNER_PORT=8088
+python3 - "$SRC/config/gateway.compose.json" "$WORK/gateway.json" "$GW_INNER_PORT" <<'PYEOF'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["listen"]["port"] = int(sys.argv[3])
+json.dump(cfg, open(sys.argv[2], "w"), indent=2)
+PYEOF
+chmod 0644 "$WORK/gateway.json"
+
 docker network create "$P-net" >/dev/null
 docker volume create "$P-data" >/dev/null
 
@@ -134,7 +149,7 @@ docker volume create "$P-data" >/dev/null
 # reaches "Extend" at https://localhost:8443, the development certificate's
 # name. Both ports are published on loopback only.
 docker run -d --name "$P-sim" --network "$P-net" --user 0:0 --no-healthcheck \
-    -p 127.0.0.1::8080 -p 127.0.0.1::8443 \
+    -p "127.0.0.1::$GW_INNER_PORT" -p 127.0.0.1::8443 \
     -v "$certs/server.pem:/certs/server.pem:ro" -v "$certs/server.key:/certs/server.key:ro" \
     --entrypoint extend-sim "$IMAGE" \
     --address 0.0.0.0 --port 8443 --cert /certs/server.pem --key /certs/server.key \
@@ -146,7 +161,7 @@ start_gateway() {
     docker run -d --name "$P-gw" --network "container:$P-sim" \
         --health-interval 2s --health-start-period 2s \
         -v "$P-data:/var/lib/deletion-gateway" \
-        -v "$SRC/config/gateway.compose.json:/etc/deletion-gateway/gateway.json:ro" \
+        -v "$WORK/gateway.json:/etc/deletion-gateway/gateway.json:ro" \
         -v "$certs/ca.pem:/etc/deletion-gateway/extend-ca.pem:ro" \
         -e EXTEND_API_TOKEN="$EXTEND_API_TOKEN" -e EXTEND_WEBHOOK_SECRET="$EXTEND_WEBHOOK_SECRET" \
         -e DG_CRM_SECRET="$DG_CRM_SECRET" -e DG_AUDIT_KEY="$DG_AUDIT_KEY" \
@@ -155,7 +170,7 @@ start_gateway() {
 }
 start_gateway
 
-GW_PORT=$(docker port "$P-sim" 8080/tcp | head -1 | sed 's/.*://')
+GW_PORT=$(docker port "$P-sim" "$GW_INNER_PORT/tcp" | head -1 | sed 's/.*://')
 SIM_PORT=$(docker port "$P-sim" 8443/tcp | head -1 | sed 's/.*://')
 
 wait_healthy() {

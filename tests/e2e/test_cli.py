@@ -70,5 +70,49 @@ def test_readme_config_reference_is_current(ctx):
     assert ref.strip() in readme, "README.md's config table differs from `check --reference`"
 
 
+def health(*args, env=None):
+    # No secret in the environment: the probe must not need any.
+    return h.run_cli("health", *args, "--timeout-ms", "2000",
+                     env=env or {k: "" for k in ("EXTEND_API_TOKEN", "EXTEND_WEBHOOK_SECRET",
+                                                 "DG_CRM_SECRET", "DG_AUDIT_KEY", "DG_ADMIN_TOKEN")})
+
+
+def test_health_c_probes_the_port_the_config_names(ctx):
+    g = ctx.gateway(overrides={"listen": {"address": "0.0.0.0"}})
+    assert g.port != 8080
+    r = health("-c", g.config_path)
+    assert r.returncode == 0 and r.stdout == b"healthy\n", (r.returncode, r.stderr)
+    # --url and -c name the same thing twice: refused.
+    assert health("-c", g.config_path, "--url", "http://127.0.0.1:%d/healthz" % g.port).returncode == 2
+    assert g.stop() == 0
+    r = health("-c", g.config_path)
+    assert r.returncode == 1 and (b"127.0.0.1:%d" % g.port) in r.stderr, (r.returncode, r.stderr)
+    assert health("-c", os.path.join(ctx.dir, "missing.json")).returncode == 2
+
+
+def test_health_c_speaks_tls_when_the_listener_does(ctx):
+    c = h.certs()
+    tls = {"cert_file": os.path.join(c, "server.pem"), "key_file": os.path.join(c, "server.key")}
+    g = ctx.gateway(overrides={"listen": {"tls": tls}}, wait_path=("admin", "/admin/queue"))
+    r = health("-c", g.config_path)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    r = health("-c", g.config_path, "--cacert", os.path.join(c, "ca.pem"))
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    # Plain http to that port is not an answer.
+    assert health("--url", "http://127.0.0.1:%d/healthz" % g.port).returncode == 1
+
+
+def test_health_c_under_mtls_needs_a_client_certificate(ctx):
+    c = h.certs()
+    tls = {"cert_file": os.path.join(c, "server.pem"), "key_file": os.path.join(c, "server.key"),
+           "client_ca_file": os.path.join(c, "ca.pem")}
+    g = ctx.gateway(overrides={"listen": {"tls": tls}}, wait_path=("admin", "/admin/queue"))
+    r = health("-c", g.config_path)
+    assert r.returncode == 1 and b"client_ca_file" in r.stderr, (r.returncode, r.stderr)
+    r = health("-c", g.config_path, "--cert", os.path.join(c, "client-crm.pem"),
+               "--key", os.path.join(c, "client-crm.key"))
+    assert r.returncode == 0, (r.returncode, r.stderr)
+
+
 if __name__ == "__main__":
     h.main()

@@ -1,9 +1,11 @@
 /*
  * test_healthcheck.c: `deletion-gateway health` against a loopback evhttp
  * server: 0 only for a 200, 1 for other answers and for no answer, 2 for
- * usage errors; and the URL parser's accepted and refused forms.
+ * usage errors; the URL parser's accepted and refused forms; and the URL
+ * that -c FILE probes, from the listener the config describes.
  */
 #include "check.h"
+#include "config.h"
 #include "healthcheck.h"
 
 #include <arpa/inet.h>
@@ -76,6 +78,39 @@ static void test_parse_url(void)
                                 sizeof(path)) == -1);
 }
 
+/* The URL health -c probes for a config whose listen block is listen. */
+static void expect_config_url(const char *listen, const char *want)
+{
+    struct config cfg;
+    char json[512], err[512] = "", url[320] = "";
+
+    snprintf(json, sizeof(json), "{\"listen\": %s}", listen);
+    CHECK(config_load_string(&cfg, json, err, sizeof(err)) == 0);
+    CHECK(healthcheck_config_url(&cfg, url, sizeof(url)) == 0);
+    CHECK_STR(url, want);
+    config_free(&cfg);
+}
+
+static void test_config_url(void)
+{
+    struct config cfg;
+    char err[512] = "", small[20];
+
+    expect_config_url("{\"port\": 8088}", "http://127.0.0.1:8088/healthz");
+    expect_config_url("{\"address\": \"0.0.0.0\", \"port\": 8088}",
+                      "http://127.0.0.1:8088/healthz");
+    expect_config_url("{\"address\": \"::\", \"port\": 9000}", "http://[::1]:9000/healthz");
+    expect_config_url("{\"address\": \"::1\", \"port\": 9000}", "http://[::1]:9000/healthz");
+    expect_config_url("{\"address\": \"10.1.2.3\", \"port\": 80}", "http://10.1.2.3:80/healthz");
+    expect_config_url("{\"address\": \"gw.internal\"}", "http://gw.internal:8080/healthz");
+    expect_config_url("{\"address\": \"0.0.0.0\", \"port\": 8443, \"tls\": {\"cert_file\": "
+                      "\"/tls/c.pem\", \"key_file\": \"/tls/k.pem\"}}",
+                      "https://127.0.0.1:8443/healthz");
+    CHECK(config_load_string(&cfg, "{}", err, sizeof(err)) == 0);
+    CHECK(healthcheck_config_url(&cfg, small, sizeof(small)) == -1);
+    config_free(&cfg);
+}
+
 int main(void)
 {
     struct evhttp *http;
@@ -90,6 +125,7 @@ int main(void)
     char *no_value[] = {"--url", NULL};
 
     test_parse_url();
+    test_config_url();
     CHECK(healthcheck_main(1, usage) == 2);
     CHECK(healthcheck_main(2, bad_timeout) == 2);
     CHECK(healthcheck_main(1, no_value) == 2);

@@ -18,7 +18,8 @@
  * rename) and the chain goes on in a fresh file: seq and prev carry over.
  *
  * Single writer: one thread (the queue worker) appends, so there is no
- * locking inside; an flock() on the file keeps a second process out.
+ * locking inside; an flock() on the file keeps a second process out. Only
+ * the health accessors below may be called from other threads.
  * Records go to a buffer; audit_sync() writes and fsyncs them. A record
  * never holds a token, a secret or a payload's output: only ids, states,
  * statuses.
@@ -75,7 +76,17 @@ void audit_mark(const struct audit *a, struct audit_mark *m);
 void audit_rewind(struct audit *a, const struct audit_mark *m);
 
 /* Writes every buffered record and fsyncs. 0 or -1 (the records are lost
- * from the buffer either way; the caller fails the whole cycle). */
+ * from the buffer either way; the caller fails the whole cycle).
+ *
+ * A failed write is cut back to the last durable record, so the next sync
+ * can write again once the cause is gone (disk space freed, an immutable
+ * flag lifted); if even the cut failed, every later sync retries it before
+ * writing anything, and fails until it works: the chain never gets a gap.
+ * After each write (and at most once a second otherwise) the path must
+ * still name the open file. A file deleted while open is written back at
+ * the path, byte for byte, from the open descriptor, and the log goes on;
+ * a file renamed or replaced at the path takes no record until the path
+ * names it again. Never a fresh chain at seq 1. */
 int audit_sync(struct audit *a);
 
 /* The queue and the log are cross-checked at start (queue_sqlite.c).
@@ -95,6 +106,25 @@ int audit_sync(struct audit *a);
 void audit_position(const struct audit *a, uint64_t *seq, char mac[65]);
 void audit_set_committed(struct audit *a, uint64_t seq);
 int audit_last_committed(const struct audit *a, uint64_t *committed);
+/* Why the log takes no record now; the names appear in /readyz and as
+ * the reason label of dg_audit_errors_total. */
+enum audit_fault {
+    AUDIT_FAULT_NONE,
+    AUDIT_FAULT_WRITE_FAILED, /* a write failed (counted); a health state only
+                                 while the file could not be put back */
+    AUDIT_FAULT_MISSING,      /* the path does not name the open file */
+    AUDIT_FAULT_COUNT
+};
+const char *audit_fault_name(enum audit_fault f);
+
+/* Any thread (the writer publishes its state atomically). 1 when the log
+ * takes records, else 0 with *reason an audit_fault_name. Also stat()s the
+ * path, so a deleted file shows before the next write, and then asks the
+ * writer to check at its next sync, idle or not. */
+int audit_healthy(struct audit *a, const char **reason);
+
+/* Faults of kind f the writer met since open. Any thread. */
+uint64_t audit_fault_count(const struct audit *a, enum audit_fault f);
 
 /* Wipes the key and closes. */
 void audit_close(struct audit *a);

@@ -23,6 +23,7 @@
 
 #include <event2/keyvalq_struct.h>
 
+#include "audit.h"
 #include "dispatch.h"
 #include "http_routes.h"
 #include "log.h"
@@ -169,20 +170,39 @@ static void route_healthz(struct evhttp_request *req, struct gateway *gw)
     http_send_json(req, 200, "{\"status\":\"ok\"}");
 }
 
+/* A cycle that commits, as the dispatcher's claims do, says the queue and
+ * the audit log take changes again (or still do not). */
+static void readyz_cycle_done(const struct queue_stats *stats, int failed, void *arg)
+{
+    struct gateway *gw = arg;
+
+    (void)stats;
+    gw->queue_failed = failed;
+}
+
 static void route_readyz(struct evhttp_request *req, struct gateway *gw)
 {
-    char body[256];
+    char body[320];
+    const char *audit = "ok";
     int breaker = dispatch_breaker_open(gw->dispatch);
-    int ready = !gw->queue_failed && !breaker && !gw->shutting_down;
+    int audit_ok = audit_healthy(gw->audit, &audit);
+    int ready = !gw->queue_failed && !breaker && !gw->shutting_down && audit_ok;
 
+    /* The audit log repairs itself, and a failed commit is found to work
+     * again, only when the queue runs a cycle; an idle gateway runs none,
+     * and one kept out of service by this answer gets no traffic to run
+     * one. A read-only cycle gives them the chance. */
+    if ((!audit_ok || gw->queue_failed) && !gw->shutting_down)
+        (void)queue_stats(gw->queue, readyz_cycle_done, gw);
     snprintf(body, sizeof(body),
              "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
-             "\"dispatch\":\"%s\"}",
+             "\"dispatch\":\"%s\",\"audit\":\"%s\"}",
              ready ? "ready" : "not_ready", gw->queue_failed ? "failing" : "ok",
              breaker ? "rejected" : "ok",
              gw->shutting_down               ? "stopping"
              : dispatch_paused(gw->dispatch) ? "paused"
-                                             : "running");
+                                             : "running",
+             audit);
     http_send_json(req, ready ? 200 : 503, body);
 }
 
@@ -199,6 +219,7 @@ static void metrics_stats_done(const struct queue_stats *stats, int failed, void
     mc->gw->pending--;
     metrics_request(MR_METRICS, 200);
     metrics_render(out, failed ? NULL : stats, util_now_ms());
+    metrics_render_audit(out, mc->gw->audit);
     evhttp_add_header(evhttp_request_get_output_headers(mc->req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(mc->req, 200, "OK", NULL);

@@ -5,6 +5,7 @@
  * histogram buckets suit an API answering in milliseconds to seconds.
  */
 #include "metrics.h"
+#include "audit.h"
 
 #include <string.h>
 
@@ -240,4 +241,19 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "# TYPE dg_queue_checkpoint_failures_total counter\n"
                         "dg_queue_checkpoint_failures_total %lld\n",
                         (long long)stats->wal_bytes, (long long)stats->checkpoint_failures);
+}
+
+void metrics_render_audit(struct evbuffer *out, struct audit *a)
+{
+    evbuffer_add_printf(out,
+                        "# HELP dg_audit_healthy 1 while the audit log takes records at its "
+                        "configured path.\n# TYPE dg_audit_healthy gauge\ndg_audit_healthy %d\n"
+                        "# HELP dg_audit_errors_total Audit log faults by reason: failed writes, "
+                        "the path no longer naming the open log.\n"
+                        "# TYPE dg_audit_errors_total counter\n",
+                        audit_healthy(a, NULL));
+    for (int f = AUDIT_FAULT_NONE + 1; f < AUDIT_FAULT_COUNT; f++)
+        evbuffer_add_printf(out, "dg_audit_errors_total{reason=\"%s\"} %llu\n",
+                            audit_fault_name((enum audit_fault)f),
+                            (unsigned long long)audit_fault_count(a, (enum audit_fault)f));
 }

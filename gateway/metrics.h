@@ -10,6 +10,7 @@
 
 #include "queue.h"
 
+struct audit;
 struct evbuffer;
 
 enum metrics_route {
@@ -38,5 +39,8 @@ void metrics_set_in_flight(int n);
 
 /* Appends the exposition; stats may be NULL when the queue did not answer. */
 void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64_t now_ms);
+/* Appends the audit log's health and fault counts (read from the log
+ * itself, which its writer thread keeps); a may be NULL. */
+void metrics_render_audit(struct evbuffer *out, struct audit *a);
 
 #endif

@@ -1,13 +1,16 @@
-/* test_audit.c: the audit chain: format, reopen, rotation, torn tails and
- * every kind of tampering that audit_verify_files must name. */
+/* test_audit.c: the audit chain: format, reopen, rotation, torn tails,
+ * every kind of tampering that audit_verify_files must name, and the log
+ * recovering from failed writes and a deleted or renamed file. */
 #define _GNU_SOURCE
 #include "audit.h"
 #include "check.h"
 #include "util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -242,6 +245,9 @@ static void test_rotation_keeps_the_chain(void)
     CHECK(audit_open(&a, path, key, KEY_LEN, 1200, err, sizeof(err)) == 0);
     for (int i = 0; i < 6; i++)
         CHECK(append_n(a, 1 + 5 * i, 5) == 0);
+    /* a rotation's rename is no missing file */
+    CHECK(audit_healthy(a, NULL) == 1);
+    CHECK(audit_fault_count(a, AUDIT_FAULT_MISSING) == 0);
     audit_close(a);
     CHECK(audit_list_files(path, &files, &n) == 0);
     CHECK(n >= 4);
@@ -438,9 +444,29 @@ static void test_tampering_is_named(void)
     free(data);
 }
 
-static void test_failed_sync_refuses_later_records(void)
+/* The descriptor the log writes through, found by the file it names. */
+static int log_fd(const char *path)
+{
+    char link[64], target[256];
+    struct stat want, st;
+
+    if (stat(path, &want) != 0)
+        return -1;
+    for (int fd = 3; fd < 1024; fd++) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0 || fstat(fd, &st) != 0)
+            continue;
+        if (st.st_dev == want.st_dev && st.st_ino == want.st_ino && (fcntl(fd, F_GETFL) & O_APPEND))
+            return fd;
+    }
+    return -1;
+}
+
+static void test_uncuttable_file_takes_no_record_but_keeps_the_chain(void)
 {
     char err[256];
+    const char *why = NULL;
     struct audit *a = NULL;
     struct audit_record r = rec("accepted", 1);
 
@@ -452,8 +478,162 @@ static void test_failed_sync_refuses_later_records(void)
         return;
     CHECK(audit_append(a, &r, NULL, NULL) == 0);
     CHECK(audit_sync(a) == -1);
-    CHECK(audit_append(a, &r, NULL, NULL) == -1);
+    CHECK(audit_healthy(a, &why) == 0);
+    CHECK_STR(why, "audit_write_failed");
+    /* records are taken again, chained onto the last durable one, but
+     * none is written while the failed write cannot be cut back */
+    uint64_t seq = 0;
+    CHECK(audit_append(a, &r, &seq, NULL) == 0 && seq == 1);
     CHECK(audit_sync(a) == -1);
+    CHECK(audit_fault_count(a, AUDIT_FAULT_WRITE_FAILED) == 1);
+    audit_close(a);
+}
+
+/* The failure chattr +i gives: writes and ftruncate both refused. Made
+ * here by swapping a read-only descriptor of the same file in under the
+ * log (root ignores file modes), then putting the real one back. */
+static void test_failed_write_recovers_once_the_file_is_writable(void)
+{
+    char path[128], err[256], text[512];
+    const char *why = NULL;
+    struct audit *a = NULL;
+    struct audit_record r = rec("deleted", 9);
+    uint64_t seq = 0;
+
+    path_in_dir(path, sizeof(path), "recover.jsonl");
+    CHECK(audit_open(&a, path, key, KEY_LEN, 0, err, sizeof(err)) == 0);
+    if (a == NULL)
+        return;
+    CHECK(append_n(a, 1, 2) == 0);
+    int fd = log_fd(path), saved = fd >= 0 ? dup(fd) : -1, ro = open(path, O_RDONLY);
+    CHECK(fd >= 0 && saved >= 0 && ro >= 0);
+    if (fd < 0 || saved < 0 || ro < 0)
+        goto done;
+    CHECK(dup2(ro, fd) == fd);
+    CHECK(append_n(a, 3, 2) == -1);
+    CHECK(audit_healthy(a, &why) == 0);
+    CHECK_STR(why, "audit_write_failed");
+    CHECK(append_n(a, 3, 1) == -1); /* still cannot cut: nothing written */
+
+    CHECK(dup2(saved, fd) == fd); /* the cause is gone */
+    CHECK(audit_append(a, &r, &seq, NULL) == 0 && seq == 3);
+    CHECK(audit_sync(a) == 0);
+    CHECK(audit_healthy(a, &why) == 1);
+    CHECK_STR(why, "ok");
+    CHECK(audit_fault_count(a, AUDIT_FAULT_WRITE_FAILED) == 1);
+    CHECK(verify_one(path, text, sizeof(text)) == 0);
+    CHECK(strncmp(text, "ok: 3 records, last seq 3,", 26) == 0);
+done:
+    if (saved >= 0)
+        close(saved);
+    if (ro >= 0)
+        close(ro);
+    audit_close(a);
+}
+
+/* A full disk stops a write part way through a record: the part is cut
+ * off and the next write, once there is room, chains on without a gap. */
+static void test_partial_write_is_cut_back_and_retried(void)
+{
+    char path[128], err[256], text[512], detail[400];
+    struct audit *a = NULL;
+    struct audit_record r = rec("rejected", 5);
+    struct rlimit old, lim;
+    struct stat before, after;
+
+    path_in_dir(path, sizeof(path), "partial.jsonl");
+    CHECK(audit_open(&a, path, key, KEY_LEN, 0, err, sizeof(err)) == 0);
+    if (a == NULL)
+        return;
+    CHECK(append_n(a, 1, 2) == 0);
+    CHECK(stat(path, &before) == 0);
+    memset(detail, 'x', sizeof(detail) - 1);
+    detail[sizeof(detail) - 1] = '\0';
+    r.detail = detail;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before.st_size + 100;
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    CHECK(audit_append(a, &r, NULL, NULL) == 0);
+    CHECK(audit_sync(a) == -1);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, SIG_DFL);
+    CHECK(stat(path, &after) == 0 && after.st_size == before.st_size);
+    CHECK(audit_healthy(a, NULL) == 1); /* cut back: nothing wrong on disk */
+    CHECK(audit_append(a, &r, NULL, NULL) == 0);
+    CHECK(audit_sync(a) == 0);
+    CHECK(verify_one(path, text, sizeof(text)) == 0);
+    CHECK(strncmp(text, "ok: 3 records, last seq 3,", 26) == 0);
+    audit_close(a);
+}
+
+static void test_deleted_file_is_written_back_before_anything_is_acknowledged(void)
+{
+    char path[128], err[256], text[512];
+    const char *why = NULL;
+    struct audit *a = NULL;
+
+    path_in_dir(path, sizeof(path), "deleted.jsonl");
+    CHECK(audit_open(&a, path, key, KEY_LEN, 0, err, sizeof(err)) == 0);
+    if (a == NULL)
+        return;
+    CHECK(append_n(a, 1, 3) == 0);
+    CHECK(unlink(path) == 0);
+    /* seen at once by other threads, before any write */
+    CHECK(audit_healthy(a, &why) == 0);
+    CHECK_STR(why, "audit_log_missing");
+    /* the sync that follows finds it and writes the whole file back */
+    CHECK(append_n(a, 4, 2) == 0);
+    CHECK(audit_healthy(a, &why) == 1);
+    CHECK(audit_fault_count(a, AUDIT_FAULT_MISSING) == 1);
+    CHECK(verify_one(path, text, sizeof(text)) == 0);
+    CHECK(strncmp(text, "ok: 5 records, last seq 5,", 26) == 0);
+    /* and the restored file is the one written to from now on */
+    CHECK(append_n(a, 6, 1) == 0);
+    CHECK(verify_one(path, text, sizeof(text)) == 0);
+    CHECK(strncmp(text, "ok: 6 records, last seq 6,", 26) == 0);
+    audit_close(a);
+    /* a second writer is still kept out of the restored file */
+    CHECK(audit_open(&a, path, key, KEY_LEN, 0, err, sizeof(err)) == 0);
+    audit_close(a);
+}
+
+static void test_renamed_or_replaced_file_takes_no_record_until_back(void)
+{
+    char path[128], moved[160], err[256], text[512];
+    const char *why = NULL;
+    struct audit *a = NULL;
+
+    path_in_dir(path, sizeof(path), "moved.jsonl");
+    snprintf(moved, sizeof(moved), "%s.away", path);
+    CHECK(audit_open(&a, path, key, KEY_LEN, 0, err, sizeof(err)) == 0);
+    if (a == NULL)
+        return;
+    CHECK(append_n(a, 1, 2) == 0);
+
+    /* renamed: no copy (that would fork the trail), no record */
+    CHECK(rename(path, moved) == 0);
+    CHECK(append_n(a, 3, 1) == -1);
+    CHECK(audit_healthy(a, &why) == 0);
+    CHECK_STR(why, "audit_log_missing");
+    CHECK(access(path, F_OK) != 0);
+    CHECK(append_n(a, 3, 1) == -1);
+    CHECK(rename(moved, path) == 0);
+    CHECK(append_n(a, 3, 1) == 0);
+    CHECK(audit_healthy(a, NULL) == 1);
+
+    /* deleted, and another file put at the path: it is not replaced */
+    CHECK(unlink(path) == 0);
+    spit(path, "", 0);
+    CHECK(append_n(a, 4, 1) == -1);
+    CHECK(audit_healthy(a, &why) == 0);
+    CHECK_STR(why, "audit_log_missing");
+    CHECK(unlink(path) == 0); /* once it is gone, the log is written back */
+    CHECK(append_n(a, 4, 1) == 0);
+    CHECK(audit_fault_count(a, AUDIT_FAULT_MISSING) == 2);
+    CHECK(verify_one(path, text, sizeof(text)) == 0);
+    CHECK(strncmp(text, "ok: 4 records, last seq 4,", 26) == 0);
     audit_close(a);
 }
 
@@ -469,7 +649,11 @@ int main(void)
     test_torn_last_line_is_cut_at_open();
     test_rotation_keeps_the_chain();
     test_tampering_is_named();
-    test_failed_sync_refuses_later_records();
+    test_uncuttable_file_takes_no_record_but_keeps_the_chain();
+    test_failed_write_recovers_once_the_file_is_writable();
+    test_partial_write_is_cut_back_and_retried();
+    test_deleted_file_is_written_back_before_anything_is_acknowledged();
+    test_renamed_or_replaced_file_takes_no_record_until_back();
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         return 1;

@@ -43,28 +43,30 @@ static int claiming;
 
 static void claim_more(void);
 
-static void on_outcome(int ok, void *arg)
+static void on_outcome(int failed, void *arg)
 {
     (void)arg;
-    if (!ok)
+    if (failed)
         n_failed++;
     n_outcomes_pending--;
     if (n_outcomes_pending == 0 && !claiming)
         claim_more();
 }
 
-static void on_claim(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg)
+static void on_claim(const struct queue_job *jobs, int n, int64_t next_due_ms, int failed,
+                     void *arg)
 {
     (void)next_due_ms, (void)arg;
     claiming = 0;
-    if (n <= 0) {
-        if (n < 0)
+    if (failed || n == 0) {
+        if (failed)
             n_failed++;
         event_base_loopbreak(base);
         return;
     }
     for (int i = 0; i < n; i++) {
         struct queue_outcome o = {.job_id = jobs[i].job_id,
+                                  .lease = jobs[i].lease,
                                   .state = DEL_DELETED,
                                   .started_ms = util_now_ms(),
                                   .finished_ms = util_now_ms(),
@@ -81,7 +83,7 @@ static void on_claim(const struct queue_job *jobs, int n, int64_t next_due_ms, v
 static void claim_more(void)
 {
     claiming = 1;
-    if (queue_claim(q, util_now_ms(), 128, 600000, on_claim, NULL) != 0) {
+    if (queue_claim(q, 128, 600000, on_claim, NULL) != 0) {
         claiming = 0;
         event_base_loopbreak(base);
     }

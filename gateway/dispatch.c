@@ -129,13 +129,12 @@ static uint32_t random_u32(void)
     return r;
 }
 
-static void outcome_committed(int ok, void *arg)
+static void outcome_committed(int failed, void *arg)
 {
     struct dispatch *d = arg;
 
-    if (ok)
-        d->gw->queue_failed = 0;
-    if (!ok) {
+    d->gw->queue_failed = failed;
+    if (failed) {
         /* The outcome is not recorded: the job stays in_flight until its
          * lease ends and is then sent again. Nothing is lost. */
         d->gw->queue_failed = 1;
@@ -255,6 +254,7 @@ static void upstream_done(const struct upstream_result *r, void *arg)
 
     memset(&o, 0, sizeof(o));
     o.job_id = a->job.job_id;
+    o.lease = a->job.lease;
     o.http_status = r->http_status;
     o.started_ms = a->started_ms;
     o.finished_ms = now;
@@ -314,6 +314,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
          * trail says it was a dry run. */
         memset(&o, 0, sizeof(o));
         o.job_id = job->job_id;
+        o.lease = job->lease;
         o.state = DEL_CANCELLED;
         o.started_ms = o.finished_ms = a->started_ms; /* recorded, not counted */
         snprintf(o.error_code, sizeof(o.error_code), "dry_run");
@@ -400,20 +401,17 @@ static void prefetch_learn(struct dispatch *d)
  */
 static void release_ready(struct dispatch *d, int64_t due_ms)
 {
-    struct queue_outcome o;
-
     for (int i = 0; i < d->n_ready; i++) {
-        memset(&o, 0, sizeof(o));
-        o.job_id = d->ready[(d->ready_head + i) % d->cap_ready].job.job_id;
-        o.state = DEL_QUEUED;
-        o.retry_at_ms = due_ms;
-        if (queue_complete(d->gw->queue, &o, outcome_committed, d) != 0)
+        const struct queue_job *job = &d->ready[(d->ready_head + i) % d->cap_ready].job;
+
+        if (queue_release(d->gw->queue, job->job_id, job->lease, due_ms, outcome_committed, d) != 0)
             break; /* closing: the leases end and the jobs are claimable again */
     }
     d->n_ready = 0;
 }
 
-static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg)
+static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, int failed,
+                       void *arg)
 {
     struct dispatch *d = arg;
     int64_t now = util_now_ms();
@@ -423,7 +421,7 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
               d->in_flight, d->n_ready, d->prefetch);
     if (n == d->claim_want)
         prefetch_learn(d); /* a short claim says the queue ran dry, not the trip */
-    if (n < 0) {
+    if (failed) {
         d->gw->queue_failed = 1;
         arm(d, 1000);
         return;
@@ -505,7 +503,7 @@ static void pump(struct dispatch *d)
         return;
     d->claiming = 1;
     d->claim_want = want;
-    if (queue_claim(d->gw->queue, now, want, lease_ms(cfg), claim_done, d) != 0)
+    if (queue_claim(d->gw->queue, want, lease_ms(cfg), claim_done, d) != 0)
         d->claiming = 0;
 }
 

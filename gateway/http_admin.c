@@ -154,12 +154,12 @@ static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
     admin_ctx_free(a);
 }
 
-static void pause_done(int ok, void *arg)
+static void pause_done(int failed, void *arg)
 {
     struct admin_ctx *a = arg;
     int pause = strcmp(a->what, "pause") == 0;
 
-    if (!ok) {
+    if (failed) {
         http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not record the %s",
                         a->what);
     } else {
@@ -171,11 +171,11 @@ static void pause_done(int ok, void *arg)
     admin_ctx_free(a);
 }
 
-static void count_done(int64_t count, void *arg)
+static void count_done(int64_t count, int failed, void *arg)
 {
     struct admin_ctx *a = arg;
 
-    if (count < 0) {
+    if (failed) {
         http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
     } else if (count == 0 && strcmp(a->what, "retry-dead") != 0) {
         http_send_error(a->req, a->rid, 409, "not_applicable", "%s applies to %s deletions only",

@@ -239,8 +239,13 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "# HELP dg_queue_checkpoint_failures_total Checkpoints of the queue's "
                         "write-ahead log that failed or did nothing.\n"
                         "# TYPE dg_queue_checkpoint_failures_total counter\n"
-                        "dg_queue_checkpoint_failures_total %lld\n",
-                        (long long)stats->wal_bytes, (long long)stats->checkpoint_failures);
+                        "dg_queue_checkpoint_failures_total %lld\n"
+                        "# HELP dg_queue_stale_dropped_total Completions and releases dropped "
+                        "because their lease had been taken over.\n"
+                        "# TYPE dg_queue_stale_dropped_total counter\n"
+                        "dg_queue_stale_dropped_total %lld\n",
+                        (long long)stats->wal_bytes, (long long)stats->checkpoint_failures,
+                        (long long)stats->stale_dropped);
 }
 
 void metrics_render_audit(struct evbuffer *out, struct audit *a)

@@ -1,10 +1,76 @@
 /*
- * queue.c: the parts of the queue that do not depend on a backend: the
- * names of deletion states, as stored, audited and shown in the API.
+ * queue.c: the queue of queue.h, whatever the storage (queue_backend.h).
+ *
+ * Map of this file:
+ *   names       deletion states as stored, audited and shown
+ *   cycle       the worker loop: take every pending op, run them all in
+ *               one transaction of the backend, sync the audit log, COMMIT,
+ *               hand the results back to the event loop
+ *   delivery    the loop-thread side: one table of callbacks per op kind
+ *   calls       the public calls: arguments copied and bounded into an op
+ *   open/close  the backend chosen by queue.backend, the start-up check of
+ *               the queue against the audit log, the worker thread
+ *
+ * Threads. The event loop thread only copies arguments into an op and
+ * appends it to `pending` under `mu`; the worker alone talks to the store.
+ * Results travel back on `done` and one event_active() on an event of the
+ * loop's base, which is why the process must call evthread_use_pthreads()
+ * before creating that base. Callbacks therefore always run on the loop
+ * thread and never inside the call that queued them.
+ *
+ * Group commit. Every op that arrives while a commit is running waits for
+ * the next cycle, so one fsync serves all of them. A batch runs without a
+ * savepoint per op; if one fails, the transaction and its audit records
+ * are rolled back whole and the batch runs again with a savepoint per op,
+ * so the failure stays its own. A failed COMMIT fails every op of the
+ * cycle.
  */
-#include "queue.h"
+#include "queue_backend.h"
+#include "log.h"
+#include "util.h"
 
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Bounds on what callers hand in, so one request cannot make a cycle huge. */
+#define Q_MAX_ITEMS 10000
+#define Q_MAX_BODY (1 << 20) /* a 1000-item batch answer is about 110 KB */
+#define Q_REQUEST_ID_MAX 63
+#define Q_CLAIM_MAX 1000
+#define Q_LEASE_MAX_MS (7 * 86400000LL)
+
+struct queue {
+    const struct queue_backend *be;
+    struct queue_store *store;
+    struct audit *audit;
+    int64_t (*clock_ms)(void);
+    uint64_t audit_committed; /* worker: seq of the last audit record committed */
+    int64_t stale_total;      /* worker: completions and releases dropped, since open */
+    int paused; /* loop thread: dispatching paused by an operator, kept across restarts */
+
+    struct event *ev_done;
+    pthread_t worker;
+    int worker_started;
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;
+    struct op *pending, **pending_tail;
+    struct op *done, **done_tail;
+    int stopping;
+    int64_t notify_due; /* earliest due among jobs made due, INT64_MAX = none */
+    uint64_t commits;
+
+    queue_notify_cb notify_cb; /* loop thread only, like the three below */
+    void *notify_arg;
+    int draining;  /* callbacks are being delivered */
+    int closed;    /* queue_close was called */
+    int finishing; /* the final drain before the free is running */
+};
+
+/* ---- names ---- */
 
 static const char *const state_names[DEL_STATE_COUNT] = {
     [DEL_QUEUED] = "queued",       [DEL_IN_FLIGHT] = "in_flight", [DEL_DELETED] = "deleted",
@@ -30,4 +96,830 @@ int deletion_state_from_name(const char *name, enum deletion_state *out)
         }
     }
     return -1;
+}
+
+/* ---- what the backends' ops call (worker thread) ---- */
+
+int queue_cycle_audit(struct cycle *c, const struct audit_record *r, uint64_t *seq, char mac[65])
+{
+    uint64_t s = 0;
+    char m[65] = "";
+
+    if (c->q->audit != NULL && audit_append(c->q->audit, r, &s, m) != 0) {
+        log_error(NULL, "queue: audit append failed (%s)", r->event);
+        c->fatal = 1;
+        return -1;
+    }
+    if (seq != NULL)
+        *seq = s;
+    if (mac != NULL)
+        memcpy(mac, m, sizeof(m));
+    return 0;
+}
+
+void queue_cycle_note_due(struct cycle *c, int64_t due_ms)
+{
+    if (due_ms < c->notify_due)
+        c->notify_due = due_ms;
+}
+
+int64_t queue_clock_ms(const struct cycle *c)
+{
+    return c->q->clock_ms();
+}
+
+/* ---- the cycle (worker thread) ---- */
+
+static void q_op_free_out(struct op *op);
+
+static void q_fail_op(struct op *op)
+{
+    q_op_free_out(op);
+    op->failed = 1;
+}
+
+/* Runs one batch in one transaction; with isolate, each op inside a
+ * savepoint, so that a failing one fails alone. Returns 1 when, without
+ * isolate, an op failed and the transaction was rolled back whole, nothing
+ * answered: the batch is to run again isolated. Otherwise 0, and *due is
+ * the earliest due time of the jobs the cycle made due (INT64_MAX if none
+ * or if the cycle failed). */
+static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *due)
+{
+    const struct queue_backend *be = q->be;
+    struct queue_store *s = q->store;
+    struct cycle c = {.q = q, .notify_due = INT64_MAX};
+    struct audit_mark cycle_mark, op_mark;
+    struct op *op;
+    uint64_t seq = 0;
+    char mac[65];
+
+    /* Audit records follow the rows: whatever the store rolls back, the
+     * records appended for it are dropped too, before anything is synced. */
+    if (q->audit != NULL)
+        audit_mark(q->audit, &cycle_mark);
+    if (be->begin(s) != 0)
+        goto fail;
+    for (op = batch; op != NULL; op = op->next) {
+        if (op->failed)
+            continue; /* refused at the door (bounds) */
+        if (isolate && be->savepoint(s) != 0)
+            goto fail;
+        if (q->audit != NULL)
+            audit_mark(q->audit, &op_mark);
+        struct count_moves moves_before = c.moves;
+        int64_t stale_before = c.stale;
+        if (be->run[op->kind](s, &c, op) != 0) {
+            c.moves = moves_before; /* rolled back with the op's rows */
+            c.stale = stale_before;
+            if (c.fatal || !be->in_transaction(s)) {
+                q_fail_op(op);
+                goto fail; /* audit broken, or the store rolled the transaction back */
+            }
+            if (!isolate) {
+                be->rollback(s);
+                if (q->audit != NULL)
+                    audit_rewind(q->audit, &cycle_mark);
+                return 1;
+            }
+            q_fail_op(op);
+            if (be->rollback_savepoint(s) != 0)
+                goto fail;
+            if (q->audit != NULL)
+                audit_rewind(q->audit, &op_mark);
+        } else if (op->kind == OP_STATS) {
+            op->out.stats.stale_dropped = q->stale_total + c.stale;
+        }
+        if (isolate && be->release_savepoint(s) != 0)
+            goto fail;
+    }
+    if (be->end_cycle(s, &c) != 0)
+        goto fail;
+
+    /* The audit records of this cycle reach the disk before the rows that
+     * they describe, so no acknowledged change is missing from the trail. */
+    if (q->audit != NULL && audit_sync(q->audit) != 0) {
+        log_error(NULL, "queue: audit sync failed, failing the cycle");
+        goto fail_synced;
+    }
+    /* The queue's own copy of where the trail ends, in the same commit as
+     * the changes the records describe (q_open_audit reads it). */
+    if (q->audit != NULL) {
+        audit_position(q->audit, &seq, mac);
+        if (seq != q->audit_committed && be->meta_write_audit(s, seq, mac) != 0)
+            goto fail_synced;
+    }
+
+    /* The durability point: the backend's COMMIT returns only once the
+     * cycle is durable (SQLite: its WAL frames written and fsynced). A
+     * crash before it loses the whole cycle, but no caller has been
+     * answered yet (callbacks run after this function returns), so senders
+     * retry and nothing acknowledged is lost. A crash after it and before
+     * the callbacks keeps every row: the unanswered sender retries with the
+     * same key and is told "duplicate", so nothing is done twice. */
+    if (be->commit(s) != 0)
+        goto fail_synced;
+    if (q->audit != NULL && seq != q->audit_committed) {
+        q->audit_committed = seq;
+        audit_set_committed(q->audit, seq);
+    }
+    if (c.stale > 0)
+        log_warn(NULL,
+                 "queue: %lld completion(s) or release(s) dropped: their lease had been "
+                 "taken over",
+                 (long long)c.stale);
+    q->stale_total += c.stale;
+    *due = c.notify_due;
+    return 0;
+
+fail:
+    if (q->audit != NULL)
+        audit_rewind(q->audit, &cycle_mark);
+fail_synced:
+    /* After audit_sync() the records are on disk: written ahead, they may
+     * tell of a change that a failed COMMIT then undid, never the reverse. */
+    if (be->in_transaction(s))
+        be->rollback(s);
+    for (op = batch; op != NULL; op = op->next)
+        q_fail_op(op);
+    *due = INT64_MAX;
+    return 0;
+}
+
+/* Most batches fail no op, so they first run without a savepoint per op
+ * (opening and releasing them was a sixteenth of the worker's time per
+ * request). When one fails, the batch runs again isolated, from the
+ * answers it had before the first try. */
+static int64_t q_run_cycle(struct queue *q, struct op *batch)
+{
+    int64_t due = INT64_MAX;
+
+    if (q_try_cycle(q, batch, 0, &due) == 0)
+        return due;
+    for (struct op *op = batch; op != NULL; op = op->next) {
+        if (!op->failed) {
+            q_op_free_out(op);
+            memset(&op->out, 0, sizeof(op->out));
+        }
+    }
+    (void)q_try_cycle(q, batch, 1, &due);
+    return due;
+}
+
+static void *q_worker(void *arg)
+{
+    struct queue *q = arg;
+
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        /* Whatever arrived during the last commit makes the next one, at
+         * once: waiting for the loop to answer first (so its callers' next
+         * requests join this commit) left the worker idle a third of the
+         * time under load. */
+        while (q->pending == NULL && !q->stopping)
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (q->pending == NULL)
+            break; /* stopping, and everything already submitted has run */
+        struct op *batch = q->pending, *last;
+        q->pending = NULL;
+        q->pending_tail = &q->pending;
+        pthread_mutex_unlock(&q->mu);
+
+        int64_t due = q_run_cycle(q, batch);
+
+        pthread_mutex_lock(&q->mu);
+        for (last = batch; last->next != NULL; last = last->next)
+            ;
+        *q->done_tail = batch;
+        q->done_tail = &last->next;
+        q->commits++;
+        if (due < q->notify_due)
+            q->notify_due = due;
+        pthread_mutex_unlock(&q->mu);
+        event_active(q->ev_done, EV_READ, 0);
+        pthread_mutex_lock(&q->mu);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* ---- delivery (loop thread) ---- */
+
+static void deliver_submit(struct queue *q, struct op *op)
+{
+    struct queue_submit_result res = {.status = QUEUE_SUBMIT_FAILED};
+
+    (void)q;
+    if (!op->failed) {
+        res.status = op->out.submit.status;
+        res.stored_status = op->out.submit.stored_status;
+        res.stored_body = op->out.submit.stored_body;
+    }
+    if (op->cb.submit != NULL)
+        op->cb.submit(&res, op->arg);
+}
+
+static void deliver_claim(struct queue *q, struct op *op)
+{
+    (void)q;
+    if (op->cb.claim == NULL)
+        return;
+    if (op->failed)
+        op->cb.claim(NULL, 0, INT64_MAX, 1, op->arg);
+    else
+        op->cb.claim(op->out.claim.jobs, op->out.claim.n, op->out.claim.next_due_ms, 0, op->arg);
+}
+
+static void deliver_done(struct queue *q, struct op *op)
+{
+    if (op->kind == OP_PAUSE && !op->failed)
+        q->paused = op->in.note.paused;
+    if (op->cb.done != NULL)
+        op->cb.done(op->failed, op->arg);
+}
+
+static void deliver_view(struct queue *q, struct op *op)
+{
+    (void)q;
+    if (op->kind == OP_GET && op->cb.get != NULL)
+        op->cb.get(op->failed ? NULL : op->out.view.views, op->failed, op->arg);
+    if (op->kind == OP_LIST && op->cb.list != NULL)
+        op->cb.list(op->failed ? NULL : op->out.view.views, op->failed ? 0 : op->out.view.n,
+                    op->failed, op->arg);
+}
+
+static void deliver_stats(struct queue *q, struct op *op)
+{
+    (void)q;
+    if (op->cb.stats != NULL)
+        op->cb.stats(op->failed ? NULL : &op->out.stats, op->failed, op->arg);
+}
+
+static void deliver_count(struct queue *q, struct op *op)
+{
+    (void)q;
+    if (op->cb.count != NULL)
+        op->cb.count(op->failed ? 0 : op->out.count, op->failed, op->arg);
+}
+
+static void free_submit(struct op *op)
+{
+    free(op->out.submit.stored_body);
+    op->out.submit.stored_body = NULL;
+}
+
+static void free_claim(struct op *op)
+{
+    free(op->out.claim.jobs);
+    op->out.claim.jobs = NULL;
+}
+
+static void free_view(struct op *op)
+{
+    free(op->out.view.views);
+    op->out.view.views = NULL;
+}
+
+/* What each kind of op hands back, and what its results hold. */
+static const struct {
+    void (*deliver)(struct queue *q, struct op *op);
+    void (*free_out)(struct op *op); /* NULL: nothing allocated */
+} op_kinds[OP_KIND_COUNT] = {
+    [OP_SUBMIT] = {deliver_submit, free_submit}, [OP_CLAIM] = {deliver_claim, free_claim},
+    [OP_COMPLETE] = {deliver_done, NULL},        [OP_RELEASE] = {deliver_done, NULL},
+    [OP_GET] = {deliver_view, free_view},        [OP_STATS] = {deliver_stats, NULL},
+    [OP_LIST] = {deliver_view, free_view},       [OP_RETRY] = {deliver_count, NULL},
+    [OP_CANCEL] = {deliver_count, NULL},         [OP_NOTE] = {deliver_done, NULL},
+    [OP_PAUSE] = {deliver_done, NULL},
+};
+
+static void q_op_free_out(struct op *op)
+{
+    if (op_kinds[op->kind].free_out != NULL)
+        op_kinds[op->kind].free_out(op);
+}
+
+static void q_finish(struct queue *q);
+
+static void q_drain(struct queue *q)
+{
+    struct op *list, *next;
+    int64_t due;
+
+    q->draining++;
+    pthread_mutex_lock(&q->mu);
+    list = q->done;
+    q->done = NULL;
+    q->done_tail = &q->done;
+    due = q->notify_due;
+    q->notify_due = INT64_MAX;
+    pthread_mutex_unlock(&q->mu);
+
+    for (; list != NULL; list = next) {
+        next = list->next;
+        op_kinds[list->kind].deliver(q, list);
+        q_op_free_out(list);
+        free(list);
+    }
+    if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
+        q->notify_cb(due, q->notify_arg);
+    /* A callback closed the queue: finish that close now that nothing
+     * above us still holds q. */
+    if (--q->draining == 0 && q->closed && !q->finishing)
+        q_finish(q);
+}
+
+static void q_on_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    q_drain(arg);
+}
+
+/* ---- the public calls (loop thread) ---- */
+
+/* Queues op for the worker; frees it and returns -1 once closing. */
+static int q_enqueue(struct queue *q, struct op *op)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->mu);
+        free(op);
+        return -1;
+    }
+    op->next = NULL;
+    *q->pending_tail = op;
+    q->pending_tail = &op->next;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+static struct op *q_op_new(enum op_kind kind, size_t extra, void *arg)
+{
+    struct op *op = calloc(1, sizeof(*op) + extra);
+
+    if (op == NULL)
+        return NULL;
+    op->kind = kind;
+    op->arg = arg;
+    op->now_ms = util_now_ms();
+    return op;
+}
+
+static int q_str_ok(const char *s, size_t min, size_t max)
+{
+    size_t n;
+
+    if (s == NULL)
+        return min == 0;
+    n = strnlen(s, max + 1);
+    return n >= min && n <= max;
+}
+
+static int q_items_ok(const struct queue_item *items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const struct queue_item *it = &items[i];
+        if (!q_str_ok(it->deletion_id, 1, QUEUE_DELETION_ID_MAX) || (int)it->resource < 0 ||
+            it->resource >= RES_COUNT ||
+            !resource_id_valid(it->resource_id, strnlen(it->resource_id, RESOURCE_ID_MAX + 1)) ||
+            !q_str_ok(it->reason, 0, ERASURE_REASON_MAX))
+            return 0;
+    }
+    return 1;
+}
+
+int queue_submit(struct queue *q, const struct queue_submission *sub, queue_submit_cb cb, void *arg)
+{
+    int valid =
+        sub->n_items >= 0 && sub->n_items <= Q_MAX_ITEMS &&
+        (sub->n_items == 0 || sub->items != NULL) && q_str_ok(sub->source, 1, QUEUE_SOURCE_MAX) &&
+        q_str_ok(sub->key, 1, QUEUE_KEY_MAX) && q_str_ok(sub->request_id, 0, Q_REQUEST_ID_MAX) &&
+        q_str_ok(sub->response_body, 0, Q_MAX_BODY) && q_items_ok(sub->items, sub->n_items);
+    size_t n_items = valid ? (size_t)sub->n_items : 0;
+    size_t ls = 0, lk = 0, lr = 0, lb = 0, items_size = n_items * sizeof(struct queue_item);
+    struct op *op;
+    char *p;
+
+    if (valid) {
+        ls = strlen(sub->source) + 1;
+        lk = strlen(sub->key) + 1;
+        lr = (sub->request_id != NULL ? strlen(sub->request_id) : 0) + 1;
+        lb = (sub->response_body != NULL ? strlen(sub->response_body) : 0) + 1;
+    }
+    /* One allocation holds the op, its items and its strings. */
+    op = q_op_new(OP_SUBMIT, items_size + ls + lk + lr + lb, arg);
+    if (op == NULL)
+        return -1;
+    op->cb.submit = cb;
+    if (!valid) {
+        log_warn(sub->request_id, "queue: submission out of bounds refused");
+        op->failed = 1;
+        return q_enqueue(q, op);
+    }
+    if (sub->now_ms > 0)
+        op->now_ms = sub->now_ms;
+    p = (char *)(op + 1);
+    if (n_items > 0)
+        memcpy(p, sub->items, items_size);
+    op->in.submit.items = (const struct queue_item *)p;
+    op->in.submit.n_items = (int)n_items;
+    p += items_size;
+    op->in.submit.source = memcpy(p, sub->source, ls);
+    p += ls;
+    op->in.submit.key = memcpy(p, sub->key, lk);
+    p += lk;
+    op->in.submit.request_id = memcpy(p, sub->request_id != NULL ? sub->request_id : "", lr);
+    p += lr;
+    op->in.submit.body = memcpy(p, sub->response_body != NULL ? sub->response_body : "", lb);
+    op->in.submit.status = sub->response_status;
+    return q_enqueue(q, op);
+}
+
+void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg)
+{
+    q->notify_cb = cb;
+    q->notify_arg = arg;
+}
+
+int queue_claim(struct queue *q, int max_jobs, int64_t lease_ms, queue_claim_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_CLAIM, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.claim = cb;
+    op->in.claim.max_jobs = max_jobs < 1 ? 1 : max_jobs > Q_CLAIM_MAX ? Q_CLAIM_MAX : max_jobs;
+    op->in.claim.lease_ms = lease_ms < 1                ? 1
+                            : lease_ms > Q_LEASE_MAX_MS ? Q_LEASE_MAX_MS
+                                                        : lease_ms;
+    return q_enqueue(q, op);
+}
+
+int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_COMPLETE, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.done = cb;
+    op->in.complete = *o;
+    /* The fixed-size strings are the caller's: make sure they end. */
+    op->in.complete.upstream_request_id[sizeof(o->upstream_request_id) - 1] = '\0';
+    op->in.complete.error_code[sizeof(o->error_code) - 1] = '\0';
+    op->in.complete.detail[sizeof(o->detail) - 1] = '\0';
+    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 || o->state >= DEL_STATE_COUNT)
+        op->failed = 1;
+    return q_enqueue(q, op);
+}
+
+int queue_release(struct queue *q, int64_t job_id, int64_t lease, int64_t due_ms, queue_done_cb cb,
+                  void *arg)
+{
+    struct op *op = q_op_new(OP_RELEASE, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.done = cb;
+    op->in.release.job_id = job_id;
+    op->in.release.lease = lease;
+    op->in.release.due_ms = due_ms;
+    return q_enqueue(q, op);
+}
+
+/* get, retry and cancel name one deletion (retry: NULL = every dead one). */
+static struct op *q_target(enum op_kind kind, const char *deletion_id, const char *actor,
+                           int64_t now_ms, void *arg)
+{
+    struct op *op = q_op_new(kind, 0, arg);
+
+    if (op == NULL)
+        return NULL;
+    if (now_ms > 0)
+        op->now_ms = now_ms;
+    if ((deletion_id == NULL && kind != OP_RETRY) ||
+        !q_str_ok(deletion_id, kind == OP_RETRY ? 0 : 1, QUEUE_DELETION_ID_MAX) ||
+        !q_str_ok(actor, 0, QUEUE_KEY_MAX))
+        op->failed = 1;
+    else {
+        snprintf(op->in.target.id, sizeof(op->in.target.id), "%s",
+                 deletion_id != NULL ? deletion_id : "");
+        snprintf(op->in.target.actor, sizeof(op->in.target.actor), "%s",
+                 actor != NULL ? actor : "");
+    }
+    if (kind == OP_RETRY && deletion_id != NULL && deletion_id[0] == '\0')
+        op->failed = 1; /* "" must not mean "every dead one" */
+    return op;
+}
+
+int queue_get(struct queue *q, const char *deletion_id, queue_get_cb cb, void *arg)
+{
+    struct op *op = q_target(OP_GET, deletion_id, NULL, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.get = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_stats(struct queue *q, queue_stats_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_STATS, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.stats = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_LIST, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.list = cb;
+    op->in.list.state = state;
+    op->in.list.limit = limit < 0 ? 0 : limit > QUEUE_LIST_MAX ? QUEUE_LIST_MAX : limit;
+    if ((int)state < 0 || state >= DEL_STATE_COUNT)
+        op->failed = 1;
+    return q_enqueue(q, op);
+}
+
+int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                queue_count_cb cb, void *arg)
+{
+    struct op *op = q_target(OP_RETRY, deletion_id, actor, now_ms, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.count = cb;
+    return q_enqueue(q, op);
+}
+
+int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                 queue_count_cb cb, void *arg)
+{
+    struct op *op = q_target(OP_CANCEL, deletion_id, actor, now_ms, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.count = cb;
+    return q_enqueue(q, op);
+}
+
+/* A note (config_loaded on SIGHUP) and a pause are both one audit record;
+ * a pause also changes the queue's stored state. */
+static int q_note(struct queue *q, enum op_kind kind, const char *event, const char *source,
+                  const char *detail, int paused, queue_done_cb cb, void *arg)
+{
+    struct op *op = q_op_new(kind, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.done = cb;
+    op->in.note.paused = paused;
+    if (!q_str_ok(event, 1, sizeof(op->in.note.event) - 1) ||
+        !q_str_ok(source, kind == OP_PAUSE, QUEUE_SOURCE_MAX) ||
+        !q_str_ok(detail, 0, sizeof(op->in.note.detail) - 1))
+        op->failed = 1;
+    else {
+        snprintf(op->in.note.event, sizeof(op->in.note.event), "%s", event);
+        snprintf(op->in.note.source, sizeof(op->in.note.source), "%s", source ? source : "");
+        snprintf(op->in.note.detail, sizeof(op->in.note.detail), "%s", detail ? detail : "");
+    }
+    return q_enqueue(q, op);
+}
+
+int queue_set_paused(struct queue *q, int paused, const char *actor, queue_done_cb cb, void *arg)
+{
+    return q_note(q, OP_PAUSE, paused ? "paused" : "resumed", actor, NULL, paused != 0, cb, arg);
+}
+
+int queue_paused(const struct queue *q)
+{
+    return q->paused;
+}
+
+int queue_audit_note(struct queue *q, const char *event, const char *source, const char *detail,
+                     queue_done_cb cb, void *arg)
+{
+    return q_note(q, OP_NOTE, event, source, detail, 0, cb, arg);
+}
+
+uint64_t queue_commits(struct queue *q)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&q->mu);
+    n = q->commits;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+/* ---- open and close ---- */
+
+/* Appends one record from the opening thread (the worker is not running). */
+static int q_open_record(struct queue *q, const char *event, const char *source, const char *detail)
+{
+    struct audit_record r;
+
+    memset(&r, 0, sizeof(r));
+    r.event = event;
+    r.time_ms = util_now_ms();
+    r.source = source;
+    r.detail = detail;
+    return audit_append(q->audit, &r, NULL, NULL);
+}
+
+/* The queue and the audit log must tell the same story (audit.h). The
+ * queue keeps the seq and mac of the last record it committed; the log
+ * keeps, on the first record of each commit, how far the queue had
+ * committed. So at start:
+ *   log behind the queue (or another record at the queue's seq): the log
+ *     was deleted, truncated or replaced, and going on would start a new
+ *     chain that hides it;
+ *   log ahead, its last commit mark at the queue's seq: the records after
+ *     it were for a commit that never happened (a crash before COMMIT, or
+ *     a failed one); the trail says so and goes on;
+ *   log ahead, its last mark beyond the queue's seq (or none): the queue
+ *     lost commits (a deleted WAL, an older copy restored), and with them
+ *     acknowledged deletions.
+ * A mismatch stops the start unless the operator accepts it knowingly,
+ * which the trail records. Then the start's own record (config_loaded)
+ * and the queue's new position commit together. */
+static int q_open_audit(struct queue *q, const struct queue_options *opts, char *err, size_t errlen)
+{
+    const struct queue_backend *be = q->be;
+    int64_t qseq = -1;
+    uint64_t aseq = 0, mark = 0;
+    char qmac[65] = "", amac[65], problem[400] = "", note[256] = "";
+    int found = 0, paused = 0;
+
+    if (be->begin(q->store) != 0 || be->meta_read(q->store, &qseq, qmac, &paused) != 0) {
+        snprintf(err, errlen, "queue: cannot read its own state");
+        goto fail;
+    }
+    audit_position(q->audit, &aseq, amac);
+    if (qseq >= 0 && (uint64_t)qseq < aseq) {
+        found = audit_last_committed(q->audit, &mark);
+        if (found < 0) {
+            snprintf(err, errlen, "audit log: cannot read its last records");
+            goto fail;
+        }
+    }
+    if (qseq < 0) {
+        log_info(NULL, "queue: first start with a position check: the audit log ends at seq %llu",
+                 (unsigned long long)aseq);
+    } else if ((uint64_t)qseq > aseq ||
+               ((uint64_t)qseq == aseq && qseq > 0 && strcmp(qmac, amac) != 0)) {
+        snprintf(problem, sizeof(problem),
+                 "the audit log ends at seq %llu but the queue committed records up to seq %lld: "
+                 "the audit log was deleted, truncated or replaced",
+                 (unsigned long long)aseq, (long long)qseq);
+    } else if ((uint64_t)qseq < aseq && (found == 0 || mark != (uint64_t)qseq)) {
+        snprintf(problem, sizeof(problem),
+                 "the audit log has records up to seq %llu and shows commits up to seq %llu, but "
+                 "the queue committed only up to seq %lld: the queue lost commits (its -wal file "
+                 "deleted, or an older copy restored), and acknowledged deletions with them",
+                 (unsigned long long)aseq, found ? (unsigned long long)mark : aseq,
+                 (long long)qseq);
+    } else if ((uint64_t)qseq < aseq) {
+        snprintf(note, sizeof(note),
+                 "records %lld to %llu were written for a commit that did not happen (a crash or "
+                 "a failed commit): their changes are not in the queue",
+                 (long long)qseq + 1, (unsigned long long)aseq);
+        log_warn(NULL, "queue: %s", note);
+    }
+    audit_set_committed(q->audit, qseq < 0 ? aseq : (uint64_t)qseq);
+    if (problem[0] != '\0') {
+        if (!opts->accept_audit_mismatch) {
+            snprintf(err, errlen,
+                     "%s. Restore the missing file(s) from a backup, or start once with "
+                     "--accept-audit-mismatch to go on knowingly (the audit log records it)",
+                     problem);
+            goto fail;
+        }
+        log_warn(NULL, "queue: accepted by the operator: %s", problem);
+        if (q_open_record(q, "mismatch_accepted", "operator", problem) != 0)
+            goto audit_fail;
+    }
+    if (note[0] != '\0' && q_open_record(q, "uncommitted", "gateway", note) != 0)
+        goto audit_fail;
+    if (opts->open_detail != NULL &&
+        q_open_record(q, opts->open_event, "operator", opts->open_detail) != 0)
+        goto audit_fail;
+    if (audit_sync(q->audit) != 0)
+        goto audit_fail;
+    audit_position(q->audit, &aseq, amac);
+    if (be->meta_write_audit(q->store, aseq, amac) != 0 || be->commit(q->store) != 0) {
+        snprintf(err, errlen, "queue: cannot record the audit log's position");
+        goto fail;
+    }
+    q->audit_committed = aseq;
+    audit_set_committed(q->audit, aseq);
+    return 0;
+audit_fail:
+    snprintf(err, errlen, "audit log: cannot write its records at start");
+fail:
+    if (be->in_transaction(q->store))
+        be->rollback(q->store);
+    return -1;
+}
+
+static const struct queue_backend *q_backend(const char *name)
+{
+    if (name == NULL || strcmp(name, "sqlite") == 0)
+        return &queue_sqlite_backend;
+    return NULL;
+}
+
+static void q_free(struct queue *q)
+{
+    if (q->store != NULL)
+        q->be->close(q->store);
+    if (q->ev_done != NULL)
+        event_free(q->ev_done);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
+               char *err, size_t errlen)
+{
+    struct queue *q = NULL;
+    int64_t qseq;
+    char qmac[65];
+
+    *out = NULL;
+    q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    q->audit = opts->audit;
+    q->clock_ms = opts->clock_ms != NULL ? opts->clock_ms : util_now_ms;
+    q->pending_tail = &q->pending;
+    q->done_tail = &q->done;
+    q->notify_due = INT64_MAX;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    if ((q->be = q_backend(opts->backend)) == NULL) {
+        snprintf(err, errlen, "queue.backend \"%s\" is not one this gateway has", opts->backend);
+        goto fail;
+    }
+    if (q->be->open(opts, &q->store, err, errlen) != 0)
+        goto fail;
+    if (q->audit != NULL) {
+        if (q_open_audit(q, opts, err, errlen) != 0)
+            goto fail;
+    }
+    if (q->be->begin(q->store) != 0 || q->be->meta_read(q->store, &qseq, qmac, &q->paused) != 0) {
+        snprintf(err, errlen, "queue: cannot read its own state");
+        goto fail;
+    }
+    q->be->rollback(q->store);
+    q->ev_done = event_new(base, -1, 0, q_on_done, q);
+    if (q->ev_done == NULL) {
+        snprintf(err, errlen, "cannot create queue event");
+        goto fail;
+    }
+    if (pthread_create(&q->worker, NULL, q_worker, q) != 0) {
+        snprintf(err, errlen, "cannot start queue worker");
+        goto fail;
+    }
+    q->worker_started = 1;
+    *out = q;
+    return 0;
+fail:
+    q_free(q);
+    return -1;
+}
+
+/* Answers everything that has run (callbacks that call queue_close again
+ * find it closed) and frees the queue. */
+static void q_finish(struct queue *q)
+{
+    q->finishing = 1;
+    q_drain(q);
+    q_free(q);
+}
+
+void queue_close(struct queue *q)
+{
+    if (q == NULL || q->closed)
+        return;
+    q->closed = 1;
+    pthread_mutex_lock(&q->mu);
+    q->stopping = 1;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    if (q->worker_started)
+        pthread_join(q->worker, NULL);
+    /* Everything submitted has run; answer it here rather than leave
+     * callers waiting on an event that will be freed. Called from inside
+     * a queue callback, the delivery in progress does it when it ends. */
+    if (q->draining == 0)
+        q_finish(q);
 }

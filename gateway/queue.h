@@ -1,7 +1,8 @@
 /*
  * queue.h: the durable queue of deletions, behind one small interface so
  * that backends (queue_sqlite.c now, queue_pg.c for replicas) are
- * interchangeable.
+ * interchangeable: queue.c does what is the same for all of them, each
+ * backend only its storage (queue_backend.h).
  *
  * Model. A *deletion* is one request to delete one resource: it has a
  * public id ("del_..."), who asked and why. A *job* is the work of deleting
@@ -11,11 +12,20 @@
  *
  *   queued -> in_flight -> deleted | not_found | rejected | dead
  *   queued -> cancelled (operator);  dead | rejected -> queued (operator retry)
- *   in_flight -> queued (retry later; or lease expired after a crash)
+ *   in_flight -> queued (retry later, handed back unsent, or lease expired)
+ *
+ * Leases. A claim moves a job to in_flight with a lease that ends at the
+ * backend's clock plus lease_ms, and a lease token that changes with every
+ * claim. A completion or release names the token: if the job was claimed
+ * again since (its lease ended and someone else took it), the late one is
+ * dropped and counted, so it can never overwrite newer news.
  *
  * Every call is asynchronous: it copies its arguments, returns at once,
  * and its callback runs later on the event loop thread of the base passed
- * to queue_open(). A backend may do its I/O on a worker thread; it groups
+ * to queue_open(). A call returns -1 only when the queue is closing (its
+ * callback will not run); every callback says whether the operation
+ * failed with an int failed argument (or, for submit, status
+ * QUEUE_SUBMIT_FAILED). The worker thread groups
  * every operation that arrived during one commit into the next commit, so
  * an fsync is shared by many requests. A submit callback with
  * QUEUE_SUBMIT_OK runs only after the rows are committed and fsynced: only
@@ -26,8 +36,8 @@
  * rejected, dead, cancelled, retried) and syncs it in the same cycle,
  * before the commit and so before any callback acknowledges the change.
  *
- * Threads: the SQLite backend posts results to the loop from its worker
- * thread with event_active(), so the process must call
+ * Threads: the worker posts results to the loop with event_active(), so
+ * the process must call
  * evthread_use_pthreads() before it creates the event_base.
  */
 #ifndef DG_QUEUE_H
@@ -61,6 +71,7 @@ int deletion_state_from_name(const char *name, enum deletion_state *out);
 #define QUEUE_KEY_MAX 255        /* eventId or webhook-id */
 
 struct queue_options {
+    const char *backend;        /* "sqlite" (NULL: the same) */
     const char *path;           /* SQLite file (or PostgreSQL URL for queue_pg) */
     int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
     struct audit *audit;        /* NULL = no audit records (unit tests) */
@@ -70,6 +81,9 @@ struct queue_options {
     /* Start even when the queue and the audit log disagree (a lost log,
      * a rolled-back queue); the trail records that the operator chose to. */
     int accept_audit_mismatch;
+    /* The clock claims and leases are reckoned by; NULL: util_now_ms.
+     * Tests pass their own. */
+    int64_t (*clock_ms)(void);
 };
 
 int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
@@ -123,6 +137,7 @@ void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg);
 
 struct queue_job {
     int64_t job_id;
+    int64_t lease; /* this claim's token: name it in queue_complete / queue_release */
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     int attempts;           /* attempts counted so far (429s and breaker holds excluded) */
@@ -131,16 +146,18 @@ struct queue_job {
 };
 
 /* jobs is valid only during the callback. next_due_ms: the earliest time
- * another job becomes claimable (INT64_MAX if none). n = -1 on failure. */
-typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next_due_ms, void *arg);
+ * another job becomes claimable (INT64_MAX if none). */
+typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next_due_ms, int failed,
+                               void *arg);
 
 /* Moves up to max_jobs due jobs (queued with due <= now, or in_flight whose
- * lease ended before now) to in_flight with a lease of lease_ms. */
-int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms, queue_claim_cb cb,
-                void *arg);
+ * lease ended before now, now by the backend's clock) to in_flight with a
+ * lease of lease_ms and a new token. */
+int queue_claim(struct queue *q, int max_jobs, int64_t lease_ms, queue_claim_cb cb, void *arg);
 
 struct queue_outcome {
     int64_t job_id;
+    int64_t lease;             /* the claim's token */
     enum deletion_state state; /* DEL_QUEUED = try again at retry_at_ms */
     int64_t retry_at_ms;
     int counts_as_attempt; /* 0 for 429s and breaker holds */
@@ -152,10 +169,16 @@ struct queue_outcome {
     int64_t finished_ms;
 };
 
-typedef void (*queue_done_cb)(int ok, void *arg);
+typedef void (*queue_done_cb)(int failed, void *arg);
 
-/* Records an attempt (when started_ms != 0) and moves the job. */
+/* Records an attempt (when started_ms != 0) and moves the job, if the
+ * lease is still the caller's (else dropped, counted, not a failure). */
 int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb cb, void *arg);
+
+/* Hands a claimed job back unsent (a stop, a pause, a hold): queued again,
+ * claimable from due_ms, no attempt counted. Fenced like a completion. */
+int queue_release(struct queue *q, int64_t job_id, int64_t lease, int64_t due_ms, queue_done_cb cb,
+                  void *arg);
 
 /* ---- reading ---- */
 
@@ -218,6 +241,7 @@ struct queue_stats {
     int64_t oldest_pending_ms;      /* accepted time of the oldest pending job, 0 if none */
     int64_t wal_bytes;              /* size of the write-ahead log, if the backend has one */
     int64_t checkpoint_failures;    /* checkpoints that failed or did nothing since open */
+    int64_t stale_dropped;          /* completions and releases whose lease was taken, since open */
 };
 typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
 int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
@@ -235,8 +259,8 @@ int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list
  * retry: a dead or rejected deletion (or, with deletion_id NULL, every dead
  * one) goes back to queued, due now, its give-up clock restarted.
  * cancel: a queued deletion becomes cancelled (its job too when no other
- * pending deletion shares it). count = rows changed, -1 on failure. */
-typedef void (*queue_count_cb)(int64_t count, void *arg);
+ * pending deletion shares it). count = rows changed. */
+typedef void (*queue_count_cb)(int64_t count, int failed, void *arg);
 int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
                 queue_count_cb cb, void *arg);
 int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,

@@ -1,38 +1,29 @@
 /*
- * queue_sqlite.c: the durable queue of queue.h on one SQLite file.
+ * queue_sqlite.c: the queue's storage on one SQLite file (queue_backend.h;
+ * queue.c does the rest: the worker, group commit, the audit log around
+ * each cycle, delivery).
  *
  * Map of this file:
  *   schema      the versioned schema: migrations[] applied forward at open
  *   statements  every SQL statement, prepared once at open
- *   open/close  ownership (flock on "<path>.lock"), pragmas, crash recovery,
- *               the worker thread
- *   operations  one function per queue.h call, run on the worker inside a
- *               SAVEPOINT of the current cycle
- *   cycle       the worker loop: take every pending operation, run them all
- *               in one transaction, sync the audit log, COMMIT (one fsync),
- *               hand the results back to the event loop
- *   delivery    the loop-thread side: callbacks and the due-time notify
+ *   operations  one function per kind of op, run on the worker inside the
+ *               cycle's transaction
+ *   open/close  ownership (flock on "<path>.lock"), pragmas, quick_check,
+ *               crash recovery, the checkpointer thread
+ *   backend     the table queue.c calls
  *
- * Threads. The event loop thread only copies arguments into an `op` and
- * appends it to `pending` under `mu`; the worker owns the SQLite
- * connection. Results travel back on `done` and one event_active() on an
- * event of the loop's base, which is why the process must call
- * evthread_use_pthreads() before creating that base. Callbacks therefore
- * always run on the loop thread and never inside the call that queued them.
- *
- * Group commit. Every operation that arrives while a commit is running
- * waits for the next cycle, so one fsync of the WAL serves all of them.
- * Each operation runs inside its own SAVEPOINT: a failing operation is
- * rolled back alone; a failed COMMIT fails every operation of the cycle.
+ * The worker thread owns the main connection once the queue is open; the
+ * checkpointer has a connection of its own, so no commit waits for a
+ * checkpoint. Counts of deletions by state are kept in a table, moved by
+ * the ops themselves and written once per commit (count_moves), so
+ * queue_stats reads a few rows whatever the queue's size.
  */
-#include "queue.h"
-#include "audit.h"
+#include "queue_backend.h"
 #include "log.h"
 #include "util.h"
 #include "wal_buffer.h"
 
 #include <errno.h>
-#include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -45,19 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Bounds on what callers hand in, so one request cannot make a cycle huge. */
-#define Q_MAX_ITEMS 10000
-#define Q_MAX_BODY (1 << 20) /* a 1000-item batch answer is about 110 KB */
-#define Q_REQUEST_ID_MAX 63
-#define Q_CLAIM_MAX 1000
-#define Q_LIST_MAX QUEUE_LIST_MAX
-#define Q_LEASE_MAX_MS (7 * 86400000LL)
 #define Q_RETRY_ALL_MAX 10000
 #define Q_BUSY_TIMEOUT_MS 5000
 #define Q_CHECK_MS 1500    /* how long start-up may spend in PRAGMA quick_check */
 #define Q_CKPT_FRAMES 4096 /* WAL frames (1 KiB pages) that wake the checkpointer */
-/* A WAL this long makes the checkpointer hold the writer back until the
- * WAL starts again from its beginning; see q_checkpointer(). */
+/* A WAL this long makes the writer itself checkpoint until the WAL starts
+ * again from its beginning; see q_wal_hook(). */
 #define Q_WAL_MAX_FRAMES (4 * Q_CKPT_FRAMES)
 
 /* ---- schema ---- */
@@ -164,6 +148,13 @@ static const char *const migrations[] = {
     "ALTER TABLE meta ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE meta ADD COLUMN audit_mac TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE meta ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;",
+    /* v5: a lease token per job, changed by every claim, so a completion
+     * or release from a lease that was taken over is dropped (fencing);
+     * and counts kept one way: every op moves them in code, so the last
+     * triggers go. */
+    "ALTER TABLE jobs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"
+    "DROP TRIGGER IF EXISTS count_job_state;"
+    "DROP TRIGGER IF EXISTS count_deletion_change;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -205,6 +196,8 @@ enum stmt_id {
     S_DEL_MOVE,
     S_META_AUDIT,
     S_META_PAUSED,
+    S_META_READ,
+    S_JOB_RELEASE,
     S_COUNT
 };
 
@@ -240,12 +233,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOB_SET_DUE] = "UPDATE jobs SET due_ms = ?2, updated_ms = ?3 WHERE id = ?1",
     [S_DEL_INSERT] = "INSERT INTO deletions (id, job_id, source, key, request_id, reason,"
                      " not_before_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [S_CLAIM_SELECT] = "SELECT id, resource, resource_id, attempts, clock_start_ms, due_ms"
+    [S_CLAIM_SELECT] = "SELECT id, resource, resource_id, attempts, clock_start_ms, due_ms, lease"
                        " FROM jobs WHERE state = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
     [S_CLAIM_UPDATE] = "UPDATE jobs SET state = 'in_flight', due_ms = ?2, lease_until_ms = ?2,"
-                       " updated_ms = ?3 WHERE id = ?1",
+                       " updated_ms = ?3, lease = ?4 WHERE id = ?1",
     [S_NEXT_DUE] = "SELECT due_ms FROM jobs WHERE state = ?1 ORDER BY due_ms LIMIT 1",
-    [S_JOB_GET] = "SELECT state, resource, resource_id FROM jobs WHERE id = ?1",
+    [S_JOB_GET] = "SELECT state, resource, resource_id, lease FROM jobs WHERE id = ?1",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, started_ms, finished_ms, http_status,"
                          " upstream_request_id, error_code, detail)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -295,96 +288,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DEL_MOVE] = "UPDATE deletions SET job_id = ?2 WHERE job_id = ?1 AND state IS NULL",
     [S_META_AUDIT] = "UPDATE meta SET audit_seq = ?1, audit_mac = ?2",
     [S_META_PAUSED] = "UPDATE meta SET paused = ?1",
+    [S_META_READ] = "SELECT audit_seq, audit_mac, paused FROM meta",
+    [S_JOB_RELEASE] = "UPDATE jobs SET state = 'queued', due_ms = ?2, lease_until_ms = 0,"
+                      " updated_ms = ?3 WHERE id = ?1",
 };
 
-/* ---- operations in flight between the threads ---- */
+/* ---- the store ---- */
 
-enum op_kind {
-    OP_SUBMIT,
-    OP_CLAIM,
-    OP_COMPLETE,
-    OP_GET,
-    OP_STATS,
-    OP_LIST,
-    OP_RETRY,
-    OP_CANCEL,
-    OP_NOTE,
-    OP_PAUSE
-};
-
-struct op {
-    struct op *next;
-    enum op_kind kind;
-    int failed; /* the operation, or its whole cycle, failed */
-    void *arg;
-    union {
-        queue_submit_cb submit;
-        queue_claim_cb claim;
-        queue_done_cb done;
-        queue_get_cb get;
-        queue_stats_cb stats;
-        queue_list_cb list;
-        queue_count_cb count;
-    } cb;
-    int64_t now_ms;
-    union {
-        struct submit_in {
-            const char *source, *key, *request_id, *body; /* point into this allocation */
-            int status;
-            const struct queue_item *items;
-            int n_items;
-        } submit;
-        struct {
-            int max_jobs;
-            int64_t lease_ms;
-        } claim;
-        struct queue_outcome complete;
-        struct {
-            char id[QUEUE_DELETION_ID_MAX + 1]; /* "" = every dead deletion (retry) */
-            char actor[QUEUE_KEY_MAX + 1];
-        } target;
-        struct {
-            enum deletion_state state;
-            int limit;
-        } list;
-        struct {
-            char event[32], source[QUEUE_SOURCE_MAX + 1], detail[256];
-            int paused; /* OP_PAUSE */
-        } note;
-    } in;
-    union {
-        struct {
-            enum queue_submit_status status;
-            int stored_status;
-            char *stored_body;
-        } submit;
-        struct {
-            struct queue_job *jobs;
-            int n;
-            int64_t next_due_ms;
-        } claim;
-        struct {
-            struct queue_deletion_view *views;
-            int n;
-        } view; /* get: n = 0 for an unknown id */
-        struct queue_stats stats;
-        int64_t count;
-        int ok;
-    } out;
-};
-
-struct queue {
+struct queue_store {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
-    struct audit *audit;
-    uint64_t audit_committed; /* worker: seq of the last audit record committed */
-    int64_t ttl_ms;
+    int64_t ttl_ms; /* idempotency keys older than this are forgotten */
     int lock_fd;
-    int paused; /* loop thread: dispatching paused by an operator, kept across restarts */
-
-    struct event *ev_done;
-    pthread_t worker;
-    int worker_started;
 
     /* The checkpointer: its own connection copies committed WAL frames
      * into the database beside the worker, so no commit waits for it. */
@@ -394,48 +309,18 @@ struct queue {
     pthread_mutex_t ckpt_mu; /* guards the two below */
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop;
-    int wal_frames;         /* the WAL's length after the last commit */
     uint64_t ckpt_failures; /* atomic: checkpoints that failed or did nothing */
-
-    pthread_mutex_t mu; /* guards everything below */
-    pthread_cond_t cv;
-    struct op *pending, **pending_tail;
-    struct op *done, **done_tail;
-    int stopping;
-    int64_t notify_due; /* earliest due among jobs made due, INT64_MAX = none */
-    uint64_t commits;
-
-    queue_notify_cb notify_cb; /* loop thread only, like the three below */
-    void *notify_arg;
-    int draining;  /* callbacks are being delivered */
-    int closed;    /* queue_close was called */
-    int finishing; /* the final drain before the free is running */
-};
-
-/* Changes to the counts table made by the code rather than by triggers:
- * deletions by state, and pending jobs. */
-struct count_moves {
-    int64_t state[DEL_STATE_COUNT];
-    int64_t jobs_pending;
-};
-
-/* What one cycle gathers besides the operations' own results. */
-struct cycle {
-    int64_t notify_due;
-    int n_submits;
-    struct count_moves moves; /* what the cycle adds to the counts table */
-    int fatal;                /* the transaction is lost or the audit failed: fail the cycle */
 };
 
 /* ---- small SQLite helpers (worker thread) ---- */
 
-static void q_sql_error(struct queue *q, const char *what)
+static void q_sql_error(struct queue_store *q, const char *what)
 {
     log_error(NULL, "queue: %s: %s", what, sqlite3_errmsg(q->db));
 }
 
 /* Runs a statement that returns no row, then resets it. */
-static int q_done(struct queue *q, enum stmt_id id)
+static int q_done(struct queue_store *q, enum stmt_id id)
 {
     sqlite3_stmt *st = q->st[id];
     int rc = sqlite3_step(st);
@@ -466,36 +351,9 @@ static int q_is_terminal(enum deletion_state s)
            s == DEL_CANCELLED;
 }
 
-/* The only door to the audit log: every record of a state change passes
- * here. A failure fails the whole cycle, so nothing is acknowledged that
- * the audit trail does not hold. */
-static int q_audit(struct queue *q, struct cycle *c, const struct audit_record *r, uint64_t *seq,
-                   char mac[65])
-{
-    uint64_t s = 0;
-    char m[65] = "";
-
-    if (q->audit != NULL && audit_append(q->audit, r, &s, m) != 0) {
-        log_error(NULL, "queue: audit append failed (%s)", r->event);
-        c->fatal = 1;
-        return -1;
-    }
-    if (seq != NULL)
-        *seq = s;
-    if (mac != NULL)
-        memcpy(mac, m, sizeof(m));
-    return 0;
-}
-
-static void q_note_due(struct cycle *c, int64_t due)
-{
-    if (due < c->notify_due)
-        c->notify_due = due;
-}
-
 /* ---- operations (worker thread, inside the cycle's transaction) ---- */
 
-static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct submit_in *in = &op->in.submit;
     sqlite3_stmt *st = q->st[S_SUB_UPSERT];
@@ -530,12 +388,12 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
             return -1;
         op->out.submit.status = QUEUE_SUBMIT_DUPLICATE;
         r.event = "duplicate";
-        return q_audit(q, c, &r, NULL, NULL);
+        return queue_cycle_audit(c, &r, NULL, NULL);
     }
 
     if (in->n_items == 0) {
         r.event = "ignored";
-        if (q_audit(q, c, &r, NULL, NULL) != 0)
+        if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
             return -1;
     }
     for (int i = 0; i < in->n_items; i++) {
@@ -555,7 +413,7 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
             return -1;
         if (sqlite3_changes(q->db) == 1) {
             job_id = sqlite3_last_insert_rowid(q->db);
-            q_note_due(c, due);
+            queue_cycle_note_due(c, due);
             c->moves.state[DEL_QUEUED]++;
             c->moves.jobs_pending++;
         } else {
@@ -581,7 +439,7 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
                 sqlite3_bind_int64(st, 3, op->now_ms);
                 if (q_done(q, S_JOB_SET_DUE) != 0)
                     return -1;
-                q_note_due(c, due);
+                queue_cycle_note_due(c, due);
             }
         }
 
@@ -602,7 +460,7 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
         r.job_id = job_id;
         r.resource = res;
         r.resource_id = it->resource_id;
-        if (q_audit(q, c, &r, NULL, NULL) != 0)
+        if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
             return -1;
     }
     op->out.submit.status = QUEUE_SUBMIT_OK;
@@ -610,7 +468,7 @@ static int q_op_submit(struct queue *q, struct cycle *c, struct op *op)
 }
 
 /* Writes the cycle's count changes, one UPDATE per count that moved. */
-static int q_count_flush(struct queue *q, const struct count_moves *m)
+static int q_count_flush(struct queue_store *q, const struct count_moves *m)
 {
     for (int i = 0; i <= DEL_STATE_COUNT; i++) {
         int64_t n = i < DEL_STATE_COUNT ? m->state[i] : m->jobs_pending;
@@ -628,7 +486,7 @@ static int q_count_flush(struct queue *q, const struct count_moves *m)
 
 /* A job moves from one state to another: its live deletions (those with no
  * state of their own) move with it. */
-static int q_count_job_move(struct queue *q, struct cycle *c, int64_t job_id,
+static int q_count_job_move(struct queue_store *q, struct cycle *c, int64_t job_id,
                             enum deletion_state from, enum deletion_state to)
 {
     sqlite3_stmt *st = q->st[S_JOB_LIVE_COUNT];
@@ -668,7 +526,7 @@ static int q_claim_row_cmp(const void *a, const void *b)
 
 /* Reads up to max claimable jobs in one state into rows (index (state,
  * due_ms): a range scan that stops at the limit). -1 on failure. */
-static int q_claim_read(struct queue *q, enum deletion_state state, int64_t now, int max,
+static int q_claim_read(struct queue_store *q, enum deletion_state state, int64_t now, int max,
                         struct claim_row *rows)
 {
     sqlite3_stmt *st = q->st[S_CLAIM_SELECT];
@@ -687,6 +545,7 @@ static int q_claim_read(struct queue *q, enum deletion_state state, int64_t now,
         r->job.attempts = sqlite3_column_int(st, 3);
         r->job.clock_start_ms = sqlite3_column_int64(st, 4);
         r->due_ms = sqlite3_column_int64(st, 5);
+        r->job.lease = sqlite3_column_int64(st, 6);
         n++;
     }
     if (n < max && rc != SQLITE_DONE) {
@@ -697,7 +556,7 @@ static int q_claim_read(struct queue *q, enum deletion_state state, int64_t now,
     return n;
 }
 
-static int q_next_due(struct queue *q, const char *state, int64_t *due)
+static int q_next_due(struct queue_store *q, const char *state, int64_t *due)
 {
     sqlite3_stmt *st = q->st[S_NEXT_DUE];
     int rc;
@@ -712,16 +571,16 @@ static int q_next_due(struct queue *q, const char *state, int64_t *due)
 
 /* Claimable: queued and due, or in_flight with an ended lease (their
  * due_ms is the lease end). Two index range scans, merged by due time. */
-static int q_op_claim(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
 {
     int max = op->in.claim.max_jobs, nq, ni, n;
-    int64_t lease_until = op->now_ms + op->in.claim.lease_ms;
+    int64_t now = queue_clock_ms(c), lease_until = now + op->in.claim.lease_ms;
     struct claim_row *rows = malloc(2 * (size_t)max * sizeof(*rows));
 
     if (rows == NULL)
         return -1;
-    nq = q_claim_read(q, DEL_QUEUED, op->now_ms, max, rows);
-    ni = nq < 0 ? -1 : q_claim_read(q, DEL_IN_FLIGHT, op->now_ms, max, rows + nq);
+    nq = q_claim_read(q, DEL_QUEUED, now, max, rows);
+    ni = nq < 0 ? -1 : q_claim_read(q, DEL_IN_FLIGHT, now, max, rows + nq);
     if (ni < 0)
         goto fail;
     n = nq + ni;
@@ -733,9 +592,11 @@ static int q_op_claim(struct queue *q, struct cycle *c, struct op *op)
         goto fail;
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *st = q->st[S_CLAIM_UPDATE];
+        rows[i].job.lease++;
         sqlite3_bind_int64(st, 1, rows[i].job.job_id);
         sqlite3_bind_int64(st, 2, lease_until);
-        sqlite3_bind_int64(st, 3, op->now_ms);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int64(st, 4, rows[i].job.lease);
         if (q_done(q, S_CLAIM_UPDATE) != 0 ||
             q_count_job_move(q, c, rows[i].job.job_id, rows[i].from, DEL_IN_FLIGHT) != 0)
             goto fail;
@@ -753,12 +614,39 @@ fail:
     return -1;
 }
 
-static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
+/* Whether job_id is still in flight under this lease (*owned), with its
+ * resource. A completion or release that comes after the lease ended and
+ * the job was claimed again, or an operator moved it, must not overwrite
+ * newer news: it is dropped and counted, and it is no failure, since there
+ * is nothing for the caller to redo. */
+static int q_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id, int64_t lease,
+                        char *res, size_t res_size, char *rid, size_t rid_size, int *owned)
+{
+    sqlite3_stmt *st = q->st[S_JOB_GET];
+
+    *owned = 0;
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        log_warn(NULL, "queue: completion for unknown job %lld", (long long)job_id);
+        return -1;
+    }
+    *owned = strcmp((const char *)sqlite3_column_text(st, 0), "in_flight") == 0 &&
+             sqlite3_column_int64(st, 3) == lease;
+    q_col_copy(st, 1, res, res_size);
+    q_col_copy(st, 2, rid, rid_size);
+    sqlite3_reset(st);
+    if (!*owned)
+        c->stale++;
+    return 0;
+}
+
+static int q_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct queue_outcome *o = &op->in.complete;
-    sqlite3_stmt *st = q->st[S_JOB_GET];
+    sqlite3_stmt *st;
     char res[32], rid[RESOURCE_ID_MAX + 1];
-    int in_flight, attempted = o->started_ms != 0;
+    int owned, attempted = o->started_ms != 0;
     int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
     struct audit_record r = {.time_ms = op->now_ms,
                              .job_id = o->job_id,
@@ -769,21 +657,10 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
                              .error_code = o->error_code,
                              .detail = o->detail};
 
-    sqlite3_bind_int64(st, 1, o->job_id);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        log_warn(NULL, "queue: completion for unknown job %lld", (long long)o->job_id);
+    if (q_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), &owned) != 0)
         return -1;
-    }
-    in_flight = strcmp((const char *)sqlite3_column_text(st, 0), "in_flight") == 0;
-    q_col_copy(st, 1, res, sizeof(res));
-    q_col_copy(st, 2, rid, sizeof(rid));
-    sqlite3_reset(st);
     op->out.ok = 1;
-    /* A stale completion (the lease ended and the job was claimed again, or
-     * an operator moved it) must not overwrite newer news: it is dropped,
-     * and ok = 1 because there is nothing for the caller to redo. */
-    if (!in_flight)
+    if (!owned)
         return 0;
 
     if (attempted) {
@@ -801,7 +678,7 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
          * carries the same status and request id; an "attempt" record is
          * for the tries that will be made again. */
         r.event = "attempt";
-        if (o->state == DEL_QUEUED && q_audit(q, c, &r, NULL, NULL) != 0)
+        if (o->state == DEL_QUEUED && queue_cycle_audit(c, &r, NULL, NULL) != 0)
             return -1;
     }
 
@@ -812,7 +689,7 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
     char mac[65] = "";
     if (o->state != DEL_QUEUED) {
         r.event = deletion_state_name(o->state);
-        if (q_audit(q, c, &r, &seq, mac) != 0)
+        if (queue_cycle_audit(c, &r, &seq, mac) != 0)
             return -1;
     }
     st = q->st[S_JOB_COMPLETE];
@@ -832,7 +709,32 @@ static int q_op_complete(struct queue *q, struct cycle *c, struct op *op)
         q_count_job_move(q, c, o->job_id, DEL_IN_FLIGHT, o->state) != 0)
         return -1;
     if (o->state == DEL_QUEUED)
-        q_note_due(c, due);
+        queue_cycle_note_due(c, due);
+    return 0;
+}
+
+/* Handed back unsent: queued again from due_ms, no attempt, no record (no
+ * state a reader would see changed: the job was pending and stays so). */
+static int q_op_release(struct queue_store *q, struct cycle *c, struct op *op)
+{
+    sqlite3_stmt *st = q->st[S_JOB_RELEASE];
+    int64_t due = op->in.release.due_ms > op->now_ms ? op->in.release.due_ms : op->now_ms;
+    char res[32], rid[RESOURCE_ID_MAX + 1];
+    int owned;
+
+    if (q_job_leased(q, c, op->in.release.job_id, op->in.release.lease, res, sizeof(res), rid,
+                     sizeof(rid), &owned) != 0)
+        return -1;
+    op->out.ok = 1;
+    if (!owned)
+        return 0;
+    sqlite3_bind_int64(st, 1, op->in.release.job_id);
+    sqlite3_bind_int64(st, 2, due);
+    sqlite3_bind_int64(st, 3, op->now_ms);
+    if (q_done(q, S_JOB_RELEASE) != 0 ||
+        q_count_job_move(q, c, op->in.release.job_id, DEL_IN_FLIGHT, DEL_QUEUED) != 0)
+        return -1;
+    queue_cycle_note_due(c, due);
     return 0;
 }
 
@@ -874,7 +776,7 @@ static int q_view_read(sqlite3_stmt *st, struct queue_deletion_view *v)
     return 0;
 }
 
-static int q_op_get(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_get(struct queue_store *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_VIEW_GET];
     struct queue_deletion_view *v;
@@ -915,7 +817,7 @@ static int q_op_get(struct queue *q, struct cycle *c, struct op *op)
 
 /* Reads the trigger-kept counts: a few rows, whatever the queue's size,
  * so a metrics scrape never holds up a commit. */
-static int q_op_stats(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_stats(struct queue_store *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_STATS_STATES];
     struct queue_stats *s = &op->out.stats;
@@ -948,7 +850,7 @@ static int q_op_stats(struct queue *q, struct cycle *c, struct op *op)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
-static int q_op_list(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_list(struct queue_store *q, struct cycle *c, struct op *op)
 {
     int cancelled = op->in.list.state == DEL_CANCELLED, limit = op->in.list.limit, n = 0;
     int rc = SQLITE_DONE;
@@ -982,12 +884,13 @@ static int q_op_list(struct queue *q, struct cycle *c, struct op *op)
  * the give-up clock restarted. If another job for the same resource is
  * pending already, the deletions join it instead (one pending job per
  * resource). Adds the deletions moved to *count. */
-static int q_retry_job(struct queue *q, struct cycle *c, struct op *op, int64_t job_id,
+static int q_retry_job(struct queue_store *q, struct cycle *c, struct op *op, int64_t job_id,
                        const char *deletion_id, int64_t *count)
 {
     sqlite3_stmt *st = q->st[S_JOB_GET];
     char res[32], rid[RESOURCE_ID_MAX + 1];
     int64_t live, target = job_id;
+    enum deletion_state from;
     struct audit_record r = {.event = "retried",
                              .time_ms = op->now_ms,
                              .deletion_id = deletion_id,
@@ -998,6 +901,10 @@ static int q_retry_job(struct queue *q, struct cycle *c, struct op *op, int64_t 
 
     sqlite3_bind_int64(st, 1, job_id);
     if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return -1;
+    }
+    if (deletion_state_from_name((const char *)sqlite3_column_text(st, 0), &from) != 0) {
         sqlite3_reset(st);
         return -1;
     }
@@ -1025,6 +932,9 @@ static int q_retry_job(struct queue *q, struct cycle *c, struct op *op, int64_t 
         int queued = strcmp((const char *)sqlite3_column_text(st, 1), "queued") == 0;
         int64_t due = sqlite3_column_int64(st, 2);
         sqlite3_reset(st);
+        /* The live deletions join the pending job, in its state. */
+        c->moves.state[from] -= live;
+        c->moves.state[queued ? DEL_QUEUED : DEL_IN_FLIGHT] += live;
         st = q->st[S_DEL_MOVE];
         sqlite3_bind_int64(st, 1, job_id);
         sqlite3_bind_int64(st, 2, target);
@@ -1045,18 +955,18 @@ static int q_retry_job(struct queue *q, struct cycle *c, struct op *op, int64_t 
         st = q->st[S_JOB_REQUEUE];
         sqlite3_bind_int64(st, 1, job_id);
         sqlite3_bind_int64(st, 2, op->now_ms);
-        if (q_done(q, S_JOB_REQUEUE) != 0)
+        if (q_done(q, S_JOB_REQUEUE) != 0 || q_count_job_move(q, c, job_id, from, DEL_QUEUED) != 0)
             return -1;
     }
-    q_note_due(c, op->now_ms);
+    queue_cycle_note_due(c, op->now_ms);
     r.job_id = target;
-    if (q_audit(q, c, &r, NULL, NULL) != 0)
+    if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
         return -1;
     *count += live;
     return 0;
 }
 
-static int q_op_retry(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_retry(struct queue_store *q, struct cycle *c, struct op *op)
 {
     op->out.count = 0;
     if (op->in.target.id[0] != '\0') {
@@ -1104,7 +1014,7 @@ static int q_op_retry(struct queue *q, struct cycle *c, struct op *op)
 
 /* Only a queued deletion can be cancelled: once in flight the DELETE may
  * already have reached Extend. */
-static int q_op_cancel(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_DEL_TARGET];
     char res[32], rid[RESOURCE_ID_MAX + 1];
@@ -1137,7 +1047,7 @@ static int q_op_cancel(struct queue *q, struct cycle *c, struct op *op)
                              .resource_id = rid,
                              .source = "operator",
                              .key = op->in.target.actor};
-    if (q_audit(q, c, &r, &seq, mac) != 0)
+    if (queue_cycle_audit(c, &r, &seq, mac) != 0)
         return -1;
     st = q->st[S_DEL_CANCEL];
     q_bind_text(st, 1, op->in.target.id);
@@ -1146,6 +1056,8 @@ static int q_op_cancel(struct queue *q, struct cycle *c, struct op *op)
     q_bind_text(st, 4, mac);
     if (q_done(q, S_DEL_CANCEL) != 0)
         return -1;
+    c->moves.state[DEL_QUEUED]--;
+    c->moves.state[DEL_CANCELLED]++;
 
     st = q->st[S_JOB_LIVE_COUNT];
     sqlite3_bind_int64(st, 1, job_id);
@@ -1161,22 +1073,24 @@ static int q_op_cancel(struct queue *q, struct cycle *c, struct op *op)
         sqlite3_bind_int64(st, 2, op->now_ms);
         if (q_done(q, S_JOB_CANCEL) != 0)
             return -1;
+        c->moves.jobs_pending--; /* no live deletion left to move with it */
     }
     op->out.count = 1;
     return 0;
 }
 
 /* An audit record about no deletion, committed with its cycle. */
-static int q_op_note(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_note(struct queue_store *q, struct cycle *c, struct op *op)
 {
     struct audit_record r;
 
+    (void)q;
     memset(&r, 0, sizeof(r));
     r.event = op->in.note.event;
     r.time_ms = op->now_ms;
     r.source = op->in.note.source;
     r.detail = op->in.note.detail;
-    if (q_audit(q, c, &r, NULL, NULL) != 0)
+    if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
         return -1;
     op->out.ok = 1;
     return 0;
@@ -1184,7 +1098,7 @@ static int q_op_note(struct queue *q, struct cycle *c, struct op *op)
 
 /* The operator's pause outlives a restart: a paused gateway that comes
  * back must not start sending. */
-static int q_op_pause(struct queue *q, struct cycle *c, struct op *op)
+static int q_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_META_PAUSED];
 
@@ -1194,63 +1108,7 @@ static int q_op_pause(struct queue *q, struct cycle *c, struct op *op)
     return q_op_note(q, c, op);
 }
 
-static int q_run_op(struct queue *q, struct cycle *c, struct op *op)
-{
-    switch (op->kind) {
-    case OP_SUBMIT:
-        return q_op_submit(q, c, op);
-    case OP_CLAIM:
-        return q_op_claim(q, c, op);
-    case OP_COMPLETE:
-        return q_op_complete(q, c, op);
-    case OP_GET:
-        return q_op_get(q, c, op);
-    case OP_STATS:
-        return q_op_stats(q, c, op);
-    case OP_LIST:
-        return q_op_list(q, c, op);
-    case OP_RETRY:
-        return q_op_retry(q, c, op);
-    case OP_CANCEL:
-        return q_op_cancel(q, c, op);
-    case OP_NOTE:
-        return q_op_note(q, c, op);
-    case OP_PAUSE:
-        return q_op_pause(q, c, op);
-    }
-    return -1;
-}
-
-/* ---- the cycle (worker thread) ---- */
-
-static void q_op_free_out(struct op *op)
-{
-    switch (op->kind) {
-    case OP_SUBMIT:
-        free(op->out.submit.stored_body);
-        op->out.submit.stored_body = NULL;
-        break;
-    case OP_CLAIM:
-        free(op->out.claim.jobs);
-        op->out.claim.jobs = NULL;
-        break;
-    case OP_GET:
-    case OP_LIST:
-        free(op->out.view.views);
-        op->out.view.views = NULL;
-        break;
-    default:
-        break;
-    }
-}
-
-static void q_fail_op(struct op *op)
-{
-    q_op_free_out(op);
-    op->failed = 1;
-}
-
-static int q_meta_audit(struct queue *q, uint64_t seq, const char *mac)
+static int q_meta_audit(struct queue_store *q, uint64_t seq, const char *mac)
 {
     sqlite3_stmt *st = q->st[S_META_AUDIT];
 
@@ -1259,542 +1117,11 @@ static int q_meta_audit(struct queue *q, uint64_t seq, const char *mac)
     return q_done(q, S_META_AUDIT);
 }
 
-/* Runs one batch in one transaction; with isolate, each operation inside
- * a savepoint, so that a failing one fails alone. Returns 1 when, without
- * isolate, an operation failed and the transaction was rolled back whole,
- * nothing answered: the batch is to run again isolated. Otherwise 0, and
- * *due is the earliest due time of the jobs the cycle made due (INT64_MAX
- * if none or if the cycle failed). */
-static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *due)
-{
-    struct cycle c = {.notify_due = INT64_MAX};
-    struct audit_mark cycle_mark, op_mark;
-    struct op *op;
-    uint64_t seq = 0;
-    char mac[65];
-
-    /* Audit records follow the rows: whatever SQLite rolls back, the
-     * records appended for it are dropped too, before anything is synced. */
-    if (q->audit != NULL)
-        audit_mark(q->audit, &cycle_mark);
-    if (q_done(q, S_BEGIN) != 0)
-        goto fail;
-    for (op = batch; op != NULL; op = op->next) {
-        if (op->failed)
-            continue; /* refused at the door (bounds) */
-        if (isolate && q_done(q, S_SAVEPOINT) != 0)
-            goto fail;
-        if (q->audit != NULL)
-            audit_mark(q->audit, &op_mark);
-        struct count_moves moves_before = c.moves;
-        if (q_run_op(q, &c, op) != 0) {
-            c.moves = moves_before; /* rolled back with the op's rows */
-            if (c.fatal || sqlite3_get_autocommit(q->db)) {
-                q_fail_op(op);
-                goto fail; /* audit broken, or SQLite rolled the transaction back */
-            }
-            if (!isolate) {
-                if (q_done(q, S_ROLLBACK) != 0)
-                    goto fail;
-                if (q->audit != NULL)
-                    audit_rewind(q->audit, &cycle_mark);
-                return 1;
-            }
-            q_fail_op(op);
-            if (q_done(q, S_ROLLBACK_TO) != 0)
-                goto fail;
-            if (q->audit != NULL)
-                audit_rewind(q->audit, &op_mark);
-        }
-        if (isolate && q_done(q, S_RELEASE) != 0)
-            goto fail;
-    }
-
-    /* Forget idempotency keys past their TTL, a bounded number per cycle
-     * (more than a cycle can add, so the table cannot grow without end). */
-    if (q->ttl_ms > 0) {
-        sqlite3_stmt *st = q->st[S_SUB_PRUNE];
-        sqlite3_bind_int64(st, 1, util_now_ms() - q->ttl_ms);
-        sqlite3_bind_int(st, 2, 64 + 4 * c.n_submits);
-        if (q_done(q, S_SUB_PRUNE) != 0)
-            goto fail;
-    }
-
-    if (q_count_flush(q, &c.moves) != 0)
-        goto fail;
-
-    /* The audit records of this cycle reach the disk before the rows that
-     * they describe, so no acknowledged change is missing from the trail. */
-    if (q->audit != NULL && audit_sync(q->audit) != 0) {
-        log_error(NULL, "queue: audit sync failed, failing the cycle");
-        goto fail_synced;
-    }
-    /* The queue's own copy of where the trail ends, in the same commit as
-     * the changes the records describe (q_open_audit reads it). */
-    if (q->audit != NULL) {
-        audit_position(q->audit, &seq, mac);
-        if (seq != q->audit_committed && q_meta_audit(q, seq, mac) != 0)
-            goto fail_synced;
-    }
-
-    /* The durability point. With journal_mode=WAL and synchronous=FULL,
-     * COMMIT returns only after this cycle's WAL frames are written and
-     * fsynced. A crash before it loses the whole cycle, but no caller has
-     * been answered yet (callbacks run after this function returns), so
-     * senders retry and nothing acknowledged is lost. A crash after it and
-     * before the callbacks keeps every row: the unanswered sender retries
-     * with the same key and is told "duplicate", so nothing is done twice. */
-    if (q_done(q, S_COMMIT) != 0)
-        goto fail_synced;
-    if (q->audit != NULL && seq != q->audit_committed) {
-        q->audit_committed = seq;
-        audit_set_committed(q->audit, seq);
-    }
-    *due = c.notify_due;
-    return 0;
-
-fail:
-    if (q->audit != NULL)
-        audit_rewind(q->audit, &cycle_mark);
-fail_synced:
-    /* After audit_sync() the records are on disk: written ahead, they may
-     * tell of a change that a failed COMMIT then undid, never the reverse. */
-    if (!sqlite3_get_autocommit(q->db))
-        (void)q_done(q, S_ROLLBACK);
-    for (op = batch; op != NULL; op = op->next)
-        q_fail_op(op);
-    *due = INT64_MAX;
-    return 0;
-}
-
-/* Most batches fail no operation, so they first run without a savepoint
- * per operation (opening and releasing them was a sixteenth of the
- * worker's time per request). When one fails, the batch runs again
- * isolated, from the answers it had before the first try. */
-static int64_t q_run_cycle(struct queue *q, struct op *batch)
-{
-    int64_t due = INT64_MAX;
-
-    if (q_try_cycle(q, batch, 0, &due) == 0)
-        return due;
-    for (struct op *op = batch; op != NULL; op = op->next) {
-        if (!op->failed) {
-            q_op_free_out(op);
-            memset(&op->out, 0, sizeof(op->out));
-        }
-    }
-    (void)q_try_cycle(q, batch, 1, &due);
-    return due;
-}
-
-static void *q_worker(void *arg)
-{
-    struct queue *q = arg;
-
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        /* Whatever arrived during the last commit makes the next one, at
-         * once: waiting for the loop to answer first (so its callers' next
-         * requests join this commit) left the worker idle a third of the
-         * time under load. */
-        while (q->pending == NULL && !q->stopping)
-            pthread_cond_wait(&q->cv, &q->mu);
-        if (q->pending == NULL)
-            break; /* stopping, and everything already submitted has run */
-        struct op *batch = q->pending, *last;
-        q->pending = NULL;
-        q->pending_tail = &q->pending;
-        pthread_mutex_unlock(&q->mu);
-
-        int64_t due = q_run_cycle(q, batch);
-
-        pthread_mutex_lock(&q->mu);
-        for (last = batch; last->next != NULL; last = last->next)
-            ;
-        *q->done_tail = batch;
-        q->done_tail = &last->next;
-        q->commits++;
-        if (due < q->notify_due)
-            q->notify_due = due;
-        pthread_mutex_unlock(&q->mu);
-        event_active(q->ev_done, EV_READ, 0);
-        pthread_mutex_lock(&q->mu);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
-/* ---- delivery (loop thread) ---- */
-
-static void q_deliver(struct queue *q, struct op *op)
-{
-    switch (op->kind) {
-    case OP_SUBMIT: {
-        struct queue_submit_result res = {.status = QUEUE_SUBMIT_FAILED};
-        if (!op->failed) {
-            res.status = op->out.submit.status;
-            res.stored_status = op->out.submit.stored_status;
-            res.stored_body = op->out.submit.stored_body;
-        }
-        if (op->cb.submit != NULL)
-            op->cb.submit(&res, op->arg);
-        break;
-    }
-    case OP_CLAIM:
-        if (op->cb.claim != NULL) {
-            if (op->failed)
-                op->cb.claim(NULL, -1, INT64_MAX, op->arg);
-            else
-                op->cb.claim(op->out.claim.jobs, op->out.claim.n, op->out.claim.next_due_ms,
-                             op->arg);
-        }
-        break;
-    case OP_PAUSE:
-        if (!op->failed)
-            q->paused = op->in.note.paused;
-        /* fall through */
-    case OP_COMPLETE:
-    case OP_NOTE:
-        if (op->cb.done != NULL)
-            op->cb.done(op->failed ? 0 : op->out.ok, op->arg);
-        break;
-    case OP_GET:
-        if (op->cb.get != NULL)
-            op->cb.get(op->failed ? NULL : op->out.view.views, op->failed, op->arg);
-        break;
-    case OP_STATS:
-        if (op->cb.stats != NULL)
-            op->cb.stats(op->failed ? NULL : &op->out.stats, op->failed, op->arg);
-        break;
-    case OP_LIST:
-        if (op->cb.list != NULL)
-            op->cb.list(op->failed ? NULL : op->out.view.views, op->failed ? 0 : op->out.view.n,
-                        op->failed, op->arg);
-        break;
-    case OP_RETRY:
-    case OP_CANCEL:
-        if (op->cb.count != NULL)
-            op->cb.count(op->failed ? -1 : op->out.count, op->arg);
-        break;
-    }
-    q_op_free_out(op);
-    free(op);
-}
-
-static void q_finish(struct queue *q);
-
-static void q_drain(struct queue *q)
-{
-    struct op *list, *next;
-    int64_t due;
-
-    q->draining++;
-    pthread_mutex_lock(&q->mu);
-    list = q->done;
-    q->done = NULL;
-    q->done_tail = &q->done;
-    due = q->notify_due;
-    q->notify_due = INT64_MAX;
-    pthread_mutex_unlock(&q->mu);
-
-    for (; list != NULL; list = next) {
-        next = list->next;
-        q_deliver(q, list);
-    }
-    if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
-        q->notify_cb(due, q->notify_arg);
-    /* A callback closed the queue: finish that close now that nothing
-     * above us still holds q. */
-    if (--q->draining == 0 && q->closed && !q->finishing)
-        q_finish(q);
-}
-
-static void q_on_done(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    q_drain(arg);
-}
-
-/* Queues op for the worker; frees it and returns -1 once closing. */
-static int q_enqueue(struct queue *q, struct op *op)
-{
-    pthread_mutex_lock(&q->mu);
-    if (q->stopping) {
-        pthread_mutex_unlock(&q->mu);
-        free(op);
-        return -1;
-    }
-    op->next = NULL;
-    *q->pending_tail = op;
-    q->pending_tail = &op->next;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    return 0;
-}
-
-static struct op *q_op_new(enum op_kind kind, size_t extra, void *arg)
-{
-    struct op *op = calloc(1, sizeof(*op) + extra);
-
-    if (op == NULL)
-        return NULL;
-    op->kind = kind;
-    op->arg = arg;
-    op->now_ms = util_now_ms();
-    return op;
-}
-
-/* ---- the public calls (loop thread) ---- */
-
-static int q_str_ok(const char *s, size_t min, size_t max)
-{
-    size_t n;
-
-    if (s == NULL)
-        return min == 0;
-    n = strnlen(s, max + 1);
-    return n >= min && n <= max;
-}
-
-static int q_items_ok(const struct queue_item *items, int n)
-{
-    for (int i = 0; i < n; i++) {
-        const struct queue_item *it = &items[i];
-        if (!q_str_ok(it->deletion_id, 1, QUEUE_DELETION_ID_MAX) || (int)it->resource < 0 ||
-            it->resource >= RES_COUNT ||
-            !resource_id_valid(it->resource_id, strnlen(it->resource_id, RESOURCE_ID_MAX + 1)) ||
-            !q_str_ok(it->reason, 0, ERASURE_REASON_MAX))
-            return 0;
-    }
-    return 1;
-}
-
-int queue_submit(struct queue *q, const struct queue_submission *sub, queue_submit_cb cb, void *arg)
-{
-    int valid =
-        sub->n_items >= 0 && sub->n_items <= Q_MAX_ITEMS &&
-        (sub->n_items == 0 || sub->items != NULL) && q_str_ok(sub->source, 1, QUEUE_SOURCE_MAX) &&
-        q_str_ok(sub->key, 1, QUEUE_KEY_MAX) && q_str_ok(sub->request_id, 0, Q_REQUEST_ID_MAX) &&
-        q_str_ok(sub->response_body, 0, Q_MAX_BODY) && q_items_ok(sub->items, sub->n_items);
-    size_t n_items = valid ? (size_t)sub->n_items : 0;
-    size_t ls = 0, lk = 0, lr = 0, lb = 0, items_size = n_items * sizeof(struct queue_item);
-    struct op *op;
-    char *p;
-
-    if (valid) {
-        ls = strlen(sub->source) + 1;
-        lk = strlen(sub->key) + 1;
-        lr = (sub->request_id != NULL ? strlen(sub->request_id) : 0) + 1;
-        lb = (sub->response_body != NULL ? strlen(sub->response_body) : 0) + 1;
-    }
-    /* One allocation holds the operation, its items and its strings. */
-    op = q_op_new(OP_SUBMIT, items_size + ls + lk + lr + lb, arg);
-    if (op == NULL)
-        return -1;
-    op->cb.submit = cb;
-    if (!valid) {
-        log_warn(sub->request_id, "queue: submission out of bounds refused");
-        op->failed = 1;
-        return q_enqueue(q, op);
-    }
-    if (sub->now_ms > 0)
-        op->now_ms = sub->now_ms;
-    p = (char *)(op + 1);
-    if (n_items > 0)
-        memcpy(p, sub->items, items_size);
-    op->in.submit.items = (const struct queue_item *)p;
-    op->in.submit.n_items = (int)n_items;
-    p += items_size;
-    op->in.submit.source = memcpy(p, sub->source, ls);
-    p += ls;
-    op->in.submit.key = memcpy(p, sub->key, lk);
-    p += lk;
-    op->in.submit.request_id = memcpy(p, sub->request_id != NULL ? sub->request_id : "", lr);
-    p += lr;
-    op->in.submit.body = memcpy(p, sub->response_body != NULL ? sub->response_body : "", lb);
-    op->in.submit.status = sub->response_status;
-    return q_enqueue(q, op);
-}
-
-void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg)
-{
-    q->notify_cb = cb;
-    q->notify_arg = arg;
-}
-
-int queue_claim(struct queue *q, int64_t now_ms, int max_jobs, int64_t lease_ms, queue_claim_cb cb,
-                void *arg)
-{
-    struct op *op = q_op_new(OP_CLAIM, 0, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.claim = cb;
-    op->now_ms = now_ms;
-    op->in.claim.max_jobs = max_jobs < 1 ? 1 : max_jobs > Q_CLAIM_MAX ? Q_CLAIM_MAX : max_jobs;
-    op->in.claim.lease_ms = lease_ms < 1                ? 1
-                            : lease_ms > Q_LEASE_MAX_MS ? Q_LEASE_MAX_MS
-                                                        : lease_ms;
-    return q_enqueue(q, op);
-}
-
-int queue_complete(struct queue *q, const struct queue_outcome *o, queue_done_cb cb, void *arg)
-{
-    struct op *op = q_op_new(OP_COMPLETE, 0, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.done = cb;
-    op->in.complete = *o;
-    /* The fixed-size strings are the caller's: make sure they end. */
-    op->in.complete.upstream_request_id[sizeof(o->upstream_request_id) - 1] = '\0';
-    op->in.complete.error_code[sizeof(o->error_code) - 1] = '\0';
-    op->in.complete.detail[sizeof(o->detail) - 1] = '\0';
-    if (o->state == DEL_IN_FLIGHT || (int)o->state < 0 || o->state >= DEL_STATE_COUNT)
-        op->failed = 1;
-    return q_enqueue(q, op);
-}
-
-/* get, retry and cancel name one deletion (retry: NULL = every dead one). */
-static int q_target(struct queue *q, enum op_kind kind, const char *deletion_id, const char *actor,
-                    int64_t now_ms, void *arg, struct op **out)
-{
-    struct op *op = q_op_new(kind, 0, arg);
-
-    (void)q;
-    *out = op;
-    if (op == NULL)
-        return -1;
-    if (now_ms > 0)
-        op->now_ms = now_ms;
-    if ((deletion_id == NULL && kind != OP_RETRY) ||
-        !q_str_ok(deletion_id, kind == OP_RETRY ? 0 : 1, QUEUE_DELETION_ID_MAX) ||
-        !q_str_ok(actor, 0, QUEUE_KEY_MAX))
-        op->failed = 1;
-    else {
-        snprintf(op->in.target.id, sizeof(op->in.target.id), "%s",
-                 deletion_id != NULL ? deletion_id : "");
-        snprintf(op->in.target.actor, sizeof(op->in.target.actor), "%s",
-                 actor != NULL ? actor : "");
-    }
-    if (kind == OP_RETRY && deletion_id != NULL && deletion_id[0] == '\0')
-        op->failed = 1; /* "" must not mean "every dead one" */
-    return 0;
-}
-
-int queue_get(struct queue *q, const char *deletion_id, queue_get_cb cb, void *arg)
-{
-    struct op *op;
-
-    if (q_target(q, OP_GET, deletion_id, NULL, 0, arg, &op) != 0)
-        return -1;
-    op->cb.get = cb;
-    return q_enqueue(q, op);
-}
-
-int queue_stats(struct queue *q, queue_stats_cb cb, void *arg)
-{
-    struct op *op = q_op_new(OP_STATS, 0, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.stats = cb;
-    return q_enqueue(q, op);
-}
-
-int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb, void *arg)
-{
-    struct op *op = q_op_new(OP_LIST, 0, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.list = cb;
-    op->in.list.state = state;
-    op->in.list.limit = limit < 0 ? 0 : limit > Q_LIST_MAX ? Q_LIST_MAX : limit;
-    if ((int)state < 0 || state >= DEL_STATE_COUNT)
-        op->failed = 1;
-    return q_enqueue(q, op);
-}
-
-int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
-                queue_count_cb cb, void *arg)
-{
-    struct op *op;
-
-    if (q_target(q, OP_RETRY, deletion_id, actor, now_ms, arg, &op) != 0)
-        return -1;
-    op->cb.count = cb;
-    return q_enqueue(q, op);
-}
-
-int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
-                 queue_count_cb cb, void *arg)
-{
-    struct op *op;
-
-    if (q_target(q, OP_CANCEL, deletion_id, actor, now_ms, arg, &op) != 0)
-        return -1;
-    op->cb.count = cb;
-    return q_enqueue(q, op);
-}
-
-int queue_set_paused(struct queue *q, int paused, const char *actor, queue_done_cb cb, void *arg)
-{
-    struct op *op = q_op_new(OP_PAUSE, 0, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.done = cb;
-    op->in.note.paused = paused != 0;
-    snprintf(op->in.note.event, sizeof(op->in.note.event), "%s", paused ? "paused" : "resumed");
-    if (!q_str_ok(actor, 1, QUEUE_SOURCE_MAX))
-        op->failed = 1;
-    else
-        snprintf(op->in.note.source, sizeof(op->in.note.source), "%s", actor);
-    return q_enqueue(q, op);
-}
-
-int queue_paused(const struct queue *q)
-{
-    return q->paused;
-}
-
-int queue_audit_note(struct queue *q, const char *event, const char *source, const char *detail,
-                     queue_done_cb cb, void *arg)
-{
-    struct op *op = q_op_new(OP_NOTE, 0, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.done = cb;
-    if (!q_str_ok(event, 1, sizeof(op->in.note.event) - 1) ||
-        !q_str_ok(source, 0, QUEUE_SOURCE_MAX) || !q_str_ok(detail, 0, 255))
-        op->failed = 1;
-    else {
-        snprintf(op->in.note.event, sizeof(op->in.note.event), "%s", event);
-        snprintf(op->in.note.source, sizeof(op->in.note.source), "%s", source ? source : "");
-        snprintf(op->in.note.detail, sizeof(op->in.note.detail), "%s", detail ? detail : "");
-    }
-    return q_enqueue(q, op);
-}
-
-uint64_t queue_commits(struct queue *q)
-{
-    uint64_t n;
-
-    pthread_mutex_lock(&q->mu);
-    n = q->commits;
-    pthread_mutex_unlock(&q->mu);
-    return n;
-}
-
-/* ---- open and close ---- */
-
 /* One gateway per database: an flock on "<path>.lock", held for the life of
  * the queue. flock conflicts between two opens even inside one process, and
  * the kernel drops it when the process dies, so a crash never leaves the
  * file locked. The holder's pid is written in it for the error message. */
-static int q_lock(struct queue *q, const char *path, char *err, size_t errlen)
+static int q_lock(struct queue_store *q, const char *path, char *err, size_t errlen)
 {
     char lock_path[PATH_MAX], pid[32] = "";
     int n;
@@ -1895,8 +1222,10 @@ static int q_migrate(sqlite3 *db, int64_t now, char *err, size_t errlen)
     if (version < SCHEMA_VERSION &&
         q_query_int(db, "UPDATE meta SET schema_version = ?1", SCHEMA_VERSION, NULL) != 0)
         goto sql_fail;
-    /* Jobs in flight at the last stop go back to the queue, and their live
-     * deletions with them in the counts (no trigger counts this move). */
+    /* Jobs in flight at the last stop go back to the queue (this store is
+     * this process's alone: nobody else can hold their leases), and their
+     * live deletions with them in the counts: q_count_job_move's move, for
+     * all of them at once. */
     if (q_exec(db,
                "UPDATE counts SET n = n + (SELECT count(*) FROM deletions d JOIN jobs j"
                " ON j.id = d.job_id WHERE j.state = 'in_flight' AND d.state IS NULL)"
@@ -1964,147 +1293,31 @@ static int q_quick_check(sqlite3 *db, const char *path, char *err, size_t errlen
 }
 
 /* Appends one record from the opening thread (the worker is not running). */
-static int q_open_record(struct queue *q, const char *event, const char *source, const char *detail)
-{
-    struct audit_record r;
-
-    memset(&r, 0, sizeof(r));
-    r.event = event;
-    r.time_ms = util_now_ms();
-    r.source = source;
-    r.detail = detail;
-    return audit_append(q->audit, &r, NULL, NULL);
-}
-
-/* The queue and the audit log must tell the same story (audit.h). The
- * queue keeps the seq and mac of the last record it committed; the log
- * keeps, on the first record of each commit, how far the queue had
- * committed. So at start:
- *   log behind the queue (or another record at the queue's seq): the log
- *     was deleted, truncated or replaced, and going on would start a new
- *     chain that hides it;
- *   log ahead, its last commit mark at the queue's seq: the records after
- *     it were for a commit that never happened (a crash before COMMIT, or
- *     a failed one); the trail says so and goes on;
- *   log ahead, its last mark beyond the queue's seq (or none): the queue
- *     lost commits (a deleted WAL, an older copy restored), and with them
- *     acknowledged deletions.
- * A mismatch stops the start unless the operator accepts it knowingly,
- * which the trail records. Then the start's own record (config_loaded),
- * the queue's new position and the crash recovery commit together. */
-static int q_open_audit(struct queue *q, const struct queue_options *opts, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t qseq = -1;
-    uint64_t aseq = 0, mark = 0;
-    char qmac[65] = "", amac[65], problem[400] = "", note[256] = "";
-    int found = 0;
-
-    if (q_exec(q->db, "BEGIN IMMEDIATE", err, errlen) != 0)
-        return -1;
-    if (sqlite3_prepare_v2(q->db, "SELECT audit_seq, audit_mac, paused FROM meta", -1, &st, NULL) !=
-            SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        snprintf(err, errlen, "queue database: %s", sqlite3_errmsg(q->db));
-        goto fail;
-    }
-    qseq = sqlite3_column_int64(st, 0);
-    q_col_copy(st, 1, qmac, sizeof(qmac));
-    q->paused = sqlite3_column_int(st, 2) != 0;
-    sqlite3_finalize(st);
-    st = NULL;
-    audit_position(q->audit, &aseq, amac);
-    if (qseq >= 0 && (uint64_t)qseq < aseq) {
-        found = audit_last_committed(q->audit, &mark);
-        if (found < 0) {
-            snprintf(err, errlen, "audit log: cannot read its last records");
-            goto fail;
-        }
-    }
-    if (qseq < 0) {
-        log_info(NULL, "queue: first start with a position check: the audit log ends at seq %llu",
-                 (unsigned long long)aseq);
-    } else if ((uint64_t)qseq > aseq ||
-               ((uint64_t)qseq == aseq && qseq > 0 && strcmp(qmac, amac) != 0)) {
-        snprintf(problem, sizeof(problem),
-                 "the audit log ends at seq %llu but the queue committed records up to seq %lld: "
-                 "the audit log was deleted, truncated or replaced",
-                 (unsigned long long)aseq, (long long)qseq);
-    } else if ((uint64_t)qseq < aseq && (found == 0 || mark != (uint64_t)qseq)) {
-        snprintf(problem, sizeof(problem),
-                 "the audit log has records up to seq %llu and shows commits up to seq %llu, but "
-                 "the queue committed only up to seq %lld: the queue lost commits (its -wal file "
-                 "deleted, or an older copy restored), and acknowledged deletions with them",
-                 (unsigned long long)aseq, found ? (unsigned long long)mark : aseq,
-                 (long long)qseq);
-    } else if ((uint64_t)qseq < aseq) {
-        snprintf(note, sizeof(note),
-                 "records %lld to %llu were written for a commit that did not happen (a crash or "
-                 "a failed commit): their changes are not in the queue",
-                 (long long)qseq + 1, (unsigned long long)aseq);
-        log_warn(NULL, "queue: %s", note);
-    }
-    audit_set_committed(q->audit, qseq < 0 ? aseq : (uint64_t)qseq);
-    if (problem[0] != '\0') {
-        if (!opts->accept_audit_mismatch) {
-            snprintf(err, errlen,
-                     "%s. Restore the missing file(s) from a backup, or start once with "
-                     "--accept-audit-mismatch to go on knowingly (the audit log records it)",
-                     problem);
-            goto fail;
-        }
-        log_warn(NULL, "queue: accepted by the operator: %s", problem);
-        if (q_open_record(q, "mismatch_accepted", "operator", problem) != 0)
-            goto audit_fail;
-    }
-    if (note[0] != '\0' && q_open_record(q, "uncommitted", "gateway", note) != 0)
-        goto audit_fail;
-    if (opts->open_detail != NULL &&
-        q_open_record(q, opts->open_event, "operator", opts->open_detail) != 0)
-        goto audit_fail;
-    if (audit_sync(q->audit) != 0)
-        goto audit_fail;
-    audit_position(q->audit, &aseq, amac);
-    {
-        sqlite3_stmt *up = NULL;
-        int rc = sqlite3_prepare_v2(q->db, "UPDATE meta SET audit_seq = ?1, audit_mac = ?2", -1,
-                                    &up, NULL);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(up, 1, (int64_t)aseq);
-            q_bind_text(up, 2, amac);
-            rc = sqlite3_step(up);
-        }
-        sqlite3_finalize(up);
-        if (rc != SQLITE_DONE)
-            goto sql_fail;
-    }
-    if (q_exec(q->db, "COMMIT", err, errlen) != 0)
-        goto fail;
-    q->audit_committed = aseq;
-    audit_set_committed(q->audit, aseq);
-    return 0;
-audit_fail:
-    snprintf(err, errlen, "audit log: cannot write its records at start");
-    goto fail;
-sql_fail:
-    snprintf(err, errlen, "queue database: %s", sqlite3_errmsg(q->db));
-fail:
-    sqlite3_finalize(st);
-    sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
-}
 
 /* Called by SQLite on the worker after each commit, with the WAL's size
  * in frames: past Q_CKPT_FRAMES the checkpointer is woken. */
 static int q_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
-    struct queue *q = arg;
+    struct queue_store *q = arg;
 
-    (void)db, (void)name;
-    if (frames >= Q_CKPT_FRAMES) {
+    (void)name;
+    if (frames >= Q_WAL_MAX_FRAMES) {
+        /* SQLite starts the WAL over only when a write begins with every
+         * frame copied, which a busy writer never lets a passive
+         * checkpoint reach: the WAL would grow for as long as ingest
+         * lasts, and fill a small disk. So past Q_WAL_MAX_FRAMES the
+         * writer copies the rest itself (the checkpointer has done most)
+         * and the next commit starts the WAL over: ingest slows to what
+         * the disk can fold in, the WAL stays bounded. BUSY: the
+         * checkpointer is at it right now; the next commit tries again. */
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+            log_error(NULL, "queue: checkpoint failed: %s", sqlite3_errmsg(db));
+            __atomic_add_fetch(&q->ckpt_failures, 1, __ATOMIC_RELAXED);
+        }
+    } else if (frames >= Q_CKPT_FRAMES) {
         pthread_mutex_lock(&q->ckpt_mu);
         q->ckpt_wanted = 1;
-        q->wal_frames = frames;
         pthread_cond_signal(&q->ckpt_cv);
         pthread_mutex_unlock(&q->ckpt_mu);
     }
@@ -2113,16 +1326,10 @@ static int q_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
 /* PASSIVE checkpoints never block the writer: they copy what is committed
  * and return. Also once a second when idle, so a quiet gateway's WAL is
- * folded in too. But SQLite starts the WAL again from its beginning only
- * when a write begins with every frame copied, which a busy writer never
- * lets a passive checkpoint reach: the WAL would grow for as long as
- * ingest lasts, and fill a small disk. Past Q_WAL_MAX_FRAMES a RESTART
- * checkpoint holds the writer back (its BEGIN waits, within the busy
- * timeout) while it copies the rest, so the next commit starts the WAL
- * over: ingest slows to what the disk can fold in, the WAL stays bounded. */
+ * folded in too. */
 static void *q_checkpointer(void *arg)
 {
-    struct queue *q = arg;
+    struct queue_store *q = arg;
     struct timespec until;
 
     pthread_mutex_lock(&q->ckpt_mu);
@@ -2135,21 +1342,18 @@ static void *q_checkpointer(void *arg)
         if (q->ckpt_stop)
             break;
         q->ckpt_wanted = 0;
-        int mode = q->wal_frames >= Q_WAL_MAX_FRAMES ? SQLITE_CHECKPOINT_RESTART
-                                                     : SQLITE_CHECKPOINT_PASSIVE;
-        q->wal_frames = 0;
         pthread_mutex_unlock(&q->ckpt_mu);
         int frames = 0, copied = 0;
-        int rc = sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, mode, &frames, &copied);
+        int rc = sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                           &copied);
         /* frames == -1 is SQLite saying this connection is not in WAL mode:
-         * the checkpoint did nothing, and the WAL would grow for ever. */
-        if (rc == SQLITE_BUSY) {
-            /* The writer held on past the busy timeout; the next wake-up
-             * tries again. */
-            log_warn(NULL, "queue: checkpoint: the writer is busy, trying again");
-        } else if (rc != SQLITE_OK || frames < 0) {
-            log_error(NULL, "queue: checkpoint failed: %s",
-                      rc != SQLITE_OK ? sqlite3_errmsg(q->ckpt_db) : "not in WAL mode");
+         * the checkpoint did nothing, and the WAL would grow for ever.
+         * BUSY: the writer is checkpointing itself (q_wal_hook). */
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+            log_error(NULL, "queue: checkpoint failed: %s", sqlite3_errmsg(q->ckpt_db));
+            __atomic_add_fetch(&q->ckpt_failures, 1, __ATOMIC_RELAXED);
+        } else if (rc == SQLITE_OK && frames < 0) {
+            log_error(NULL, "queue: checkpoint failed: not in WAL mode");
             __atomic_add_fetch(&q->ckpt_failures, 1, __ATOMIC_RELAXED);
         }
         pthread_mutex_lock(&q->ckpt_mu);
@@ -2158,7 +1362,7 @@ static void *q_checkpointer(void *arg)
     return NULL;
 }
 
-static void q_checkpointer_stop(struct queue *q)
+static void q_checkpointer_stop(struct queue_store *q)
 {
     if (!q->ckpt_started)
         return;
@@ -2170,8 +1374,10 @@ static void q_checkpointer_stop(struct queue *q)
     q->ckpt_started = 0;
 }
 
-static void q_free(struct queue *q)
+static void q_store_free(struct queue_store *q)
 {
+    if (q == NULL)
+        return;
     q_checkpointer_stop(q);
     if (q->ckpt_db != NULL)
         sqlite3_close(q->ckpt_db);
@@ -2179,21 +1385,17 @@ static void q_free(struct queue *q)
         sqlite3_finalize(q->st[i]);
     if (q->db != NULL)
         sqlite3_close(q->db);
-    if (q->ev_done != NULL)
-        event_free(q->ev_done);
     if (q->lock_fd >= 0)
         close(q->lock_fd); /* releases the flock */
-    pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->ckpt_mu);
     pthread_cond_destroy(&q->ckpt_cv);
     free(q);
 }
 
-int queue_open(struct queue **out, struct event_base *base, const struct queue_options *opts,
-               char *err, size_t errlen)
+static int q_store_open(const struct queue_options *opts, struct queue_store **out, char *err,
+                        size_t errlen)
 {
-    struct queue *q = NULL;
+    struct queue_store *q = NULL;
     char mode[16] = "";
 
     *out = NULL;
@@ -2207,18 +1409,12 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
         return -1;
     }
     q->lock_fd = -1;
-    q->audit = opts->audit;
     q->ttl_ms = opts->idempotency_ttl_ms;
-    q->pending_tail = &q->pending;
-    q->done_tail = &q->done;
-    q->notify_due = INT64_MAX;
-    pthread_mutex_init(&q->mu, NULL);
     pthread_mutex_init(&q->ckpt_mu, NULL);
     {
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&q->cv, &ca);
         pthread_cond_init(&q->ckpt_cv, &ca);
         pthread_condattr_destroy(&ca);
     }
@@ -2291,8 +1487,6 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     if (q_quick_check(q->db, opts->path, err, errlen) != 0 ||
         q_migrate(q->db, util_now_ms(), err, errlen) != 0)
         goto fail;
-    if (q->audit != NULL && q_open_audit(q, opts, err, errlen) != 0)
-        goto fail;
     /* A connection learns that the file is in WAL mode only when it first
      * reads it; until then every checkpoint on it is a silent no-op. */
     if (q_exec(q->ckpt_db, "SELECT count(*) FROM sqlite_schema", err, errlen) != 0)
@@ -2305,51 +1499,110 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
             goto fail;
         }
     }
-    q->ev_done = event_new(base, -1, 0, q_on_done, q);
-    if (q->ev_done == NULL) {
-        snprintf(err, errlen, "cannot create queue event");
-        goto fail;
-    }
     if (pthread_create(&q->ckpt, NULL, q_checkpointer, q) != 0) {
         snprintf(err, errlen, "cannot start queue checkpointer");
         goto fail;
     }
     q->ckpt_started = 1;
-    if (pthread_create(&q->worker, NULL, q_worker, q) != 0) {
-        snprintf(err, errlen, "cannot start queue worker");
-        goto fail;
-    }
-    q->worker_started = 1;
     *out = q;
     return 0;
 fail:
-    q_free(q);
+    q_store_free(q);
     return -1;
 }
 
-/* Answers everything that has run (callbacks that call queue_close again
- * find it closed) and frees the queue. */
-static void q_finish(struct queue *q)
+/* ---- the backend ---- */
+
+static int q_begin(struct queue_store *q)
 {
-    q->finishing = 1;
-    q_drain(q);
-    q_free(q);
+    return q_done(q, S_BEGIN);
 }
 
-void queue_close(struct queue *q)
+static int q_commit(struct queue_store *q)
 {
-    if (q == NULL || q->closed)
-        return;
-    q->closed = 1;
-    pthread_mutex_lock(&q->mu);
-    q->stopping = 1;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    if (q->worker_started)
-        pthread_join(q->worker, NULL);
-    /* Everything submitted has run; answer it here rather than leave
-     * callers waiting on an event that will be freed. Called from inside
-     * a queue callback, the delivery in progress does it when it ends. */
-    if (q->draining == 0)
-        q_finish(q);
+    return q_done(q, S_COMMIT);
 }
+
+static void q_rollback(struct queue_store *q)
+{
+    (void)q_done(q, S_ROLLBACK);
+}
+
+static int q_savepoint(struct queue_store *q)
+{
+    return q_done(q, S_SAVEPOINT);
+}
+
+static int q_release_savepoint(struct queue_store *q)
+{
+    return q_done(q, S_RELEASE);
+}
+
+static int q_rollback_savepoint(struct queue_store *q)
+{
+    return q_done(q, S_ROLLBACK_TO);
+}
+
+static int q_in_transaction(struct queue_store *q)
+{
+    return !sqlite3_get_autocommit(q->db);
+}
+
+/* Forgets idempotency keys past their TTL, a bounded number per cycle
+ * (more than a cycle can add, so the table cannot grow without end), and
+ * writes the cycle's count moves. */
+static int q_end_cycle(struct queue_store *q, struct cycle *c)
+{
+    if (q->ttl_ms > 0) {
+        sqlite3_stmt *st = q->st[S_SUB_PRUNE];
+        sqlite3_bind_int64(st, 1, util_now_ms() - q->ttl_ms);
+        sqlite3_bind_int(st, 2, 64 + 4 * c->n_submits);
+        if (q_done(q, S_SUB_PRUNE) != 0)
+            return -1;
+    }
+    return q_count_flush(q, &c->moves);
+}
+
+static int q_meta_read(struct queue_store *q, int64_t *audit_seq, char audit_mac[65], int *paused)
+{
+    sqlite3_stmt *st = q->st[S_META_READ];
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        *audit_seq = sqlite3_column_int64(st, 0);
+        q_col_copy(st, 1, audit_mac, 65);
+        *paused = sqlite3_column_int(st, 2) != 0;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+const struct queue_backend queue_sqlite_backend = {
+    .name = "sqlite",
+    .open = q_store_open,
+    .close = q_store_free,
+    .begin = q_begin,
+    .commit = q_commit,
+    .rollback = q_rollback,
+    .savepoint = q_savepoint,
+    .release_savepoint = q_release_savepoint,
+    .rollback_savepoint = q_rollback_savepoint,
+    .in_transaction = q_in_transaction,
+    .run =
+        {
+            [OP_SUBMIT] = q_op_submit,
+            [OP_CLAIM] = q_op_claim,
+            [OP_COMPLETE] = q_op_complete,
+            [OP_RELEASE] = q_op_release,
+            [OP_GET] = q_op_get,
+            [OP_STATS] = q_op_stats,
+            [OP_LIST] = q_op_list,
+            [OP_RETRY] = q_op_retry,
+            [OP_CANCEL] = q_op_cancel,
+            [OP_NOTE] = q_op_note,
+            [OP_PAUSE] = q_op_pause,
+        },
+    .end_cycle = q_end_cycle,
+    .meta_read = q_meta_read,
+    .meta_write_audit = q_meta_audit,
+};

@@ -95,13 +95,16 @@ def test_replaced_or_renamed_audit_log_refuses_changes_until_back(ctx):
     assert acked[-1]
 
     # Deleted and another file put at the path: that file is not replaced.
+    # The stray file goes in by rename: opened with "w" at the path it would
+    # truncate the log itself whenever the gateway wrote it back in between.
     os.unlink(path)
-    open(path, "w").close()
+    open(path + ".stray", "w").close()
+    os.replace(path + ".stray", path)
     assert erase(g, "pr_replaced") is None
     status, body = readyz(g)
     assert status == 503 and body["audit"] == "audit_log_missing", body
     assert os.path.getsize(path) == 0
-    assert "another file is at the path" in g.logs()
+    h.wait_for(lambda: "another file is at the path" in g.logs(), 5, what="the log line")
     os.unlink(path)
     h.wait_for(lambda: readyz(g)[0] == 200, 10, what="/readyz 200 once the stray file is gone")
     acked.append(erase(g, "pr_restored"))

@@ -159,23 +159,23 @@ static int submit(struct queue *q, const char *key, const char *del_id, const ch
     return x.status;
 }
 
-static void on_claim(const struct queue_job *jobs, int n, int64_t next, void *arg)
+static void on_claim(const struct queue_job *jobs, int n, int64_t next, int failed, void *arg)
 {
     struct res *x = arg;
 
     (void)next;
     x->done = 1;
-    x->n = n;
+    x->n = failed ? -1 : n;
     if (n > 0)
         x->job = jobs[0];
 }
 
-static void on_done(int ok, void *arg)
+static void on_done(int failed, void *arg)
 {
     struct res *x = arg;
 
     x->done = 1;
-    x->status = ok;
+    x->status = !failed;
 }
 
 static int64_t claim_complete(struct queue *q, enum deletion_state state, int http_status)
@@ -186,10 +186,11 @@ static int64_t claim_complete(struct queue *q, enum deletion_state state, int ht
                               .http_status = http_status,
                               .retry_at_ms = util_now_ms()};
 
-    CHECK(queue_claim(q, util_now_ms() + 1, 1, 60000, on_claim, &c) == 0);
+    CHECK(queue_claim(q, 1, 60000, on_claim, &c) == 0);
     run_until(&c.done);
     CHECK(c.n == 1);
     o.job_id = c.job.job_id;
+    o.lease = c.job.lease;
     o.started_ms = util_now_ms();
     o.finished_ms = o.started_ms + 1;
     CHECK(queue_complete(q, &o, on_done, &d) == 0);
@@ -218,12 +219,12 @@ static int get(struct queue *q, const char *id, struct queue_deletion_view *v)
     return x.n;
 }
 
-static void on_count(int64_t count, void *arg)
+static void on_count(int64_t count, int failed, void *arg)
 {
     struct res *x = arg;
 
     x->done = 1;
-    x->count = count;
+    x->count = failed ? -1 : count;
 }
 
 static const struct rec *last(void)

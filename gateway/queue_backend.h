@@ -1,0 +1,163 @@
+/*
+ * queue_backend.h: what a storage backend of the queue supplies, and what
+ * the neutral layer (queue.c) gives it. Not for the queue's callers: they
+ * use queue.h.
+ *
+ * queue.c owns everything that is the same whatever the storage: copying
+ * and bounding the callers' arguments into an op, the worker thread that
+ * takes every op that arrived during one commit into the next (group
+ * commit), the audit records around each cycle, the cross-check of the
+ * queue and the audit log at start, and the delivery of results to the
+ * event loop. A backend owns only storage: its open and close, its
+ * transactions, and one function per kind of op, run on the worker inside
+ * the cycle's transaction.
+ */
+#ifndef DG_QUEUE_BACKEND_H
+#define DG_QUEUE_BACKEND_H
+
+#include "audit.h"
+#include "queue.h"
+
+#include <stdint.h>
+
+enum op_kind {
+    OP_SUBMIT,
+    OP_CLAIM,
+    OP_COMPLETE,
+    OP_RELEASE,
+    OP_GET,
+    OP_STATS,
+    OP_LIST,
+    OP_RETRY,
+    OP_CANCEL,
+    OP_NOTE,
+    OP_PAUSE,
+    OP_KIND_COUNT
+};
+
+/* One call in flight between the threads: its arguments, copied at the
+ * call; its results, filled by the backend on the worker. */
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    int failed; /* the operation, or its whole cycle, failed */
+    void *arg;
+    union {
+        queue_submit_cb submit;
+        queue_claim_cb claim;
+        queue_done_cb done;
+        queue_get_cb get;
+        queue_stats_cb stats;
+        queue_list_cb list;
+        queue_count_cb count;
+    } cb;
+    int64_t now_ms;
+    union {
+        struct submit_in {
+            const char *source, *key, *request_id, *body; /* point into this allocation */
+            int status;
+            const struct queue_item *items;
+            int n_items;
+        } submit;
+        struct {
+            int max_jobs;
+            int64_t lease_ms;
+        } claim;
+        struct queue_outcome complete;
+        struct {
+            int64_t job_id, lease, due_ms;
+        } release;
+        struct {
+            char id[QUEUE_DELETION_ID_MAX + 1]; /* "" = every dead deletion (retry) */
+            char actor[QUEUE_KEY_MAX + 1];
+        } target;
+        struct {
+            enum deletion_state state;
+            int limit;
+        } list;
+        struct {
+            char event[32], source[QUEUE_SOURCE_MAX + 1], detail[256];
+            int paused; /* OP_PAUSE */
+        } note;
+    } in;
+    union {
+        struct {
+            enum queue_submit_status status;
+            int stored_status;
+            char *stored_body;
+        } submit;
+        struct {
+            struct queue_job *jobs;
+            int n;
+            int64_t next_due_ms;
+        } claim;
+        struct {
+            struct queue_deletion_view *views;
+            int n;
+        } view; /* get: n = 0 for an unknown id */
+        struct queue_stats stats;
+        int64_t count;
+        int ok;
+    } out;
+};
+
+/* Moves between the counts of deletions by state and of pending jobs that
+ * a cycle's ops made; the backend writes their sum once per commit. */
+struct count_moves {
+    int64_t state[DEL_STATE_COUNT];
+    int64_t jobs_pending;
+};
+
+/* What one cycle gathers besides the ops' own results. */
+struct cycle {
+    struct queue *q;
+    int64_t notify_due; /* earliest due time of the jobs it made due */
+    int n_submits;
+    struct count_moves moves;
+    int fatal;     /* the transaction is lost or the audit failed: fail the cycle */
+    int64_t stale; /* completions and releases dropped: their lease was taken */
+};
+
+struct queue_store; /* each backend's own */
+
+struct queue_backend {
+    const char *name;
+    /* Opens the store on the opening thread, before the worker starts. A
+     * backend that owns its store alone (SQLite, under its flock) puts
+     * every job still in flight back in the queue here: nobody else can
+     * hold their leases. A shared one must not: another process may; for
+     * it, expired leases being claimable by anyone is the recovery. */
+    int (*open)(const struct queue_options *o, struct queue_store **out, char *err, size_t errlen);
+    void (*close)(struct queue_store *s);
+    /* The cycle's transaction and, for a batch run isolated, a savepoint
+     * per op. in_transaction: 0 once the store rolled back by itself. */
+    int (*begin)(struct queue_store *s);
+    int (*commit)(struct queue_store *s);
+    void (*rollback)(struct queue_store *s);
+    int (*savepoint)(struct queue_store *s);
+    int (*release_savepoint)(struct queue_store *s);
+    int (*rollback_savepoint)(struct queue_store *s);
+    int (*in_transaction)(struct queue_store *s);
+    /* One per op kind, inside the transaction: 0, or -1 with the op's
+     * changes to be rolled back. */
+    int (*run[OP_KIND_COUNT])(struct queue_store *s, struct cycle *c, struct op *op);
+    /* Last in every cycle, before the audit sync: housekeeping and the
+     * cycle's count moves. */
+    int (*end_cycle)(struct queue_store *s, struct cycle *c);
+    /* The queue's small state: where it last committed the audit log
+     * (seq -1 = not known yet) and the operator's pause. */
+    int (*meta_read)(struct queue_store *s, int64_t *audit_seq, char audit_mac[65], int *paused);
+    int (*meta_write_audit)(struct queue_store *s, uint64_t seq, const char *mac);
+};
+
+extern const struct queue_backend queue_sqlite_backend;
+
+/* For the backends' ops, on the worker. The only door to the audit log:
+ * a failure marks the cycle fatal, so nothing is acknowledged that the
+ * trail does not hold. seq and mac may be NULL. */
+int queue_cycle_audit(struct cycle *c, const struct audit_record *r, uint64_t *seq, char mac[65]);
+void queue_cycle_note_due(struct cycle *c, int64_t due_ms);
+/* The clock the backend claims by (queue_options.clock_ms). */
+int64_t queue_clock_ms(const struct cycle *c);
+
+#endif

@@ -13,7 +13,8 @@
  * takes a variable time), so no second ever holds more than the configured
  * number. Jobs claimed ahead wait in `ready` for a slot, and go back to the
  * queue whenever sending stops, so no lease lapses in hand. A 429 holds all
- * sending until its Retry-After: the limit is the account's, not a job's.
+ * sending until its Retry-After, at least a second, longer with each 429 in
+ * a row: the limit is the account's, not a job's.
  *
  * Crash safety: a claimed job is in_flight in the database with a lease
  * longer than any request can take; if the process dies, the job is
@@ -50,6 +51,8 @@ struct dispatch {
     int claim_want;        /* how many the current claim asked for */
     int claim_short;       /* the last claim took every due job; reset by timer and notify */
     int64_t hold_until_ms; /* after a 429: nothing is sent before this */
+    int rl_streak;         /* 429s in a row, each to a request sent after the one before */
+    int64_t rl_last_ms;    /* when the last 429 arrived */
     int breaker_open;
     int64_t probe_at_ms;
     int64_t probe_interval_ms;
@@ -217,12 +220,16 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
         /* A 429 is the account's limit, not this job's failure: it does not
          * use up the retry budget, and it pauses everyone. */
         o->counts_as_attempt = 0;
-        delay = retry_next_delay_ms(r->retry_after, r->ratelimit_reset, next_attempt,
-                                    cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32());
+        /* The 429s to requests that were out together are one in the row. */
+        if (a->started_ms >= d->rl_last_ms && d->rl_streak < 64)
+            d->rl_streak++;
+        d->rl_last_ms = now;
+        delay = retry_rate_limit_hold_ms(r->retry_after, r->ratelimit_reset, d->rl_streak,
+                                         cfg->retry.initial_ms, cfg->retry.max_ms, now);
         if (now + delay > d->hold_until_ms)
             d->hold_until_ms = now + delay;
         o->state = give_up ? DEL_DEAD : DEL_QUEUED;
-        o->retry_at_ms = now + delay;
+        o->retry_at_ms = d->hold_until_ms;
         break;
     case RETRY_CREDENTIALS:
         o->counts_as_attempt = 0;
@@ -238,6 +245,10 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
         o->retry_at_ms = now + delay;
         break;
     }
+    /* Only an answer to a request sent after the last 429 says the
+     * account's limit lets requests through again. */
+    if (r->http_status != 0 && cls != RETRY_RATE_LIMITED && a->started_ms >= d->rl_last_ms)
+        d->rl_streak = 0;
     if (cls != RETRY_CREDENTIALS && r->http_status != 0)
         breaker_close(d);
     if (o->state == DEL_DEAD)

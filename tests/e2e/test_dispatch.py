@@ -93,6 +93,43 @@ def test_429_waits_for_retry_after_and_keeps_the_budget(ctx):
     assert v["attempts"] == 1, v  # the 429 did not count
 
 
+def test_429_with_retry_after_0_holds_at_least_a_second_and_grows(ctx):
+    sim = ctx.sim()
+    sim.faults([{"status": 429, "retry_after": "0", "count": 3, "code": "RATE_LIMIT_EXCEEDED"}])
+    g = ctx.gateway(sim, overrides={"retry": {"initial_ms": 100, "max_ms": 8000}})
+    v = g.wait_state(queue_file(g, "file_rl0"), "deleted", timeout=20)
+    times = [r["time_ms"] for r in sim.deletes()]
+    assert [r["status"] for r in sim.deletes()] == [429, 429, 429, 200], sim.deletes()
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # 1 s floor, then doubling: 1, 2, 4 s (not initial_ms, not 0).
+    for i, want in enumerate((1000, 2000, 4000)):
+        assert want - 50 <= gaps[i] < want + 1500, gaps
+    assert v["attempts"] == 1, v  # 429s still do not count
+    # A success ends the row: the next 429 holds for the floor again.
+    sim.faults([{"status": 429, "retry_after": "0", "count": 1}])
+    g.wait_state(queue_file(g, "file_rl1"), "deleted", timeout=10)
+    t = [r["time_ms"] for r in sim.deletes() if r["path"] == "/files/file_rl1"]
+    assert len(t) == 2 and 950 <= t[1] - t[0] < 2000, t
+
+
+def test_429s_of_requests_out_together_are_one_step_of_the_hold(ctx):
+    sim = ctx.sim()
+    sim.faults([{"status": 429, "count": 4}])  # no hint at all
+    g = ctx.gateway(sim, overrides={"extend": {"max_in_flight": 4},
+                                    "retry": {"initial_ms": 100, "max_ms": 8000}})
+    g.admin("POST", "/admin/pause")
+    ids = [queue_file(g, "file_rlb%d" % i) for i in range(4)]
+    g.admin("POST", "/admin/resume")
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=20)
+    reqs = sim.deletes()
+    limited = [r["time_ms"] for r in reqs if r["status"] == 429]
+    ok = [r["time_ms"] for r in reqs if r["status"] == 200]
+    assert len(limited) == 4 and len(ok) == 4, reqs
+    # Four answers to one burst hold for 1 s, not 1+2+4+8.
+    assert 950 <= min(ok) - max(limited) < 2500, (limited, ok)
+
+
 def test_401_opens_the_breaker_holds_every_job_and_closes_by_itself(ctx):
     sim = ctx.sim()
     sim.faults([{"status": 401, "count": -1, "code": "UNAUTHORIZED"}])

@@ -171,15 +171,18 @@ static void route_healthz(struct evhttp_request *req, struct gateway *gw)
 
 static void route_readyz(struct evhttp_request *req, struct gateway *gw)
 {
-    char body[256];
+    char body[320];
     int breaker = dispatch_breaker_open(gw->dispatch);
+    /* Extend out of reach leaves the gateway ready: accepting and queueing
+     * through an outage is its job, and nobody needs to act on the gateway.
+     * Rejected credentials do need someone. */
     int ready = !gw->queue_failed && !breaker && !gw->shutting_down;
 
     snprintf(body, sizeof(body),
              "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
-             "\"dispatch\":\"%s\"}",
+             "\"upstream_connection\":\"%s\",\"dispatch\":\"%s\"}",
              ready ? "ready" : "not_ready", gw->queue_failed ? "failing" : "ok",
-             breaker ? "rejected" : "ok",
+             breaker ? "rejected" : "ok", dispatch_unreachable(gw->dispatch) ? "unreachable" : "ok",
              gw->shutting_down               ? "stopping"
              : dispatch_paused(gw->dispatch) ? "paused"
                                              : "running");

@@ -13,7 +13,16 @@
  * takes a variable time), so no second ever holds more than the configured
  * number. Jobs claimed ahead wait in `ready` for a slot, and go back to the
  * queue whenever sending stops, so no lease lapses in hand. A 429 holds all
- * sending until its Retry-After: the limit is the account's, not a job's.
+ * sending until its Retry-After, at least a second, longer with each 429 in
+ * a row: the limit is the account's, not a job's.
+ *
+ * Two other troubles are the account's, not a job's, and hold all sending
+ * behind one probe request at a time until a probe gets through: Extend
+ * refusing the credentials (401, 402, 403: the breaker) and Extend not
+ * answering at all (no HTTP answer from any request since the failing one
+ * was sent: unreachable). Jobs that fail so stay due, so the backlog drains
+ * at the configured rate as soon as the probe gets through. A 5xx is an
+ * answer, about one request: that job alone backs off.
  *
  * Crash safety: a claimed job is in_flight in the database with a lease
  * longer than any request can take; if the process dies, the job is
@@ -50,9 +59,16 @@ struct dispatch {
     int claim_want;        /* how many the current claim asked for */
     int claim_short;       /* the last claim took every due job; reset by timer and notify */
     int64_t hold_until_ms; /* after a 429: nothing is sent before this */
-    int breaker_open;
-    int64_t probe_at_ms;
-    int64_t probe_interval_ms;
+    int rl_streak;         /* 429s in a row, each to a request sent after the one before */
+    int64_t rl_last_ms;    /* when the last 429 arrived */
+    /* Held for the account, one probe at a time (see the top comment): */
+    int breaker_open;           /* Extend refuses the credentials */
+    int unreachable;            /* Extend does not answer at all */
+    int probes_failed;          /* failures in a row since the hold began */
+    int64_t probe_at_ms;        /* the next probe is not sent before this */
+    int64_t last_answer_ms;     /* when any HTTP answer last arrived */
+    char unreachable_error[64]; /* the last transport error, for jobs given up meanwhile */
+    char unreachable_detail[200];
     int paused;
     int stopping;
 };
@@ -68,6 +84,7 @@ struct attempt {
     struct dispatch *d;
     struct queue_job job;
     int64_t started_ms;
+    int probe; /* sent while all sending was held */
     struct attempt *prev, *next;
     struct event *defer; /* a start failure, reported from the loop */
 };
@@ -142,33 +159,87 @@ static void outcome_committed(int failed, void *arg)
     }
 }
 
-static void breaker_open(struct dispatch *d, int64_t now, int status)
+static int probing(const struct dispatch *d)
+{
+    return d->breaker_open || d->unreachable;
+}
+
+static int *hold_flag(struct dispatch *d, enum retry_hold why)
+{
+    return why == RETRY_HOLD_CREDENTIALS ? &d->breaker_open : &d->unreachable;
+}
+
+static void hold_set(struct dispatch *d, enum retry_hold why, int on)
+{
+    *hold_flag(d, why) = on;
+    if (why == RETRY_HOLD_CREDENTIALS)
+        metrics_set_breaker(on);
+    else
+        metrics_set_unreachable(on);
+}
+
+/*
+ * Holds all sending behind one probe (why: credentials or unreachable). The
+ * probe interval grows only with probes that fail: the answers to requests
+ * that were already out when the hold began say nothing new, and counting
+ * them would push the first probe out by as many doublings.
+ */
+static void hold_open(struct dispatch *d, const struct attempt *a, int64_t now, enum retry_hold why)
 {
     const struct config *cfg = d->gw->cfg;
 
-    if (!d->breaker_open) {
-        d->probe_interval_ms = cfg->retry.initial_ms < 1000 ? cfg->retry.initial_ms : 1000;
+    if (!probing(d))
+        d->probes_failed = 1;
+    else if (a->probe)
+        d->probes_failed += d->probes_failed < 64;
+    else if (*hold_flag(d, why))
+        return;
+    hold_set(d, why, 1);
+    d->probe_at_ms =
+        now + retry_probe_interval_ms(d->unreachable ? RETRY_HOLD_UNREACHABLE : why,
+                                      d->probes_failed, cfg->retry.initial_ms, cfg->retry.max_ms);
+}
+
+static void breaker_open(struct dispatch *d, const struct attempt *a, int64_t now, int status)
+{
+    if (!d->breaker_open)
         log_error(NULL,
                   "dispatch: Extend answered %d: credentials or account rejected; holding every "
                   "job and probing",
                   status);
-    } else if (d->probe_interval_ms < cfg->retry.max_ms) {
-        d->probe_interval_ms *= 2;
-        if (d->probe_interval_ms > cfg->retry.max_ms)
-            d->probe_interval_ms = cfg->retry.max_ms;
-    }
-    d->breaker_open = 1;
-    d->probe_at_ms = now + d->probe_interval_ms;
-    metrics_set_breaker(1);
+    hold_open(d, a, now, RETRY_HOLD_CREDENTIALS);
 }
 
-static void breaker_close(struct dispatch *d)
+static void unreachable_open(struct dispatch *d, const struct attempt *a, int64_t now,
+                             const struct upstream_result *r)
 {
-    if (!d->breaker_open)
+    if (!d->unreachable)
+        log_error(NULL, "dispatch: Extend unreachable (%s: %s); holding every job and probing",
+                  r->transport_error, r->transport_detail);
+    snprintf(d->unreachable_error, sizeof(d->unreachable_error), "%.63s", r->transport_error);
+    snprintf(d->unreachable_detail, sizeof(d->unreachable_detail), "%.199s", r->transport_detail);
+    hold_open(d, a, now, RETRY_HOLD_UNREACHABLE);
+}
+
+static void hold_close(struct dispatch *d, enum retry_hold why)
+{
+    if (!*hold_flag(d, why))
         return;
-    d->breaker_open = 0;
-    metrics_set_breaker(0);
-    log_info(NULL, "dispatch: Extend accepts the credentials again; resuming");
+    hold_set(d, why, 0);
+    log_info(NULL, "dispatch: %s; resuming at the configured rate",
+             why == RETRY_HOLD_CREDENTIALS ? "Extend accepts the credentials again"
+                                           : "Extend answers again");
+}
+
+static int given_up(const struct config *cfg, const struct queue_job *job, int64_t now)
+{
+    return now - job->clock_start_ms >= cfg->retry.give_up_after_seconds * 1000;
+}
+
+static void dead_detail(struct queue_outcome *o, const struct config *cfg, const char *why)
+{
+    snprintf(o->detail, sizeof(o->detail), "gave up after %lld s of failures: %.180s",
+             (long long)cfg->retry.give_up_after_seconds, why);
 }
 
 static const char *class_name(enum retry_class c)
@@ -199,7 +270,7 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
     enum retry_class cls = retry_classify(r->http_status);
     int next_attempt = a->job.attempts + 1;
     int64_t delay;
-    int give_up = now - a->job.clock_start_ms >= cfg->retry.give_up_after_seconds * 1000;
+    int give_up = given_up(cfg, &a->job, now);
 
     o->counts_as_attempt = 1;
     switch (cls) {
@@ -216,18 +287,22 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
         /* A 429 is the account's limit, not this job's failure: it does not
          * use up the retry budget, and it pauses everyone. */
         o->counts_as_attempt = 0;
-        delay = retry_next_delay_ms(r->retry_after, r->ratelimit_reset, next_attempt,
-                                    cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32());
+        /* The 429s to requests that were out together are one in the row. */
+        if (a->started_ms >= d->rl_last_ms && d->rl_streak < 64)
+            d->rl_streak++;
+        d->rl_last_ms = now;
+        delay = retry_rate_limit_hold_ms(r->retry_after, r->ratelimit_reset, d->rl_streak,
+                                         cfg->retry.initial_ms, cfg->retry.max_ms, now);
         if (now + delay > d->hold_until_ms)
             d->hold_until_ms = now + delay;
         o->state = give_up ? DEL_DEAD : DEL_QUEUED;
-        o->retry_at_ms = now + delay;
+        o->retry_at_ms = d->hold_until_ms;
         break;
     case RETRY_CREDENTIALS:
         o->counts_as_attempt = 0;
         o->state = DEL_QUEUED;
         o->retry_at_ms = now;
-        breaker_open(d, now, r->http_status);
+        breaker_open(d, a, now, r->http_status);
         break;
     case RETRY_TRANSIENT:
     default:
@@ -235,14 +310,32 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
                                     cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32());
         o->state = give_up ? DEL_DEAD : DEL_QUEUED;
         o->retry_at_ms = now + delay;
+        /* No answer, and none to any request since this one was sent:
+         * Extend is out of reach, not this job in trouble. Its own backoff
+         * must not outlast the hold, or the backlog would wait for it
+         * after Extend is back. A request that alone fails while others
+         * are answered keeps its own backoff. */
+        if (r->http_status == 0 && a->started_ms >= d->last_answer_ms) {
+            unreachable_open(d, a, now, r);
+            if (o->retry_at_ms > d->probe_at_ms)
+                o->retry_at_ms = d->probe_at_ms;
+        }
         break;
     }
+    if (r->http_status != 0) {
+        d->last_answer_ms = now;
+        hold_close(d, RETRY_HOLD_UNREACHABLE);
+        /* Only an answer to a request sent after the last 429 says the
+         * account's limit lets requests through again. */
+        if (cls != RETRY_RATE_LIMITED && a->started_ms >= d->rl_last_ms)
+            d->rl_streak = 0;
+    }
     if (cls != RETRY_CREDENTIALS && r->http_status != 0)
-        breaker_close(d);
+        hold_close(d, RETRY_HOLD_CREDENTIALS);
+    if (!probing(d))
+        d->probes_failed = 0;
     if (o->state == DEL_DEAD)
-        snprintf(o->detail, sizeof(o->detail), "gave up after %lld s of failures: %.180s",
-                 (long long)cfg->retry.give_up_after_seconds,
-                 r->error_message[0] ? r->error_message : r->transport_detail);
+        dead_detail(o, cfg, r->error_message[0] ? r->error_message : r->transport_detail);
 }
 
 static void upstream_done(const struct upstream_result *r, void *arg)
@@ -305,6 +398,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     a->d = d;
     a->job = *job;
     a->started_ms = util_now_ms();
+    a->probe = probing(d);
     a->next = d->attempts;
     if (d->attempts != NULL)
         d->attempts->prev = a;
@@ -373,7 +467,7 @@ static int prefetch_target(const struct dispatch *d)
 {
     const struct config *cfg = d->gw->cfg;
 
-    if (d->breaker_open)
+    if (probing(d))
         return 0;
     return cfg->extend.rate_per_second > 0 ? 1 : d->prefetch;
 }
@@ -410,6 +504,30 @@ static void release_ready(struct dispatch *d, int64_t due_ms)
     d->n_ready = 0;
 }
 
+/*
+ * While Extend is unreachable only probes are sent, so a job could outlive
+ * its give-up deadline without ever failing again. Each probe's claim takes
+ * a batch of due jobs (oldest due first; those not sent go back due at the
+ * next probe, behind the rest), and those past their deadline end dead
+ * here, unsent, as a job failing through the outage would have.
+ */
+static void give_up_unsent(struct dispatch *d, const struct queue_job *job)
+{
+    struct queue_outcome o;
+    char why[256];
+
+    memset(&o, 0, sizeof(o));
+    o.job_id = job->job_id;
+    o.lease = job->lease;
+    o.state = DEL_DEAD;
+    snprintf(o.error_code, sizeof(o.error_code), "%s", d->unreachable_error);
+    snprintf(why, sizeof(why), "Extend unreachable: %s", d->unreachable_detail);
+    dead_detail(&o, d->gw->cfg, why);
+    log_info(NULL, "dispatch: %s %s given up while Extend is unreachable",
+             resource_name(job->resource), job->resource_id);
+    queue_complete(d->gw->queue, &o, outcome_committed, d);
+}
+
 static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, int failed,
                        void *arg)
 {
@@ -419,8 +537,10 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     d->claiming = 0;
     log_debug(NULL, "dispatch: claimed %d job(s); %d in flight, %d waiting, prefetch %d", n,
               d->in_flight, d->n_ready, d->prefetch);
-    if (n == d->claim_want)
-        prefetch_learn(d); /* a short claim says the queue ran dry, not the trip */
+    /* A short claim says the queue ran dry, not the trip; a held one
+     * says nothing about the trip either. */
+    if (n == d->claim_want && !probing(d))
+        prefetch_learn(d);
     if (failed) {
         d->gw->queue_failed = 1;
         arm(d, 1000);
@@ -429,6 +549,10 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     d->gw->queue_failed = 0;
     /* pump() never asks for more than the ring holds. */
     for (int i = 0; i < n; i++) {
+        if (d->unreachable && given_up(d->gw->cfg, &jobs[i], now)) {
+            give_up_unsent(d, &jobs[i]);
+            continue;
+        }
         struct ready_job *r = &d->ready[(d->ready_head + d->n_ready) % d->cap_ready];
         r->job = jobs[i];
         r->claimed_ms = now;
@@ -450,7 +574,7 @@ static void start_ready(struct dispatch *d)
     while (d->n_ready > 0) {
         if (d->in_flight >= cfg->extend.max_in_flight)
             return;
-        if (d->breaker_open && (d->in_flight > 0 || now < d->probe_at_ms))
+        if (probing(d) && (d->in_flight > 0 || now < d->probe_at_ms))
             return; /* one probe at a time, when due */
         if (now - d->ready[d->ready_head].claimed_ms > lease_ms(cfg) / 2) {
             release_ready(d, now); /* waited too long in hand: claim afresh */
@@ -483,7 +607,7 @@ static void pump(struct dispatch *d)
         arm(d, d->hold_until_ms - now);
         return;
     }
-    if (d->breaker_open && d->in_flight == 0 && now < d->probe_at_ms) {
+    if (probing(d) && d->in_flight == 0 && now < d->probe_at_ms) {
         release_ready(d, d->probe_at_ms);
         arm(d, d->probe_at_ms - now);
         return;
@@ -493,8 +617,10 @@ static void pump(struct dispatch *d)
         return;
     /* Free slots plus the prefetch, less what is already in hand. */
     want = cfg->extend.max_in_flight - d->in_flight + prefetch_target(d) - d->n_ready;
-    if (d->breaker_open)
-        want = d->in_flight == 0 && d->n_ready == 0 ? 1 : 0;
+    /* Held: one probe; while unreachable, a batch to look for jobs past
+     * their give-up deadline (see give_up_unsent). */
+    if (probing(d))
+        want = d->in_flight > 0 || d->n_ready > 0 ? 0 : d->unreachable ? d->cap_ready : 1;
     if (want > d->cap_ready - d->n_ready)
         want = d->cap_ready - d->n_ready;
     /* After a claim that found everything due, nothing else is due until
@@ -585,6 +711,11 @@ int dispatch_paused(const struct dispatch *d)
 int dispatch_breaker_open(const struct dispatch *d)
 {
     return d->breaker_open;
+}
+
+int dispatch_unreachable(const struct dispatch *d)
+{
+    return d->unreachable;
 }
 
 int dispatch_in_flight(const struct dispatch *d)

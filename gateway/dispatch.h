@@ -4,7 +4,10 @@
  * persistently (backoff, give-up only after retry.give_up_after_seconds).
  * A 401, 402 or 403 means the credentials or the account are wrong, not
  * the deletion: the circuit breaker opens, every job stays queued, and one
- * probe request is sent now and then until Extend accepts again.
+ * probe request is sent now and then until Extend accepts again. When
+ * Extend does not answer at all (connect, DNS, TLS, time-out), sending is
+ * held the same way until a probe gets an answer; the jobs stay due, so
+ * the backlog drains at the configured rate at once.
  */
 #ifndef DG_DISPATCH_H
 #define DG_DISPATCH_H
@@ -25,6 +28,8 @@ void dispatch_set_paused(struct dispatch *d, int paused);
 
 int dispatch_paused(const struct dispatch *d);
 int dispatch_breaker_open(const struct dispatch *d);
+/* 1 while Extend cannot be reached and sending is held behind probes. */
+int dispatch_unreachable(const struct dispatch *d);
 int dispatch_in_flight(const struct dispatch *d);
 
 #endif

@@ -186,6 +186,9 @@ static void route_readyz(struct evhttp_request *req, struct gateway *gw)
     const char *audit = "ok";
     int breaker = dispatch_breaker_open(gw->dispatch);
     int audit_ok = audit_healthy(gw->audit, &audit);
+    /* Extend out of reach leaves the gateway ready: accepting and queueing
+     * through an outage is its job, and nobody needs to act on the gateway.
+     * Rejected credentials do need someone. */
     int ready = !gw->queue_failed && !breaker && !gw->shutting_down && audit_ok;
 
     /* The audit log repairs itself, and a failed commit is found to work
@@ -196,9 +199,9 @@ static void route_readyz(struct evhttp_request *req, struct gateway *gw)
         (void)queue_stats(gw->queue, readyz_cycle_done, gw);
     snprintf(body, sizeof(body),
              "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
-             "\"dispatch\":\"%s\",\"audit\":\"%s\"}",
+             "\"upstream_connection\":\"%s\",\"dispatch\":\"%s\",\"audit\":\"%s\"}",
              ready ? "ready" : "not_ready", gw->queue_failed ? "failing" : "ok",
-             breaker ? "rejected" : "ok",
+             breaker ? "rejected" : "ok", dispatch_unreachable(gw->dispatch) ? "unreachable" : "ok",
              gw->shutting_down               ? "stopping"
              : dispatch_paused(gw->dispatch) ? "paused"
                                              : "running",

@@ -109,6 +109,8 @@ static void stats_done(const struct queue_stats *st, int failed, void *arg)
     json_object_set_new(o, "rate_per_second", json_real(cfg->extend.rate_per_second));
     json_object_set_new(o, "paused", json_boolean(dispatch_paused(a->gw->dispatch)));
     json_object_set_new(o, "breaker_open", json_boolean(dispatch_breaker_open(a->gw->dispatch)));
+    json_object_set_new(o, "upstream_unreachable",
+                        json_boolean(dispatch_unreachable(a->gw->dispatch)));
     json_object_set_new(o, "in_flight", json_integer(dispatch_in_flight(a->gw->dispatch)));
     send_json_value(a->req, a->rid, 200, o);
     admin_ctx_free(a);

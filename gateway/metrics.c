@@ -73,6 +73,7 @@ static struct {
     uint64_t latency_count;
     double latency_sum;
     int breaker_open;
+    int unreachable;
     int paused;
     int in_flight;
 } m;
@@ -133,6 +134,11 @@ void metrics_attempt(const char *outcome, double seconds)
 void metrics_set_breaker(int open)
 {
     m.breaker_open = open;
+}
+
+void metrics_set_unreachable(int held)
+{
+    m.unreachable = held;
 }
 
 void metrics_set_paused(int paused)
@@ -209,11 +215,14 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "# HELP dg_breaker_open 1 while Extend rejects the credentials and "
                         "dispatching is held.\n# TYPE dg_breaker_open gauge\n"
                         "dg_breaker_open %d\n"
+                        "# HELP dg_upstream_unreachable 1 while Extend cannot be reached and "
+                        "dispatching is held behind probes.\n"
+                        "# TYPE dg_upstream_unreachable gauge\ndg_upstream_unreachable %d\n"
                         "# HELP dg_dispatch_paused 1 while an operator has paused dispatching.\n"
                         "# TYPE dg_dispatch_paused gauge\ndg_dispatch_paused %d\n"
                         "# HELP dg_upstream_in_flight DELETE requests in flight.\n"
                         "# TYPE dg_upstream_in_flight gauge\ndg_upstream_in_flight %d\n",
-                        m.breaker_open, m.paused, m.in_flight);
+                        m.breaker_open, m.unreachable, m.paused, m.in_flight);
 
     if (stats == NULL)
         return;

@@ -34,6 +34,7 @@ void metrics_ingest(const char *result);
 /* One DELETE attempt: its outcome class and how long it took. */
 void metrics_attempt(const char *outcome, double seconds);
 void metrics_set_breaker(int open);
+void metrics_set_unreachable(int held);
 void metrics_set_paused(int paused);
 void metrics_set_in_flight(int n);
 

@@ -6,6 +6,8 @@
  *   retry_parse_retry_after     delta seconds or IMF-fixdate HTTP date
  *   retry_parse_ratelimit_reset Unix seconds, as Extend's SDK reads it
  *   retry_next_delay_ms         the server's hint first, else the backoff
+ *   retry_rate_limit_hold_ms    the account-wide hold after a 429: floored, growing
+ *   retry_probe_interval_ms     spacing of probes while all sending is held
  *
  * Everything is a pure function of its arguments: the clock and the random
  * draw come from the caller, so every branch is unit-tested.
@@ -201,23 +203,57 @@ int retry_parse_ratelimit_reset(const char *value, int64_t now_ms, int64_t *dela
     return 0;
 }
 
-int64_t retry_next_delay_ms(const char *retry_after, const char *ratelimit_reset, int attempt,
-                            int64_t initial_ms, int64_t max_ms, int64_t now_ms, uint32_t random_u32)
+/* The server's hint (Retry-After first, then X-RateLimit-Reset): 0 with
+ * *hint_ms capped, or -1 when neither parses. */
+static int server_hint_ms(const char *retry_after, const char *ratelimit_reset, int64_t max_ms,
+                          int64_t now_ms, int64_t *hint_ms)
 {
     int64_t hint, cap;
 
+    if (retry_parse_retry_after(retry_after, now_ms, &hint) != 0 &&
+        retry_parse_ratelimit_reset(ratelimit_reset, now_ms, &hint) != 0)
+        return -1;
+    /* The server knows when its window reopens: wait that long even beyond
+     * max_ms, but never more than an hour (or max_ms if the operator
+     * configured a longer one). */
+    cap = max_ms > RETRY_HINT_CAP_MS ? max_ms : RETRY_HINT_CAP_MS;
+    *hint_ms = hint > cap ? cap : hint;
+    return 0;
+}
+
+int64_t retry_next_delay_ms(const char *retry_after, const char *ratelimit_reset, int attempt,
+                            int64_t initial_ms, int64_t max_ms, int64_t now_ms, uint32_t random_u32)
+{
+    int64_t hint;
+
     if (max_ms < 1)
         max_ms = 1;
-    if (retry_parse_retry_after(retry_after, now_ms, &hint) == 0 ||
-        retry_parse_ratelimit_reset(ratelimit_reset, now_ms, &hint) == 0) {
-        /* The server knows when its window reopens: wait that long even
-         * beyond max_ms, but never more than an hour (or max_ms if the
-         * operator configured a longer one). */
-        cap = max_ms > RETRY_HINT_CAP_MS ? max_ms : RETRY_HINT_CAP_MS;
-        if (hint > cap)
-            hint = cap;
+    if (server_hint_ms(retry_after, ratelimit_reset, max_ms, now_ms, &hint) == 0)
         return hint < 1 ? 1 : hint;
-    }
     hint = retry_backoff_ms(attempt, initial_ms, max_ms, random_u32);
     return hint > max_ms ? max_ms : hint;
+}
+
+int64_t retry_rate_limit_hold_ms(const char *retry_after, const char *ratelimit_reset, int streak,
+                                 int64_t initial_ms, int64_t max_ms, int64_t now_ms)
+{
+    int64_t hint = 0, base, grown;
+
+    if (max_ms < RETRY_RATE_LIMIT_FLOOR_MS)
+        max_ms = RETRY_RATE_LIMIT_FLOOR_MS; /* the floor beats a smaller max_ms */
+    base = initial_ms > RETRY_RATE_LIMIT_FLOOR_MS ? initial_ms : RETRY_RATE_LIMIT_FLOOR_MS;
+    /* The top of the jitter range is the plain doubling. */
+    grown = retry_backoff_ms(streak, base, max_ms, UINT32_MAX);
+    if (server_hint_ms(retry_after, ratelimit_reset, max_ms, now_ms, &hint) != 0)
+        hint = 0;
+    return hint > grown ? hint : grown;
+}
+
+int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial_ms, int64_t max_ms)
+{
+    int64_t first = initial_ms < 1000 ? initial_ms : 1000;
+
+    if (why == RETRY_HOLD_UNREACHABLE && max_ms > RETRY_UNREACHABLE_PROBE_MAX_MS)
+        max_ms = RETRY_UNREACHABLE_PROBE_MAX_MS;
+    return retry_backoff_ms(failed, first, max_ms, UINT32_MAX);
 }

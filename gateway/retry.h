@@ -40,4 +40,40 @@ int64_t retry_next_delay_ms(const char *retry_after, const char *ratelimit_reset
                             int64_t initial_ms, int64_t max_ms, int64_t now_ms,
                             uint32_t random_u32);
 
+/* The shortest hold after a 429, whatever the server says. Retry-After
+ * counts whole seconds, so "0" (or a reset time already past) only says
+ * the window reopens within the second: sending again at once spends that
+ * window on requests refused again, hundreds of them a second. One second
+ * is the least a seconds-granular hint can mean. */
+#define RETRY_RATE_LIMIT_FLOOR_MS 1000
+
+/* How long all sending holds after the streak'th 429 in a row (1 = the
+ * first; any other answer ends the row): the longer of the server's hint
+ * (as in retry_next_delay_ms, capped at an hour or max_ms) and a backoff of
+ * its own, max(initial_ms, the floor) doubling with each 429 of the row up
+ * to max_ms, so a hint that keeps proving too short (or no hint) is not
+ * obeyed forever. Never below RETRY_RATE_LIMIT_FLOOR_MS. No jitter: one
+ * hold for the whole account, not many jobs to spread apart. */
+int64_t retry_rate_limit_hold_ms(const char *retry_after, const char *ratelimit_reset, int streak,
+                                 int64_t initial_ms, int64_t max_ms, int64_t now_ms);
+
+/* Why all sending is held and one probe request at a time is sent. */
+enum retry_hold {
+    RETRY_HOLD_CREDENTIALS, /* Extend refuses the credentials or the account (401, 402, 403) */
+    RETRY_HOLD_UNREACHABLE, /* no HTTP answer at all: connect, DNS, TLS, time-out */
+};
+
+/* The longest wait between two probes while Extend cannot be reached: the
+ * backlog waits for the probe that finds Extend back, and a probe costs one
+ * connection attempt. */
+#define RETRY_UNREACHABLE_PROBE_MAX_MS 5000
+
+/* The wait before the next probe after the failed'th failure in a row (1 =
+ * the one that started the hold): min(initial_ms, 1 s), doubling, up to
+ * max_ms for credentials (someone has to fix them, and a bad token is not
+ * presented often) or up to min(max_ms, RETRY_UNREACHABLE_PROBE_MAX_MS)
+ * while Extend is unreachable. */
+int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial_ms,
+                                int64_t max_ms);
+
 #endif

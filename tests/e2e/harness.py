@@ -131,9 +131,11 @@ def sim_tls():
 # ---- processes ----
 
 class Sim:
-    def __init__(self, workdir, token=EXTEND_TOKEN, extra=()):
+    def __init__(self, workdir, token=EXTEND_TOKEN, extra=(), port=0):
+        """port: 0 picks a free one; an earlier simulator's port brings
+        Extend "back" at the same address after that one was stopped."""
         self.port = None
-        args = [SIM_BIN, "--port", "0", "--cert", os.path.join(certs(), "server.pem"),
+        args = [SIM_BIN, "--port", str(port), "--cert", os.path.join(certs(), "server.pem"),
                 "--key", os.path.join(certs(), "server.key")]
         if token:
             args += ["--token", token]

@@ -1,6 +1,7 @@
 """The dispatcher end to end: real DELETEs over TLS to the simulator, with
 every outcome, retry rule, limit and stop path of the design."""
 import json
+import os
 import signal
 import time
 
@@ -91,6 +92,105 @@ def test_429_waits_for_retry_after_and_keeps_the_budget(ctx):
     assert len(times) == 2, times
     assert times[1] - times[0] >= 1900, times
     assert v["attempts"] == 1, v  # the 429 did not count
+
+
+def test_429_with_retry_after_0_holds_at_least_a_second_and_grows(ctx):
+    sim = ctx.sim()
+    sim.faults([{"status": 429, "retry_after": "0", "count": 3, "code": "RATE_LIMIT_EXCEEDED"}])
+    g = ctx.gateway(sim, overrides={"retry": {"initial_ms": 100, "max_ms": 8000}})
+    v = g.wait_state(queue_file(g, "file_rl0"), "deleted", timeout=20)
+    times = [r["time_ms"] for r in sim.deletes()]
+    assert [r["status"] for r in sim.deletes()] == [429, 429, 429, 200], sim.deletes()
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # 1 s floor, then doubling: 1, 2, 4 s (not initial_ms, not 0).
+    for i, want in enumerate((1000, 2000, 4000)):
+        assert want - 50 <= gaps[i] < want + 1500, gaps
+    assert v["attempts"] == 1, v  # 429s still do not count
+    # A success ends the row: the next 429 holds for the floor again.
+    sim.faults([{"status": 429, "retry_after": "0", "count": 1}])
+    g.wait_state(queue_file(g, "file_rl1"), "deleted", timeout=10)
+    t = [r["time_ms"] for r in sim.deletes() if r["path"] == "/files/file_rl1"]
+    assert len(t) == 2 and 950 <= t[1] - t[0] < 2000, t
+
+
+def test_429s_of_requests_out_together_are_one_step_of_the_hold(ctx):
+    sim = ctx.sim()
+    sim.faults([{"status": 429, "count": 4}])  # no hint at all
+    g = ctx.gateway(sim, overrides={"extend": {"max_in_flight": 4},
+                                    "retry": {"initial_ms": 100, "max_ms": 8000}})
+    g.admin("POST", "/admin/pause")
+    ids = [queue_file(g, "file_rlb%d" % i) for i in range(4)]
+    g.admin("POST", "/admin/resume")
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=20)
+    reqs = sim.deletes()
+    limited = [r["time_ms"] for r in reqs if r["status"] == 429]
+    ok = [r["time_ms"] for r in reqs if r["status"] == 200]
+    assert len(limited) == 4 and len(ok) == 4, reqs
+    # Four answers to one burst hold for 1 s, not 1+2+4+8.
+    assert 950 <= min(ok) - max(limited) < 2500, (limited, ok)
+
+
+def test_outage_holds_sending_and_the_backlog_drains_at_the_rate_once_extend_is_back(ctx):
+    n, rate = 50, 25
+    sim = ctx.sim()
+    port = sim.port
+    g = ctx.gateway(sim, overrides={"extend": {"rate_per_second": rate, "max_in_flight": 4,
+                                               "connect_timeout_ms": 1000},
+                                    "retry": {"initial_ms": 4000, "max_ms": 60000}})
+    g.admin("POST", "/admin/pause")
+    r = g.erasure({"items": [{"resource": "file", "id": "file_out%d" % i} for i in range(n)]})
+    assert r.status == 202, r
+    ids = [x["id"] for x in r.json()["deletions"]]
+    sim.stop()  # connections refused from now on
+    g.admin("POST", "/admin/resume")
+    h.wait_for(lambda: h.request(g.port, "GET", "/readyz").json()["upstream_connection"] == "unreachable",
+               10, what="readyz to report Extend unreachable")
+    ready = h.request(g.port, "GET", "/readyz")
+    metrics = h.request(g.port, "GET", "/metrics").body.decode()
+    queue = g.queue()
+    time.sleep(8)  # the outage: its length is the point, nothing to poll for
+    metrics_late = h.request(g.port, "GET", "/metrics").body.decode()
+    sim = ctx.sim(port=port)  # Extend is back
+    for d in ids:
+        g.wait_state(d, "deleted", timeout=30)
+    times = sorted(r["time_ms"] for r in sim.deletes())
+    assert len(times) == n, len(times)
+    # From the first DELETE that got through (the probe), the rest go at
+    # the configured rate, not when each job's own backoff ends.
+    print("drain %d ms after the first DELETE got through" % (times[-1] - times[0]))
+    assert times[-1] - times[0] <= (n - 1) * 1000 / rate + 2500, (times[0], times[-1])
+    # While it was unreachable: held, probed one at a time, not a retry storm.
+    tries = int(float([l for l in metrics_late.splitlines()
+                       if l.startswith('dg_upstream_attempts_total{outcome="transient"}')][0].split()[-1]))
+    print("%d transient attempts during the outage" % tries)
+    assert tries <= 4 + 12, tries
+    # Reported beside the credentials breaker, which stays closed; the
+    # gateway stays ready: it keeps accepting and queueing.
+    assert ready.status == 200, ready
+    assert ready.json()["upstream_credentials"] == "ok", ready
+    assert "dg_upstream_unreachable 1" in metrics and "dg_breaker_open 0" in metrics, metrics
+    assert queue["upstream_unreachable"] is True and queue["breaker_open"] is False, queue
+    assert h.request(g.port, "GET", "/readyz").json()["upstream_connection"] == "ok"
+    assert "dg_upstream_unreachable 0" in h.request(g.port, "GET", "/metrics").body.decode()
+
+
+def test_outage_longer_than_give_up_makes_jobs_dead(ctx):
+    sim = ctx.sim()
+    sim.stop()
+    g = ctx.gateway(sim, overrides={"retry": {"give_up_after_seconds": 2, "initial_ms": 1000,
+                                              "max_ms": 60000}})
+    r = g.erasure({"items": [{"resource": "file", "id": "file_gone%d" % i} for i in range(60)]})
+    assert r.status == 202, r
+    for x in r.json()["deletions"]:
+        g.wait_state(x["id"], "dead", timeout=20)
+    # Most were never sent (only probes are, while it is unreachable); the
+    # audit trail still says why each one was given up.
+    with open(os.path.join(ctx.dir, "audit.jsonl")) as f:
+        dead = [rec for rec in map(json.loads, f) if rec["event"] == "dead"]
+    assert len(dead) == 60, len(dead)
+    for rec in dead:
+        assert rec["error_code"] == "connect_failed" and rec["detail"].startswith("gave up after 2 s"), rec
 
 
 def test_401_opens_the_breaker_holds_every_job_and_closes_by_itself(ctx):

@@ -144,6 +144,76 @@ static void test_next_delay_precedence(void)
     CHECK(retry_next_delay_ms(NULL, NULL, 64, 1000, 300000, now, UINT32_MAX) == 300000);
 }
 
+static void test_rate_limit_hold_has_a_floor(void)
+{
+    const int64_t now = 1700000000000LL;
+
+    /* "Retry-After: 0", a past reset, or a hint under a second still hold
+     * for the floor, even with a tiny initial_ms or max_ms. */
+    CHECK(retry_rate_limit_hold_ms("0", NULL, 1, 100, 300000, now) == RETRY_RATE_LIMIT_FLOOR_MS);
+    CHECK(retry_rate_limit_hold_ms(NULL, "1600000000", 1, 100, 300000, now) ==
+          RETRY_RATE_LIMIT_FLOOR_MS);
+    CHECK(retry_rate_limit_hold_ms(NULL, "1700000000", 1, 10, 10, now + 300) ==
+          RETRY_RATE_LIMIT_FLOOR_MS);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 1, 10, 10, now) == RETRY_RATE_LIMIT_FLOOR_MS);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 64, 10, 10, now) == RETRY_RATE_LIMIT_FLOOR_MS);
+    /* A longer hint is honoured as before, beyond max_ms up to an hour. */
+    CHECK(retry_rate_limit_hold_ms("2", NULL, 1, 100, 300000, now) == 2000);
+    CHECK(retry_rate_limit_hold_ms(NULL, "1700000010", 1, 100, 300000, now) == 10000);
+    CHECK(retry_rate_limit_hold_ms("600", NULL, 1, 1000, 300000, now) == 600000);
+    CHECK(retry_rate_limit_hold_ms("86400", NULL, 1, 1000, 300000, now) == 3600000);
+    /* A larger initial_ms is the first hold. */
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 1, 5000, 300000, now) == 5000);
+}
+
+static void test_rate_limit_hold_grows_with_the_streak(void)
+{
+    const int64_t now = 1700000000000LL;
+    int64_t prev = 0;
+
+    /* No hint (or "0"): 1 s, 2 s, 4 s ... up to max_ms, no jitter. */
+    for (int n = 1; n <= 12; n++) {
+        int64_t a = retry_rate_limit_hold_ms(NULL, NULL, n, 100, 300000, now);
+        int64_t b = retry_rate_limit_hold_ms("0", NULL, n, 100, 300000, now);
+        int64_t want = 1000LL << (n - 1);
+        CHECK(a == (want < 300000 ? want : 300000));
+        CHECK(b == a);
+        CHECK(a >= prev);
+        prev = a;
+    }
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 2, 1000, 300000, now) == 2000);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 4, 1000, 300000, now) == 8000);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 9, 1000, 300000, now) == 256000);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 10, 1000, 300000, now) == 300000);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, INT32_MAX, 1000, 300000, now) == 300000);
+    /* A hint that keeps being followed by another 429 is outgrown. */
+    CHECK(retry_rate_limit_hold_ms("2", NULL, 2, 1000, 300000, now) == 2000);
+    CHECK(retry_rate_limit_hold_ms("2", NULL, 3, 1000, 300000, now) == 4000);
+    /* Nonsense streaks are the first 429. */
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, 0, 1000, 300000, now) == 1000);
+    CHECK(retry_rate_limit_hold_ms(NULL, NULL, -3, 1000, 300000, now) == 1000);
+}
+
+static void test_probe_intervals(void)
+{
+    /* Credentials: min(initial, 1 s), doubling up to max_ms. */
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_CREDENTIALS, 1, 100, 2000) == 100);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_CREDENTIALS, 1, 5000, 300000) == 1000);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_CREDENTIALS, 2, 5000, 300000) == 2000);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_CREDENTIALS, 9, 1000, 300000) == 256000);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_CREDENTIALS, 30, 1000, 300000) == 300000);
+    /* Unreachable: the same start, but never more than 5 s apart, so the
+     * end of an outage is noticed within seconds. */
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 1, 1000, 300000) == 1000);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 3, 1000, 300000) == 4000);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 4, 1000, 300000) ==
+          RETRY_UNREACHABLE_PROBE_MAX_MS);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, INT32_MAX, 1000, 300000) ==
+          RETRY_UNREACHABLE_PROBE_MAX_MS);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 9, 100, 2000) == 2000);
+    CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 0, 100, 2000) == 100);
+}
+
 int main(void)
 {
     test_classify_table();
@@ -152,5 +222,8 @@ int main(void)
     test_retry_after_forms();
     test_ratelimit_reset();
     test_next_delay_precedence();
+    test_rate_limit_hold_has_a_floor();
+    test_rate_limit_hold_grows_with_the_streak();
+    test_probe_intervals();
     return check_done();
 }

@@ -6,7 +6,7 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build build-asan test test-plain test-asan run certs bench fuzz container-test clean
+.PHONY: all deps build build-asan test test-plain test-asan run certs bench fuzz container-test campaign clean
 
 all: build
 
@@ -52,6 +52,12 @@ fuzz:
 container-test: build
 	@scripts/deps.sh container
 	tests/container/run.sh
+
+# The reliability campaigns in their long form (README, "Reliability");
+# ctest runs the short form as campaign.crash and campaign.faults.
+campaign: build
+	DG_CAMPAIGN=long python3 tests/campaigns/crash.py; rc=$$?; \
+	  DG_CAMPAIGN=long python3 tests/campaigns/faults.py && exit $$rc
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

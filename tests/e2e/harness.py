@@ -131,12 +131,16 @@ def sim_tls():
 # ---- processes ----
 
 class Sim:
-    def __init__(self, workdir, token=EXTEND_TOKEN, extra=(), port=0):
-        """port: 0 picks a free one; an earlier simulator's port brings
-        Extend "back" at the same address after that one was stopped."""
+    """port: 0 picks a free one; a fixed port lets a test bring the same
+    upstream back after stopping it. cert/key: another server certificate
+    (default: the development one); control_tls: the SSLContext that reads
+    the control routes of a simulator with such a certificate."""
+
+    def __init__(self, workdir, token=EXTEND_TOKEN, extra=(), port=0, cert=None, key=None, control_tls=None):
         self.port = None
-        args = [SIM_BIN, "--port", str(port), "--cert", os.path.join(certs(), "server.pem"),
-                "--key", os.path.join(certs(), "server.key")]
+        self.control_tls = control_tls
+        args = [SIM_BIN, "--port", str(port), "--cert", cert or os.path.join(certs(), "server.pem"),
+                "--key", key or os.path.join(certs(), "server.key")]
         if token:
             args += ["--token", token]
         args += list(extra)
@@ -150,7 +154,7 @@ class Sim:
 
     def call(self, method, path, obj=None):
         body = json.dumps(obj).encode() if obj is not None else b""
-        r = request(self.port, method, path, body, tls=sim_tls())
+        r = request(self.port, method, path, body, tls=self.control_tls or sim_tls())
         if r.status != 200:
             raise AssertionError("sim %s %s: %r" % (method, path, r))
         return r.json() if r.body.strip() else None
@@ -230,9 +234,10 @@ class Gateway:
         self.proc = None
         self.start()
 
-    def start(self, wait=True):
+    def start(self, wait=True, args=()):
+        """args: extra serve options."""
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([GATEWAY_BIN, "serve", "-c", self.config_path], env=self.env,
+        self.proc = subprocess.Popen([GATEWAY_BIN, "serve", "-c", self.config_path] + list(args), env=self.env,
                                      stdout=self.log, stderr=self.log)
         if wait:
             def up():
@@ -323,6 +328,10 @@ def run_cli(*args, stdin=b"", env=None, check=False):
 
 # ---- the runner ----
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (not root, no chattr, ...): it
+    is reported as SKIP and counted neither passed nor failed."""
+
 class Ctx:
     """What a test gets: a directory, and processes that are cleaned up."""
 
@@ -356,7 +365,7 @@ def main():
     tests = [(n, getattr(mod, n)) for n in sorted(dir(mod), key=lambda n: getattr(mod, n).__code__.co_firstlineno
                                                 if callable(getattr(mod, n)) and hasattr(getattr(mod, n), "__code__") else 0)
              if n.startswith("test_") and callable(getattr(mod, n))]
-    passed = failed = 0
+    passed = failed = skipped = 0
     for name, fn in tests:
         if only and name not in only:
             continue
@@ -368,6 +377,10 @@ def main():
             ok = True
             passed += 1
             print("PASS %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        except Skip as e:
+            ok = True
+            skipped += 1
+            print("SKIP %s: %s" % (name, e), flush=True)
         except Exception:
             failed += 1
             print("FAIL %s (%.1fs)\n%s" % (name, time.monotonic() - t0, traceback.format_exc()), flush=True)
@@ -377,5 +390,7 @@ def main():
             print("(files kept in %s)" % ctx.dir, flush=True)
         finally:
             ctx.close(ok)
+    if skipped:
+        print("%d skipped" % skipped)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed or not passed else 0)

@@ -344,6 +344,10 @@ static const struct key config_keys[] = {
      "SQLite database file."},
     {"queue.idempotency_ttl_seconds", K_I64, C(queue.idempotency_ttl_seconds), 0, "604800", 3600,
      31536000, 0, NULL, NULL, NULL, "How long eventIds and webhook-ids are remembered."},
+    {"queue.retention_days", K_NUM, C(queue.retention_days), 0, "400", 0, 36500, 0, NULL, NULL,
+     NULL,
+     "Finished deletions, their jobs and attempts are pruned after this many days (fractions "
+     "allowed); 0 = kept for ever. The audit log keeps the evidence."},
     {"retry.initial_ms", K_I64, C(retry.initial_ms), 0, "1000", 10, 3600000, 0, NULL, NULL, NULL,
      "First retry delay (doubles each time, with jitter)."},
     {"retry.max_ms", K_I64, C(retry.max_ms), 0, "300000", 10, 86400000, 0, NULL, NULL, NULL,

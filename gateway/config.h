@@ -94,6 +94,7 @@ struct config {
         char *backend;                   /* "sqlite" */
         char *path;                      /* SQLite database file */
         int64_t idempotency_ttl_seconds; /* how long eventIds / webhook-ids are remembered */
+        double retention_days;           /* finished deletions kept this long; 0 = for ever */
     } queue;
     struct {
         int64_t initial_ms;

@@ -522,6 +522,7 @@ static int cmd_serve(int argc, char **argv)
     memset(&qo, 0, sizeof(qo));
     qo.path = cfg.queue.path;
     qo.idempotency_ttl_ms = cfg.queue.idempotency_ttl_seconds * 1000;
+    qo.retention_ms = (int64_t)(cfg.queue.retention_days * 86400000.0);
     qo.audit = gw.audit;
     qo.open_event = "config_loaded";
     qo.open_detail = detail;

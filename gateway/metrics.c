@@ -252,9 +252,12 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "# HELP dg_queue_stale_dropped_total Completions and releases dropped "
                         "because their lease had been taken over.\n"
                         "# TYPE dg_queue_stale_dropped_total counter\n"
-                        "dg_queue_stale_dropped_total %lld\n",
+                        "dg_queue_stale_dropped_total %lld\n"
+                        "# HELP dg_queue_pruned_total Finished jobs pruned after "
+                        "queue.retention_days.\n"
+                        "# TYPE dg_queue_pruned_total counter\ndg_queue_pruned_total %lld\n",
                         (long long)stats->wal_bytes, (long long)stats->checkpoint_failures,
-                        (long long)stats->stale_dropped);
+                        (long long)stats->stale_dropped, (long long)stats->pruned);
 }
 
 void metrics_render_audit(struct evbuffer *out, struct audit *a)

@@ -49,9 +49,12 @@ struct queue {
     int64_t (*clock_ms)(void);
     uint64_t audit_committed; /* worker: seq of the last audit record committed */
     int64_t stale_total;      /* worker: completions and releases dropped, since open */
+    int64_t pruned_total;     /* worker: finished jobs pruned, since open */
     int paused; /* loop thread: dispatching paused by an operator, kept across restarts */
 
     struct event *ev_done;
+    struct event *ev_maintain; /* every second: queue_maintain */
+    int maintain_pending;      /* loop thread: one housekeeping op at a time */
     pthread_t worker;
     int worker_started;
 
@@ -189,6 +192,9 @@ static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *
                 audit_rewind(q->audit, &op_mark);
         } else if (op->kind == OP_STATS) {
             op->out.stats.stale_dropped = q->stale_total + c.stale;
+            op->out.stats.pruned = q->pruned_total + c.pruned;
+        } else if (op->kind == OP_MAINTAIN) {
+            c.pruned += op->out.count;
         }
         if (isolate && be->release_savepoint(s) != 0)
             goto fail;
@@ -229,6 +235,7 @@ static int q_try_cycle(struct queue *q, struct op *batch, int isolate, int64_t *
                  "taken over",
                  (long long)c.stale);
     q->stale_total += c.stale;
+    q->pruned_total += c.pruned;
     *due = c.notify_due;
     return 0;
 
@@ -357,7 +364,8 @@ static void deliver_stats(struct queue *q, struct op *op)
 
 static void deliver_count(struct queue *q, struct op *op)
 {
-    (void)q;
+    if (op->kind == OP_MAINTAIN)
+        q->maintain_pending = 0;
     if (op->cb.count != NULL)
         op->cb.count(op->failed ? 0 : op->out.count, op->failed, op->arg);
 }
@@ -390,7 +398,7 @@ static const struct {
     [OP_GET] = {deliver_view, free_view},        [OP_STATS] = {deliver_stats, NULL},
     [OP_LIST] = {deliver_view, free_view},       [OP_RETRY] = {deliver_count, NULL},
     [OP_CANCEL] = {deliver_count, NULL},         [OP_NOTE] = {deliver_done, NULL},
-    [OP_PAUSE] = {deliver_done, NULL},
+    [OP_PAUSE] = {deliver_done, NULL},           [OP_MAINTAIN] = {deliver_count, NULL},
 };
 
 static void q_op_free_out(struct op *op)
@@ -707,6 +715,28 @@ int queue_audit_note(struct queue *q, const char *event, const char *source, con
     return q_note(q, OP_NOTE, event, source, detail, 0, cb, arg);
 }
 
+int queue_maintain(struct queue *q, queue_count_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_MAINTAIN, 0, arg);
+
+    if (op == NULL)
+        return -1;
+    op->cb.count = cb;
+    q->maintain_pending = 1;
+    return q_enqueue(q, op);
+}
+
+/* Housekeeping once a second, never two at once, so a slow one cannot pile
+ * up behind itself. */
+static void q_on_maintain(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue *q = arg;
+
+    (void)fd, (void)what;
+    if (!q->maintain_pending && !q->closed)
+        (void)queue_maintain(q, NULL, NULL);
+}
+
 uint64_t queue_commits(struct queue *q)
 {
     uint64_t n;
@@ -840,6 +870,8 @@ static void q_free(struct queue *q)
         q->be->close(q->store);
     if (q->ev_done != NULL)
         event_free(q->ev_done);
+    if (q->ev_maintain != NULL)
+        event_free(q->ev_maintain);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     free(q);
@@ -881,9 +913,14 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     }
     q->be->rollback(q->store);
     q->ev_done = event_new(base, -1, 0, q_on_done, q);
-    if (q->ev_done == NULL) {
-        snprintf(err, errlen, "cannot create queue event");
-        goto fail;
+    q->ev_maintain = event_new(base, -1, EV_PERSIST, q_on_maintain, q);
+    {
+        struct timeval second = {1, 0};
+        if (q->ev_done == NULL || q->ev_maintain == NULL ||
+            event_add(q->ev_maintain, &second) != 0) {
+            snprintf(err, errlen, "cannot create queue events");
+            goto fail;
+        }
     }
     if (pthread_create(&q->worker, NULL, q_worker, q) != 0) {
         snprintf(err, errlen, "cannot start queue worker");
@@ -911,6 +948,8 @@ void queue_close(struct queue *q)
     if (q == NULL || q->closed)
         return;
     q->closed = 1;
+    if (q->ev_maintain != NULL)
+        event_del(q->ev_maintain);
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
     pthread_cond_signal(&q->cv);

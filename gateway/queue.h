@@ -74,6 +74,7 @@ struct queue_options {
     const char *backend;        /* "sqlite" (NULL: the same) */
     const char *path;           /* SQLite file (or PostgreSQL URL for queue_pg) */
     int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
+    int64_t retention_ms;       /* finished deletions are pruned after this; 0 = kept */
     struct audit *audit;        /* NULL = no audit records (unit tests) */
     /* With audit: the record that opens this run (config_loaded), written
      * with the start's recovery; NULL detail = none. */
@@ -242,6 +243,7 @@ struct queue_stats {
     int64_t wal_bytes;              /* size of the write-ahead log, if the backend has one */
     int64_t checkpoint_failures;    /* checkpoints that failed or did nothing since open */
     int64_t stale_dropped;          /* completions and releases whose lease was taken, since open */
+    int64_t pruned;                 /* finished jobs pruned after the retention time, since open */
 };
 typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
 int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
@@ -265,6 +267,11 @@ int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int
                 queue_count_cb cb, void *arg);
 int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
                  queue_count_cb cb, void *arg);
+
+/* Housekeeping in small batches: finished jobs past the retention time go,
+ * with their deletions and attempts. queue_open runs it every second by
+ * itself; count = jobs pruned. */
+int queue_maintain(struct queue *q, queue_count_cb cb, void *arg);
 
 /* Commits made since queue_open (metrics, benchmarks). Any thread. */
 uint64_t queue_commits(struct queue *q);

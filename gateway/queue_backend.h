@@ -32,6 +32,7 @@ enum op_kind {
     OP_CANCEL,
     OP_NOTE,
     OP_PAUSE,
+    OP_MAINTAIN,
     OP_KIND_COUNT
 };
 
@@ -114,8 +115,9 @@ struct cycle {
     int64_t notify_due; /* earliest due time of the jobs it made due */
     int n_submits;
     struct count_moves moves;
-    int fatal;     /* the transaction is lost or the audit failed: fail the cycle */
-    int64_t stale; /* completions and releases dropped: their lease was taken */
+    int fatal;      /* the transaction is lost or the audit failed: fail the cycle */
+    int64_t stale;  /* completions and releases dropped: their lease was taken */
+    int64_t pruned; /* finished jobs pruned */
 };
 
 struct queue_store; /* each backend's own */

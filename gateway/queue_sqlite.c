@@ -155,6 +155,9 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;"
     "DROP TRIGGER IF EXISTS count_job_state;"
     "DROP TRIGGER IF EXISTS count_deletion_change;",
+    /* v6: finished jobs by when they finished, for retention (q_op_maintain). */
+    "CREATE INDEX jobs_finished ON jobs (completed_ms) WHERE state IN ('deleted', 'not_found',"
+    " 'rejected', 'dead', 'cancelled');",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -198,6 +201,13 @@ enum stmt_id {
     S_META_PAUSED,
     S_META_READ,
     S_JOB_RELEASE,
+    S_PRUNE_PICK,
+    S_PRUNE_LIVE,
+    S_PRUNE_ATTEMPTS,
+    S_PRUNE_DELETIONS,
+    S_PRUNE_JOB,
+    S_PRUNE_OWN_PICK,
+    S_PRUNE_OWN,
     S_COUNT
 };
 
@@ -291,6 +301,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_READ] = "SELECT audit_seq, audit_mac, paused FROM meta",
     [S_JOB_RELEASE] = "UPDATE jobs SET state = 'queued', due_ms = ?2, lease_until_ms = 0,"
                       " updated_ms = ?3 WHERE id = ?1",
+    [S_PRUNE_PICK] = "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE state IN"
+                     " ('deleted', 'not_found', 'rejected', 'dead', 'cancelled') AND"
+                     " completed_ms <= ?1 ORDER BY completed_ms LIMIT ?2",
+    [S_PRUNE_LIVE] = "SELECT count(*) FILTER (WHERE state IS NULL), count(*) FILTER (WHERE state"
+                     " = 'cancelled') FROM deletions WHERE job_id = ?1",
+    [S_PRUNE_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
+    [S_PRUNE_DELETIONS] = "DELETE FROM deletions WHERE job_id = ?1",
+    [S_PRUNE_JOB] = "DELETE FROM jobs WHERE id = ?1",
+    /* Deletions cancelled on their own while their job went on. */
+    [S_PRUNE_OWN_PICK] = "SELECT id FROM deletions INDEXED BY deletions_own_state WHERE state IS"
+                         " NOT NULL AND updated_ms <= ?1 ORDER BY accepted_ms LIMIT ?2",
+    [S_PRUNE_OWN] = "DELETE FROM deletions WHERE id = ?1",
 };
 
 /* ---- the store ---- */
@@ -298,7 +320,8 @@ static const char *const stmt_sql[S_COUNT] = {
 struct queue_store {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
-    int64_t ttl_ms; /* idempotency keys older than this are forgotten */
+    int64_t ttl_ms;       /* idempotency keys older than this are forgotten */
+    int64_t retention_ms; /* finished jobs older than this are pruned; 0 = kept */
     int lock_fd;
 
     /* The checkpointer: its own connection copies committed WAL frames
@@ -735,6 +758,76 @@ static int q_op_release(struct queue_store *q, struct cycle *c, struct op *op)
         q_count_job_move(q, c, op->in.release.job_id, DEL_IN_FLIGHT, DEL_QUEUED) != 0)
         return -1;
     queue_cycle_note_due(c, due);
+    return 0;
+}
+
+#define Q_PRUNE_BATCH 200 /* jobs per housekeeping op: a few milliseconds of the worker */
+
+static int q_prune_job(struct queue_store *q, struct cycle *c, int64_t job_id,
+                       enum deletion_state state)
+{
+    sqlite3_stmt *st = q->st[S_PRUNE_LIVE];
+
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        q_sql_error(q, "prune");
+        return -1;
+    }
+    c->moves.state[state] -= sqlite3_column_int64(st, 0);
+    c->moves.state[DEL_CANCELLED] -= sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    for (enum stmt_id id = S_PRUNE_ATTEMPTS; id <= S_PRUNE_JOB; id++) {
+        sqlite3_bind_int64(q->st[id], 1, job_id);
+        if (q_done(q, id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Retention: finished jobs past it go, with their deletions and attempts,
+ * a bounded batch at a time so ingest and claims never wait long behind
+ * it. The audit log keeps the evidence; a receipt verifies without the
+ * queue. Pending jobs, and deletions waiting for their not_before, are
+ * never finished, so never pruned. */
+static int q_op_maintain(struct queue_store *q, struct cycle *c, struct op *op)
+{
+    int64_t cutoff = queue_clock_ms(c) - q->retention_ms, ids[Q_PRUNE_BATCH];
+    enum deletion_state states[Q_PRUNE_BATCH];
+    sqlite3_stmt *st;
+    int n = 0, rc;
+
+    op->out.count = 0;
+    if (q->retention_ms <= 0)
+        return 0;
+    st = q->st[S_PRUNE_PICK];
+    sqlite3_bind_int64(st, 1, cutoff);
+    sqlite3_bind_int(st, 2, Q_PRUNE_BATCH);
+    while (n < Q_PRUNE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (deletion_state_from_name((const char *)sqlite3_column_text(st, 1), &states[n]) == 0)
+            ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    for (int i = 0; i < n; i++) {
+        if (q_prune_job(q, c, ids[i], states[i]) != 0)
+            return -1;
+    }
+    op->out.count = n;
+
+    st = q->st[S_PRUNE_OWN_PICK];
+    sqlite3_bind_int64(st, 1, cutoff);
+    sqlite3_bind_int(st, 2, Q_PRUNE_BATCH);
+    char own[Q_PRUNE_BATCH][QUEUE_DELETION_ID_MAX + 1];
+    n = 0;
+    while (n < Q_PRUNE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        q_col_copy(st, 0, own[n++], sizeof(own[0]));
+    sqlite3_reset(st);
+    for (int i = 0; i < n; i++) {
+        q_bind_text(q->st[S_PRUNE_OWN], 1, own[i]);
+        if (q_done(q, S_PRUNE_OWN) != 0)
+            return -1;
+        c->moves.state[DEL_CANCELLED]--;
+    }
     return 0;
 }
 
@@ -1410,6 +1503,7 @@ static int q_store_open(const struct queue_options *opts, struct queue_store **o
     }
     q->lock_fd = -1;
     q->ttl_ms = opts->idempotency_ttl_ms;
+    q->retention_ms = opts->retention_ms;
     pthread_mutex_init(&q->ckpt_mu, NULL);
     {
         pthread_condattr_t ca;
@@ -1601,6 +1695,7 @@ const struct queue_backend queue_sqlite_backend = {
             [OP_CANCEL] = q_op_cancel,
             [OP_NOTE] = q_op_note,
             [OP_PAUSE] = q_op_pause,
+            [OP_MAINTAIN] = q_op_maintain,
         },
     .end_cycle = q_end_cycle,
     .meta_read = q_meta_read,

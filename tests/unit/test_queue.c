@@ -41,6 +41,8 @@ static int64_t test_clock(void)
 
 /* The lease token of each job's last claim, so completions name it. */
 #define MAX_JOBS 4096
+
+#define SCHEMA_NOW 6 /* the queue's schema version */
 static int64_t leases[MAX_JOBS];
 
 /* ---- loop helpers ---- */
@@ -65,11 +67,14 @@ static void db_path(const char *name, char *out, size_t outlen)
     snprintf(out, outlen, "%s/%s", dir, name);
 }
 
-static struct queue *open_q(const char *name, int64_t ttl_ms)
+static struct queue *open_q_kept(const char *name, int64_t ttl_ms, int64_t retention_ms)
 {
     char path[128], err[256] = "";
-    struct queue_options o = {
-        .backend = backend, .path = path, .idempotency_ttl_ms = ttl_ms, .clock_ms = test_clock};
+    struct queue_options o = {.backend = backend,
+                              .path = path,
+                              .idempotency_ttl_ms = ttl_ms,
+                              .retention_ms = retention_ms,
+                              .clock_ms = test_clock};
     struct queue *q = NULL;
 
     db_path(name, path, sizeof(path));
@@ -77,6 +82,11 @@ static struct queue *open_q(const char *name, int64_t ttl_ms)
         fprintf(stderr, "queue_open %s: %s\n", path, err);
     CHECK(q != NULL);
     return q;
+}
+
+static struct queue *open_q(const char *name, int64_t ttl_ms)
+{
+    return open_q_kept(name, ttl_ms, 0);
 }
 
 /* ---- synchronous wrappers ---- */
@@ -617,6 +627,57 @@ static void test_release_hands_a_job_back_unsent(void)
     queue_close(q);
 }
 
+static int64_t maintain(struct queue *q, int64_t now)
+{
+    struct count_res c = {0};
+
+    fake_now = now;
+    CHECK(queue_maintain(q, on_count, &c) == 0);
+    run_until(&c.done);
+    CHECK(c.done == 1);
+    fake_now = 0;
+    return c.count;
+}
+
+/* Retention prunes finished jobs, with their deletions, once past it; a
+ * pending job, one waiting a year for its not_before, never. */
+static void test_retention_prunes_finished_jobs_only(void)
+{
+    struct queue *q = open_q_kept("retain.db", 0, 1000);
+    struct sub_res r;
+    struct claim_res c;
+    struct stats_res st;
+    struct get_res g;
+    int64_t now = util_now_ms(), year = 365LL * 86400000;
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "k1", "d_ok", "exr_ok", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k2", "d_bad", "exr_bad", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k3", "d_cx", "exr_cx", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k4", "d_year", "exr_year", now + year, now, "", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(cancel(q, "d_cx", now) == 1);
+    CHECK(claim(q, now, 10, 60000, &c) == 2);
+    for (int i = 0; i < 2; i++) {
+        int ok = strcmp(c.jobs[i].resource_id, "exr_ok") == 0;
+        CHECK(complete(q, c.jobs[i].job_id, ok ? DEL_DELETED : DEL_REJECTED, 0, 1, ok ? 204 : 400,
+                       ok ? "" : "INVALID_REQUEST") == 1);
+    }
+    CHECK(maintain(q, now + 500) == 0); /* not past retention yet */
+    CHECK(get(q, "d_ok", &g) && get(q, "d_cx", &g));
+    CHECK(maintain(q, now + 1500) == 3);
+    CHECK(!get(q, "d_ok", &g) && !get(q, "d_bad", &g) && !get(q, "d_cx", &g));
+    CHECK(get(q, "d_year", &g) && g.v.state == DEL_QUEUED);
+    stats(q, &st);
+    CHECK(st.s.count[DEL_DELETED] == 0 && st.s.count[DEL_REJECTED] == 0 &&
+          st.s.count[DEL_CANCELLED] == 0 && st.s.count[DEL_QUEUED] == 1);
+    CHECK(st.s.pruned == 3 && st.s.jobs_pending == 1);
+    CHECK(maintain(q, now + year + year) == 0); /* pending: never pruned */
+    CHECK(get(q, "d_year", &g));
+    queue_close(q);
+}
+
 static void test_complete_attempts_and_retry_at(void)
 {
     struct queue *q = open_q("complete.db", 0);
@@ -854,17 +915,18 @@ static void test_reopen_keeps_rows_and_requeues_in_flight(void)
     db_path("reopen.db", path, sizeof(path));
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 5);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == SCHEMA_NOW);
     sqlite3_finalize(st);
-    /* A version 1 file (its count triggers still there, no v4 or v5
-     * columns) is taken to version 5 at open, and its counts keep working. */
+    /* A version 1 file (its count triggers still there, nothing of v4 and
+     * after) is taken to the current version at open, and its counts keep
+     * working. */
     CHECK(sqlite3_exec(db,
                        "CREATE TRIGGER count_job_insert AFTER INSERT ON jobs BEGIN SELECT 1; END;"
                        "CREATE TRIGGER count_deletion_insert AFTER INSERT ON deletions BEGIN"
                        " SELECT 1; END; UPDATE meta SET schema_version = 1;"
                        "ALTER TABLE meta DROP COLUMN audit_seq; ALTER TABLE meta DROP COLUMN"
                        " audit_mac; ALTER TABLE meta DROP COLUMN paused;"
-                       "ALTER TABLE jobs DROP COLUMN lease;"
+                       "ALTER TABLE jobs DROP COLUMN lease; DROP INDEX jobs_finished;"
                        "CREATE TRIGGER count_job_state AFTER UPDATE OF state ON jobs BEGIN"
                        " SELECT 1; END;"
                        "CREATE TRIGGER count_deletion_change AFTER UPDATE OF state ON deletions"
@@ -888,7 +950,7 @@ static void test_reopen_keeps_rows_and_requeues_in_flight(void)
                              " sqlite_master WHERE type = 'trigger')",
                              -1, &st, NULL) == SQLITE_OK);
     /* Counts are kept one way, by the code: no trigger is left. */
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 5 &&
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == SCHEMA_NOW &&
           sqlite3_column_int(st, 1) == 0);
     sqlite3_finalize(st);
     CHECK(sqlite3_exec(db, "UPDATE meta SET schema_version = 99", NULL, NULL, NULL) == SQLITE_OK);
@@ -1214,6 +1276,7 @@ int main(void)
     test_stale_completion_after_reclaim_is_dropped();
     test_release_hands_a_job_back_unsent();
     test_audit_ahead_of_the_queue();
+    test_retention_prunes_finished_jobs_only();
     if (sqlite) {
         /* The store is this process's alone, in one file. */
         test_reopen_keeps_rows_and_requeues_in_flight();

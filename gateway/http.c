@@ -169,11 +169,17 @@ static void route_healthz(struct evhttp_request *req, struct gateway *gw)
     http_send_json(req, 200, "{\"status\":\"ok\"}");
 }
 
+/* One definition of ready, for /readyz and dg_ready alike. */
+static int gateway_ready(const struct gateway *gw)
+{
+    return !gw->queue_failed && !dispatch_breaker_open(gw->dispatch) && !gw->shutting_down;
+}
+
 static void route_readyz(struct evhttp_request *req, struct gateway *gw)
 {
     char body[256];
     int breaker = dispatch_breaker_open(gw->dispatch);
-    int ready = !gw->queue_failed && !breaker && !gw->shutting_down;
+    int ready = gateway_ready(gw);
 
     snprintf(body, sizeof(body),
              "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
@@ -198,6 +204,7 @@ static void metrics_stats_done(const struct queue_stats *stats, int failed, void
 
     mc->gw->pending--;
     metrics_request(MR_METRICS, 200);
+    metrics_set_ready(gateway_ready(mc->gw));
     metrics_render(out, failed ? NULL : stats, util_now_ms());
     evhttp_add_header(evhttp_request_get_output_headers(mc->req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");

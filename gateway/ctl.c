@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "queue.h"
+#include "resource.h"
 #include "util.h"
 
 #define CTL_ANSWER_MAX (16u << 20) /* a 1000-row export page with receipts is ~3 MB */
@@ -255,20 +256,31 @@ static void show(const struct ctl *c, json_t *answer)
 
 /* ---- commands ---- */
 
-static int simple(const struct ctl *c, const char *method, const char *path)
+/* One request that must answer 2xx: 0 with *answer (json_decref it), or
+ * the exit code (1 refused, said on stderr; 2 no answer). */
+static int call_ok(const struct ctl *c, const char *method, const char *path, json_t **answer)
 {
-    json_t *answer;
-    long status = call(c, method, path, &answer);
-    int rc;
+    long status = call(c, method, path, answer);
+    int rc = 0;
 
     if (status < 0)
         rc = 2;
     else if (status < 200 || status >= 300)
-        rc = refused(status, answer);
-    else {
-        show(c, answer);
-        rc = 0;
+        rc = refused(status, *answer);
+    if (rc != 0) {
+        json_decref(*answer);
+        *answer = NULL;
     }
+    return rc;
+}
+
+static int simple(const struct ctl *c, const char *method, const char *path)
+{
+    json_t *answer;
+    int rc = call_ok(c, method, path, &answer);
+
+    if (rc == 0)
+        show(c, answer);
     json_decref(answer);
     return rc;
 }
@@ -279,28 +291,16 @@ static int simple(const struct ctl *c, const char *method, const char *path)
 static int retry_all_dead(const struct ctl *c)
 {
     json_t *answer = NULL;
-    long status = call(c, "GET", "/admin/queue", &answer);
     json_int_t dead, total = 0, changed;
-    int tty = isatty(STDERR_FILENO), rc = 0;
+    int tty = isatty(STDERR_FILENO), rc;
 
-    if (status < 0)
-        return 2;
-    if (status != 200) {
-        rc = refused(status, answer);
-        json_decref(answer);
+    if ((rc = call_ok(c, "GET", "/admin/queue", &answer)) != 0)
         return rc;
-    }
     dead = json_integer_value(json_object_get(json_object_get(answer, "deletions"), "dead"));
     json_decref(answer);
     do {
-        status = call(c, "POST", "/admin/retry-dead", &answer);
-        if (status < 0)
-            return 2;
-        if (status != 200) {
-            rc = refused(status, answer);
-            json_decref(answer);
+        if ((rc = call_ok(c, "POST", "/admin/retry-dead", &answer)) != 0)
             return rc;
-        }
         changed = json_integer_value(json_object_get(answer, "changed"));
         json_decref(answer);
         total += changed;
@@ -527,20 +527,11 @@ static int find(const struct ctl *c, const char *resource_id)
     return rc;
 }
 
-/* A word that goes into a URL path or query as it is. */
+/* A word that goes into a URL path or query as it is: ids and state names
+ * are all resource-id characters. */
 static int word_ok(const char *w)
 {
-    size_t n = strlen(w);
-
-    if (n == 0 || n > 200)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)w[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-' || ch == '.'))
-            return 0;
-    }
-    return 1;
+    return resource_id_valid(w, strlen(w));
 }
 
 static void wipe(struct secret *s)

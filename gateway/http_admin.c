@@ -129,62 +129,63 @@ static json_t *view_json(const struct queue_deletion_view *v)
     return o;
 }
 
-static void list_done(const struct queue_deletion_view *views, int n, int failed, void *arg)
+/* Rows as the API shows them; with key, each deleted or not_found row also
+ * gets its receipt, signed now for what the row says now: the statement
+ * GET /v1/deletions/ID/receipt would hand out (null for other states). */
+static json_t *rows_json(const struct queue_deletion_view *views, int n, EVP_PKEY *key)
 {
-    struct admin_ctx *a = arg;
-    json_t *arr;
-
-    if (failed) {
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
-        admin_ctx_free(a);
-        return;
-    }
-    arr = json_array();
-    for (int i = 0; i < n; i++) {
-        json_t *v = view_json(&views[i]);
-
-        if (v != NULL)
-            json_array_append_new(arr, v);
-    }
-    send_json_value(a->req, a->rid, 200, json_pack("{s:i,s:o}", "count", n, "deletions", arr));
-    admin_ctx_free(a);
-}
-
-static void export_done(const struct queue_deletion_view *views, int n, const char *next,
-                        int failed, void *arg)
-{
-    struct admin_ctx *a = arg;
-    json_t *arr, *o;
+    json_t *arr = json_array(), *o;
     int64_t now = util_now_ms();
 
-    if (failed) {
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
-        admin_ctx_free(a);
-        return;
-    }
-    arr = json_array();
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; arr != NULL && i < n; i++) {
         char *receipt = NULL;
+        json_t *r = NULL;
 
         if ((o = view_json(&views[i])) == NULL)
             continue;
-        /* Receipts are signed now, for what the row says now: the same
-         * statement GET /v1/deletions/ID/receipt would hand out. */
-        if (a->with_receipts) {
-            json_t *r = NULL;
-
+        if (key != NULL) {
             if ((views[i].state == DEL_DELETED || views[i].state == DEL_NOT_FOUND) &&
-                receipt_make(a->gw->receipt_key, &views[i], now, &receipt) == 0)
+                receipt_make(key, &views[i], now, &receipt) == 0)
                 r = json_loads(receipt, 0, NULL);
             json_object_set_new(o, "receipt", r != NULL ? r : json_null());
             free(receipt);
         }
         json_array_append_new(arr, o);
     }
-    send_json_value(a->req, a->rid, 200,
-                    json_pack("{s:i,s:o,s:o}", "count", (int)json_array_size(arr), "deletions", arr,
-                              "next_cursor", next[0] != '\0' ? json_string(next) : json_null()));
+    return arr;
+}
+
+/* A list or an export page: {"count", "deletions"[, "next_cursor"]}; next
+ * NULL for a list, "" for the last page of an export. */
+static void send_rows(struct admin_ctx *a, const struct queue_deletion_view *views, int n,
+                      int failed, const char *next, EVP_PKEY *key)
+{
+    json_t *arr, *o;
+
+    if (failed) {
+        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
+        admin_ctx_free(a);
+        return;
+    }
+    arr = rows_json(views, n, key);
+    o = json_pack("{s:i,s:o}", "count", (int)json_array_size(arr), "deletions", arr);
+    if (o != NULL && next != NULL)
+        json_object_set_new(o, "next_cursor", next[0] != '\0' ? json_string(next) : json_null());
+    send_json_value(a->req, a->rid, 200, o);
     admin_ctx_free(a);
+}
+
+static void list_done(const struct queue_deletion_view *views, int n, int failed, void *arg)
+{
+    send_rows(arg, views, n, failed, NULL, NULL);
+}
+
+static void export_done(const struct queue_deletion_view *views, int n, const char *next,
+                        int failed, void *arg)
+{
+    struct admin_ctx *a = arg;
+
+    send_rows(a, views, n, failed, next, a->with_receipts ? a->gw->receipt_key : NULL);
 }
 
 /* since/until: RFC 3339, or a date (midnight UTC). */
@@ -199,21 +200,6 @@ static int parse_when(const char *s, int64_t *ms)
         s = full;
     }
     return util_parse_rfc3339(s, ms);
-}
-
-static int source_valid(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > QUEUE_SOURCE_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
 }
 
 /* Checks every parameter, then asks the queue for one page; on a refusal
@@ -254,7 +240,7 @@ static int route_export(struct evhttp_request *req, struct gateway *gw, const ch
         bad = "limit must be 1..1000";
     else if (cursor != NULL && queue_cursor_parse(cursor, &ms, &seq) != 0)
         bad = "cursor must be a next_cursor this route handed out";
-    else if (eq.source != NULL && !source_valid(eq.source))
+    else if (eq.source != NULL && (eq.source[0] == '\0' || strlen(eq.source) > QUEUE_SOURCE_MAX))
         bad = "source must be \"extend\" or a client id";
     else if (eq.resource_id != NULL && !resource_id_valid(eq.resource_id, strlen(eq.resource_id)))
         bad = "resource_id is not a valid resource id";

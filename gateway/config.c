@@ -360,8 +360,12 @@ static const struct key config_keys[] = {
      "HMAC key of the audit chain."},
     {"audit.rotate_bytes", K_I64, C(audit.rotate_bytes), 0, "67108864", 65536, 17179869184LL, 0,
      NULL, NULL, NULL, "Audit file size that starts a new file."},
+    {"receipts.enabled", K_BOOL, C(receipts.enabled), 0, "true", 0, 0, 0, NULL, NULL, NULL,
+     "Signed deletion receipts; false turns them off."},
     {"receipts.signing_key", K_SECRET, C(receipts.signing_key), 0, "null", 0, 0, KF_NULLABLE, NULL,
-     check_ed25519_pem, NULL, "PEM Ed25519 private key that signs receipts; null = receipts off."},
+     check_ed25519_pem, NULL,
+     "PEM Ed25519 private key that signs receipts; null = a key the gateway makes once, "
+     "receipt-key.pem beside queue.path (mode 0600)."},
     {"limits.max_body_bytes", K_I64, C(limits.max_body_bytes), 0, "1048576", 1024, 67108864, 0,
      NULL, NULL, NULL, "Largest request body accepted (413 above)."},
     {"limits.max_header_bytes", K_I64, C(limits.max_header_bytes), 0, "16384", 1024, 1048576, 0,
@@ -716,6 +720,9 @@ static int check_across(const struct config *cfg, char *err, size_t errlen)
     if (cfg->admin.port != 0 && cfg->admin.port == cfg->listen.port &&
         strcmp(cfg->admin.address, cfg->listen.address) == 0)
         return fail_at(err, errlen, "admin.port", "must differ from listen.port");
+    if (!cfg->receipts.enabled && cfg->receipts.signing_key.ref != NULL)
+        return fail_at(err, errlen, "receipts.signing_key",
+                       "is set while receipts.enabled is false: drop one of them");
     if (cfg->retry.max_ms < cfg->retry.initial_ms)
         return fail_at(err, errlen, "retry.max_ms", "must be at least retry.initial_ms (%lld)",
                        (long long)cfg->retry.initial_ms);

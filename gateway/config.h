@@ -107,7 +107,8 @@ struct config {
         int64_t rotate_bytes;
     } audit;
     struct {
-        struct secret signing_key; /* PEM Ed25519 private key for receipts; NULL ref = none */
+        bool enabled;              /* false: no receipts at all */
+        struct secret signing_key; /* PEM Ed25519 private key; NULL ref = the generated one */
     } receipts;
     struct {
         int64_t max_body_bytes;

@@ -1,16 +1,27 @@
 /*
  * ctl.c: `deletion-gateway ctl`, the operator commands (see ctl.h).
  *
- * Each command is one request to the admin listener; the answer is
- * printed as indented JSON, and errors as the gateway's error message.
+ *   options    -c FILE, --url, --json / --table, and each command's own
+ *   transport  one libcurl request to the admin listener, answer collected
+ *              (bounded) and parsed
+ *   output     a table for people (the default on a terminal), indented
+ *              JSON for scripts (--json, and whenever stdout is not a
+ *              terminal, so pipes keep working as before)
+ *   commands   show, list, retry, cancel, pause, resume: one request each;
+ *              retry --all-dead and export: many, with progress on stderr
+ *              when it is a terminal; find: every deletion of a resource
+ *
  * The admin token comes from DG_ADMIN_TOKEN or the config's admin.token,
- * never from the command line, where other users could read it.
+ * never from the command line, where other users could read it. Exit
+ * codes: 0 done, 1 the gateway refused (its error is printed), 2 usage,
+ * configuration or connection errors.
  */
 #include "ctl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -18,7 +29,19 @@
 
 #include "config.h"
 #include "queue.h"
+#include "resource.h"
 #include "util.h"
+
+#define CTL_ANSWER_MAX (16u << 20) /* a 1000-row export page with receipts is ~3 MB */
+#define CTL_EXPORT_PAGE 500
+#define CTL_FIND_MAX 10000 /* one resource's deletions, held in memory by find */
+#define CTL_TRIES 3        /* an export page is asked again after a 503 or a lost connection */
+
+struct ctl {
+    char base[300];
+    const char *token;
+    int json; /* 1: JSON out; 0: a table */
+};
 
 struct body {
     char *data;
@@ -31,7 +54,7 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     char *grown;
 
-    if (b->len + n > (8u << 20))
+    if (b->len + n > CTL_ANSWER_MAX)
         return 0; /* bounded: an admin answer is never this large */
     grown = realloc(b->data, b->len + n + 1);
     if (grown == NULL)
@@ -52,51 +75,463 @@ static const char *opt(int argc, char **argv, const char *name)
     return NULL;
 }
 
-/* One request; prints the answer. Returns the HTTP status, or -1. */
-static long request(const char *method, const char *url, const char *token, int quiet)
+/* ---- transport ---- */
+
+/* One request. Returns the HTTP status with *answer (parsed JSON, or NULL
+ * when the body is not JSON), or -1 on a connection error, said on stderr. */
+static long call(const struct ctl *c, const char *method, const char *path, json_t **answer)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdr = NULL;
     struct body b = {NULL, 0};
-    char auth[600];
+    char auth[600], url[1400];
     long status = -1;
     CURLcode rc;
 
-    if (c == NULL)
+    *answer = NULL;
+    if (h == NULL)
         return -1;
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token ? token : "");
-    h = curl_slist_append(h, auth);
+    snprintf(url, sizeof(url), "%s%s", c->base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token ? c->token : "");
+    hdr = curl_slist_append(hdr, auth);
     OPENSSL_cleanse(auth, sizeof(auth));
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    if (token != NULL)
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    rc = curl_easy_perform(c);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    if (c->token != NULL)
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
-        if (!quiet)
-            fprintf(stderr, "deletion-gateway: %s: %s\n", url, curl_easy_strerror(rc));
+        fprintf(stderr, "deletion-gateway: %s: %s\n", c->base, curl_easy_strerror(rc));
     } else {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (!quiet && b.data != NULL) {
-            json_t *v = json_loads(b.data, 0, NULL);
-            char *pretty = v ? json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-
-            fprintf(status >= 200 && status < 300 ? stdout : stderr, "%s\n",
-                    pretty ? pretty : b.data);
-            free(pretty);
-            json_decref(v);
-        }
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (b.data != NULL)
+            *answer = json_loads(b.data, 0, NULL);
     }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
     free(b.data);
     return status;
+}
+
+/* The gateway's error, on stderr: 1. */
+static int refused(long status, json_t *answer)
+{
+    const char *code = json_string_value(json_object_get(json_object_get(answer, "error"), "code"));
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(answer, "error"), "message"));
+
+    fprintf(stderr, "deletion-gateway: %ld %s: %s\n", status, code ? code : "error",
+            msg ? msg : "the gateway refused");
+    return 1;
+}
+
+/* ---- output ---- */
+
+static void print_json(json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if (text != NULL)
+        printf("%s\n", text);
+    free(text);
+}
+
+/* A scalar as text for a table cell ("-" for null and absent). */
+static void cell(json_t *v, char *out, size_t len)
+{
+    if (v == NULL || json_is_null(v))
+        snprintf(out, len, "-");
+    else if (json_is_string(v))
+        snprintf(out, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, len, "%.1f", json_real_value(v));
+    else if (json_is_boolean(v))
+        snprintf(out, len, "%s", json_is_true(v) ? "yes" : "no");
+    else
+        snprintf(out, len, "...");
+}
+
+/* An object as "key  value" lines, nested objects as dotted keys. */
+static void print_fields(json_t *o, const char *prefix)
+{
+    const char *k;
+    json_t *v;
+    char key[128], val[600];
+
+    json_object_foreach(o, k, v)
+    {
+        snprintf(key, sizeof(key), "%s%s", prefix, k);
+        if (json_is_object(v)) {
+            strncat(key, ".", sizeof(key) - strlen(key) - 1);
+            print_fields(v, key);
+        } else if (!json_is_array(v)) {
+            cell(v, val, sizeof(val));
+            printf("%-28s %s\n", key, val);
+        }
+    }
+}
+
+/* Who asked, in one cell: "extend evt_..." or "crm msg_...". */
+static void who(json_t *d, char *out, size_t len)
+{
+    json_t *by = json_object_get(d, "requested_by");
+    const char *type = json_string_value(json_object_get(by, "type"));
+
+    if (type != NULL && strcmp(type, "extend_webhook") == 0)
+        snprintf(out, len, "extend %s", json_string_value(json_object_get(by, "event_id")));
+    else
+        snprintf(out, len, "%s %s", json_string_value(json_object_get(by, "client_id")),
+                 json_string_value(json_object_get(by, "webhook_id")));
+}
+
+static void print_rows_header(void)
+{
+    printf("%-30s %-10s %-13s %-30s %-24s %-24s %-24s %s\n", "ID", "STATE", "RESOURCE",
+           "RESOURCE_ID", "ACCEPTED", "COMPLETED", "REQUESTED_BY", "LAST");
+}
+
+static void print_row(json_t *d)
+{
+    char st[24], res[24], rid[260], acc[40], done[40], by[400], last[120], status[16];
+
+    cell(json_object_get(d, "state"), st, sizeof(st));
+    cell(json_object_get(d, "resource"), res, sizeof(res));
+    cell(json_object_get(d, "resource_id"), rid, sizeof(rid));
+    cell(json_object_get(d, "accepted_at"), acc, sizeof(acc));
+    cell(json_object_get(d, "completed_at"), done, sizeof(done));
+    cell(json_object_get(d, "last_upstream_status"), status, sizeof(status));
+    cell(json_object_get(d, "last_error"), last, sizeof(last));
+    who(d, by, sizeof(by));
+    if (strcmp(status, "-") != 0 && strcmp(last, "-") == 0)
+        snprintf(last, sizeof(last), "%s", status);
+    else if (strcmp(status, "-") != 0)
+        snprintf(last + strlen(last), sizeof(last) - strlen(last), " (%s)", status);
+    printf("%-30s %-10s %-13s %-30s %-24s %-24s %-24s %s\n",
+           json_string_value(json_object_get(d, "id")), st, res, rid, acc, done, by, last);
+}
+
+static void print_table(json_t *answer)
+{
+    json_t *list = json_object_get(answer, "deletions"), *d, *attempts;
+    size_t i;
+
+    if (json_is_array(list)) {
+        print_rows_header();
+        json_array_foreach(list, i, d) print_row(d);
+        printf("(%zu deletion%s)\n", json_array_size(list), json_array_size(list) == 1 ? "" : "s");
+        return;
+    }
+    print_fields(answer, "");
+    attempts = json_object_get(answer, "attempt_history");
+    if (json_array_size(attempts) > 0) {
+        printf("\n%-24s %-8s %-24s %s\n", "ATTEMPT STARTED", "STATUS", "ERROR", "EXTEND REQUEST");
+        json_array_foreach(attempts, i, d)
+        {
+            char s[40], st[16], e[80], r[140];
+
+            cell(json_object_get(d, "started_at"), s, sizeof(s));
+            cell(json_object_get(d, "upstream_status"), st, sizeof(st));
+            cell(json_object_get(d, "error"), e, sizeof(e));
+            cell(json_object_get(d, "upstream_request_id"), r, sizeof(r));
+            printf("%-24s %-8s %-24s %s\n", s, st, e, r);
+        }
+    }
+}
+
+static void show(const struct ctl *c, json_t *answer)
+{
+    if (c->json)
+        print_json(answer);
+    else
+        print_table(answer);
+}
+
+/* ---- commands ---- */
+
+/* One request that must answer 2xx: 0 with *answer (json_decref it), or
+ * the exit code (1 refused, said on stderr; 2 no answer). */
+static int call_ok(const struct ctl *c, const char *method, const char *path, json_t **answer)
+{
+    long status = call(c, method, path, answer);
+    int rc = 0;
+
+    if (status < 0)
+        rc = 2;
+    else if (status < 200 || status >= 300)
+        rc = refused(status, *answer);
+    if (rc != 0) {
+        json_decref(*answer);
+        *answer = NULL;
+    }
+    return rc;
+}
+
+static int simple(const struct ctl *c, const char *method, const char *path)
+{
+    json_t *answer;
+    int rc = call_ok(c, method, path, &answer);
+
+    if (rc == 0)
+        show(c, answer);
+    json_decref(answer);
+    return rc;
+}
+
+/* Each call retries at most a batch of the dead (the queue bounds one
+ * commit); asking again until nothing changes retries every one, and the
+ * count read first bounds the loop should new ones keep dying. */
+static int retry_all_dead(const struct ctl *c)
+{
+    json_t *answer = NULL;
+    json_int_t dead, total = 0, changed;
+    int tty = isatty(STDERR_FILENO), rc;
+
+    if ((rc = call_ok(c, "GET", "/admin/queue", &answer)) != 0)
+        return rc;
+    dead = json_integer_value(json_object_get(json_object_get(answer, "deletions"), "dead"));
+    json_decref(answer);
+    do {
+        if ((rc = call_ok(c, "POST", "/admin/retry-dead", &answer)) != 0)
+            return rc;
+        changed = json_integer_value(json_object_get(answer, "changed"));
+        json_decref(answer);
+        total += changed;
+        if (tty)
+            fprintf(stderr, "\rretried %lld of %lld dead deletion(s)", (long long)total,
+                    (long long)dead);
+    } while (changed > 0 && total < dead);
+    if (tty)
+        fprintf(stderr, "\n");
+    answer = json_pack("{s:s,s:I}", "action", "retry-dead", "changed", total);
+    show(c, answer);
+    json_decref(answer);
+    return 0;
+}
+
+struct export_opts {
+    const char *since, *until, *source, *resource_id, *state;
+    int csv, receipts;
+};
+
+/* Appends "&name=escaped value" to q. */
+static void add_param(CURL *h, char *q, size_t len, const char *name, const char *value)
+{
+    char *esc;
+
+    if (value == NULL)
+        return;
+    esc = curl_easy_escape(h, value, 0);
+    if (esc != NULL)
+        snprintf(q + strlen(q), len - strlen(q), "&%s=%s", name, esc);
+    curl_free(esc);
+}
+
+/* One CSV cell, RFC 4180 quoted. A cell that a spreadsheet would run as a
+ * formula (=, +, -, @, tab, CR first) gets a leading apostrophe: reasons
+ * and keys come from outside, and the file is opened by people. Objects
+ * (a receipt) are their compact JSON. */
+static void csv_cell(FILE *out, json_t *v, int last)
+{
+    char buf[64], *text = NULL;
+    const char *s = buf;
+    int formula, quote;
+
+    if (json_is_string(v))
+        s = json_string_value(v);
+    else if (v == NULL || json_is_null(v))
+        s = "";
+    else if (json_is_object(v) || json_is_array(v))
+        s = text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    else
+        cell(v, buf, sizeof(buf));
+    if (s == NULL)
+        s = "";
+    formula = s[0] != '\0' && strchr("=+-@\t\r", s[0]) != NULL;
+    quote = formula || strpbrk(s, ",\"\r\n") != NULL;
+    if (quote)
+        fputs(formula ? "\"'" : "\"", out);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"')
+            fputc('"', out);
+        fputc(*p, out);
+    }
+    if (quote)
+        fputc('"', out);
+    fputs(last ? "\r\n" : ",", out);
+    free(text);
+}
+
+static const char *const csv_columns[] = {
+    "deletion_id",
+    "state",
+    "resource",
+    "resource_id",
+    "source",
+    "request_key",
+    "reason",
+    "gateway_request_id",
+    "accepted_at",
+    "not_before",
+    "completed_at",
+    "attempts",
+    "last_upstream_status",
+    "extend_request_id",
+    "last_error",
+    "audit_seq",
+    "audit_mac",
+    "receipt",
+};
+#define CSV_COLUMNS (sizeof(csv_columns) / sizeof(csv_columns[0]))
+
+static void csv_row(FILE *out, json_t *d, int receipts)
+{
+    json_t *by = json_object_get(d, "requested_by"), *audit = json_object_get(d, "audit");
+    int extend = json_is_string(json_object_get(by, "event_id"));
+    json_t *src = extend ? json_string("extend") : json_incref(json_object_get(by, "client_id"));
+    json_t *vals[CSV_COLUMNS] = {
+        json_object_get(d, "id"),
+        json_object_get(d, "state"),
+        json_object_get(d, "resource"),
+        json_object_get(d, "resource_id"),
+        src,
+        json_object_get(by, extend ? "event_id" : "webhook_id"),
+        json_object_get(d, "reason"),
+        json_object_get(d, "request_id"),
+        json_object_get(d, "accepted_at"),
+        json_object_get(d, "not_before"),
+        json_object_get(d, "completed_at"),
+        json_object_get(d, "attempts"),
+        json_object_get(d, "last_upstream_status"),
+        json_object_get(d, "last_upstream_request_id"),
+        json_object_get(d, "last_error"),
+        json_object_get(audit, "seq"),
+        json_object_get(audit, "mac"),
+        json_object_get(d, "receipt"),
+    };
+    size_t n = receipts ? CSV_COLUMNS : CSV_COLUMNS - 1;
+
+    for (size_t i = 0; i < n; i++)
+        csv_cell(out, vals[i], i + 1 == n);
+    json_decref(src);
+}
+
+/* Pages through /admin/export, writing each page as it comes: memory is
+ * one page however long the export. A page that fails is asked again a
+ * few times; an export that stops early exits non-zero, so a script never
+ * takes a partial file for a whole one. */
+static int export_rows(const struct ctl *c, const struct export_opts *o, int find, json_t *found)
+{
+    CURL *h = curl_easy_init();
+    char query[1200], path[1400], cursor[QUEUE_CURSOR_MAX + 1] = "";
+    json_t *answer = NULL, *list, *d;
+    long long rows = 0;
+    int tty = isatty(STDERR_FILENO) && !find, rc = 0, tries;
+    long status;
+    size_t i;
+
+    if (h == NULL)
+        return 2;
+    query[0] = '\0';
+    add_param(h, query, sizeof(query), "since", o->since);
+    add_param(h, query, sizeof(query), "until", o->until);
+    add_param(h, query, sizeof(query), "source", o->source);
+    add_param(h, query, sizeof(query), "resource_id", o->resource_id);
+    add_param(h, query, sizeof(query), "state", o->state);
+    if (o->receipts)
+        add_param(h, query, sizeof(query), "receipts", "true");
+    if (!find && o->csv) {
+        for (i = 0; i < CSV_COLUMNS - !o->receipts; i++)
+            printf("%s%s", csv_columns[i], i + 1 == CSV_COLUMNS - !o->receipts ? "\r\n" : ",");
+    }
+    do {
+        snprintf(path, sizeof(path), "/admin/export?limit=%d%s",
+                 find ? QUEUE_EXPORT_MAX : CTL_EXPORT_PAGE, query);
+        add_param(h, path, sizeof(path), "cursor", cursor[0] ? cursor : NULL);
+        for (tries = 1;; tries++) {
+            status = call(c, "GET", path, &answer);
+            if ((status >= 0 && status != 503) || tries == CTL_TRIES)
+                break;
+            json_decref(answer);
+            sleep((unsigned)tries);
+        }
+        if (status < 0 || status != 200 || !json_is_array(json_object_get(answer, "deletions"))) {
+            rc = status < 0 ? 2 : status != 200 ? refused(status, answer) : 2;
+            if (status == 200)
+                fprintf(stderr, "deletion-gateway: the export answer is not what was expected\n");
+            goto done;
+        }
+        list = json_object_get(answer, "deletions");
+        json_array_foreach(list, i, d)
+        {
+            if (find) {
+                if (json_array_size(found) >= CTL_FIND_MAX)
+                    break;
+                json_array_append(found, d);
+            } else if (o->csv) {
+                csv_row(stdout, d, o->receipts);
+            } else {
+                char *text = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+                if (text != NULL)
+                    printf("%s\n", text);
+                free(text);
+            }
+        }
+        rows += (long long)json_array_size(list);
+        if (fflush(stdout) != 0) {
+            fprintf(stderr, "deletion-gateway: cannot write the export\n");
+            rc = 2;
+            goto done;
+        }
+        if (tty)
+            fprintf(stderr, "\rexported %lld deletion(s)", rows);
+        snprintf(cursor, sizeof(cursor), "%s",
+                 json_is_string(json_object_get(answer, "next_cursor"))
+                     ? json_string_value(json_object_get(answer, "next_cursor"))
+                     : "");
+        json_decref(answer);
+        answer = NULL;
+    } while (cursor[0] != '\0');
+done:
+    if (tty)
+        fprintf(stderr,
+                rc == 0 ? "\rexported %lld deletion(s), complete\n"
+                        : "\nexport stopped after %lld deletion(s)\n",
+                rows);
+    json_decref(answer);
+    curl_easy_cleanup(h);
+    return rc;
+}
+
+static int find(const struct ctl *c, const char *resource_id)
+{
+    struct export_opts o = {.resource_id = resource_id};
+    json_t *found = json_array(), *answer;
+    int rc = export_rows(c, &o, 1, found);
+
+    if (rc == 0) {
+        answer =
+            json_pack("{s:I,s:O}", "count", (json_int_t)json_array_size(found), "deletions", found);
+        show(c, answer);
+        json_decref(answer);
+    }
+    json_decref(found);
+    return rc;
+}
+
+/* A word that goes into a URL path or query as it is: ids and state names
+ * are all resource-id characters. */
+static int word_ok(const char *w)
+{
+    return resource_id_valid(w, strlen(w));
 }
 
 static void wipe(struct secret *s)
@@ -108,19 +543,42 @@ static void wipe(struct secret *s)
     }
 }
 
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: deletion-gateway ctl [-c FILE] [--url URL] [--json | --table] COMMAND\n"
+            "  show queue | show ID | list STATE [--limit N] | retry ID | retry --all-dead\n"
+            "  cancel ID | pause | resume | find RESOURCE_ID\n"
+            "  export [--since T] [--until T] [--source S] [--resource-id ID] [--state S]\n"
+            "         [--format csv|jsonl] [--receipts]\n"
+            "T: RFC 3339 or YYYY-MM-DD (UTC). Exit: 0 done, 1 refused by the gateway,\n"
+            "2 usage, configuration or connection error.\n");
+    return 2;
+}
+
+/* Options that take a value; everything else not starting with "--" is a word. */
+static const char *const valued[] = {"-c",       "--url",         "--limit", "--since", "--until",
+                                     "--source", "--resource-id", "--state", "--format"};
+
 int ctl_main(int argc, char **argv)
 {
     const char *cfg_path = opt(argc, argv, "-c"), *url = opt(argc, argv, "--url");
-    const char *limit = opt(argc, argv, "--limit");
+    const char *limit = opt(argc, argv, "--limit"), *format = opt(argc, argv, "--format");
     const char *words[4] = {NULL, NULL, NULL, NULL};
+    struct export_opts eo = {
+        .since = opt(argc, argv, "--since"),
+        .until = opt(argc, argv, "--until"),
+        .source = opt(argc, argv, "--source"),
+        .resource_id = opt(argc, argv, "--resource-id"),
+        .state = opt(argc, argv, "--state"),
+        .csv = 1,
+    };
     struct config cfg;
     struct secret admin_token = {NULL, NULL, 0};
-    char base[300], full[800], err[512];
-    const char *token = getenv("DG_ADMIN_TOKEN");
-    const char *method = "GET";
-    int nwords = 0, all_dead = 0;
+    struct ctl c = {.token = getenv("DG_ADMIN_TOKEN")};
+    char path[400], err[512];
+    int nwords = 0, all_dead = 0, force_json = 0, force_table = 0, rc = 2;
     int64_t limit_n = 100;
-    long status;
 
     /* The gateway checks it too; checked here, an operator's typo is named
      * before anything is sent. */
@@ -128,63 +586,82 @@ int ctl_main(int argc, char **argv)
         fprintf(stderr, "deletion-gateway: --limit must be 1..%d\n", QUEUE_LIST_MAX);
         return 2;
     }
+    if (format != NULL && strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0) {
+        fprintf(stderr, "deletion-gateway: --format must be csv or jsonl\n");
+        return 2;
+    }
+    eo.csv = format == NULL || strcmp(format, "csv") == 0;
     memset(&cfg, 0, sizeof(cfg));
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--url") == 0 ||
-            strcmp(argv[i], "--limit") == 0)
+        size_t k;
+
+        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+            if (strcmp(argv[i], valued[k]) == 0)
+                break;
+        }
+        if (k < sizeof(valued) / sizeof(valued[0])) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "deletion-gateway: %s needs a value\n", argv[i]);
+                return 2;
+            }
             i++;
-        else if (strcmp(argv[i], "--all-dead") == 0)
+        } else if (strcmp(argv[i], "--all-dead") == 0)
             all_dead = 1;
-        else if (nwords < 4)
+        else if (strcmp(argv[i], "--json") == 0)
+            force_json = 1;
+        else if (strcmp(argv[i], "--table") == 0)
+            force_table = 1;
+        else if (strcmp(argv[i], "--receipts") == 0)
+            eo.receipts = 1;
+        else if (strncmp(argv[i], "--", 2) == 0) {
+            fprintf(stderr, "deletion-gateway: unknown option %s\n", argv[i]);
+            return usage();
+        } else if (nwords < 4)
             words[nwords++] = argv[i];
     }
-    snprintf(base, sizeof(base), "%s", url ? url : "http://127.0.0.1:8081");
+    c.json = force_json || (!force_table && !isatty(STDOUT_FILENO));
+    snprintf(c.base, sizeof(c.base), "%s", url ? url : "http://127.0.0.1:8081");
     if (cfg_path != NULL) {
         /* Only the admin token is needed: the others may not be set here. */
         if (config_load(&cfg, cfg_path, err, sizeof(err)) != 0 ||
-            (cfg.admin.token.ref != NULL && (token == NULL || *token == '\0') &&
+            (cfg.admin.token.ref != NULL && (c.token == NULL || *c.token == '\0') &&
              config_resolve_ref(cfg.admin.token.ref, &admin_token, err, sizeof(err)) != 0)) {
             fprintf(stderr, "deletion-gateway: %s: %s\n", cfg_path, err);
             config_free(&cfg);
             return 2;
         }
         if (url == NULL)
-            snprintf(base, sizeof(base), "http://%s:%d", cfg.admin.address, cfg.admin.port);
-        if ((token == NULL || *token == '\0') && admin_token.value != NULL)
-            token = (const char *)admin_token.value;
+            snprintf(c.base, sizeof(c.base), "http://%s:%d", cfg.admin.address, cfg.admin.port);
+        if ((c.token == NULL || *c.token == '\0') && admin_token.value != NULL)
+            c.token = (const char *)admin_token.value;
     }
     if (nwords == 0)
-        goto usage;
-    if (strcmp(words[0], "show") == 0 && nwords == 2 && strcmp(words[1], "queue") == 0)
-        snprintf(full, sizeof(full), "%s/admin/queue", base);
-    else if (strcmp(words[0], "show") == 0 && nwords == 2)
-        snprintf(full, sizeof(full), "%s/admin/deletions/%s", base, words[1]);
-    else if (strcmp(words[0], "list") == 0 && nwords == 2)
-        snprintf(full, sizeof(full), "%s/admin/deletions?state=%s&limit=%lld", base, words[1],
+        rc = usage();
+    else if (strcmp(words[0], "show") == 0 && nwords == 2 && strcmp(words[1], "queue") == 0)
+        rc = simple(&c, "GET", "/admin/queue");
+    else if (strcmp(words[0], "show") == 0 && nwords == 2 && word_ok(words[1])) {
+        snprintf(path, sizeof(path), "/admin/deletions/%s", words[1]);
+        rc = simple(&c, "GET", path);
+    } else if (strcmp(words[0], "list") == 0 && nwords == 2 && word_ok(words[1])) {
+        snprintf(path, sizeof(path), "/admin/deletions?state=%s&limit=%lld", words[1],
                  (long long)limit_n);
-    else if (strcmp(words[0], "retry") == 0 && all_dead && nwords == 1) {
-        method = "POST";
-        snprintf(full, sizeof(full), "%s/admin/retry-dead", base);
-        fprintf(stderr, "retrying every dead deletion...\n");
-    } else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) && nwords == 2) {
-        method = "POST";
-        snprintf(full, sizeof(full), "%s/admin/deletions/%s/%s", base, words[1], words[0]);
+        rc = simple(&c, "GET", path);
+    } else if (strcmp(words[0], "retry") == 0 && all_dead && nwords == 1)
+        rc = retry_all_dead(&c);
+    else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) && nwords == 2 &&
+             word_ok(words[1])) {
+        snprintf(path, sizeof(path), "/admin/deletions/%s/%s", words[1], words[0]);
+        rc = simple(&c, "POST", path);
     } else if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
-        method = "POST";
-        snprintf(full, sizeof(full), "%s/admin/%s", base, words[0]);
-    } else
-        goto usage;
-    status = request(method, full, token, 0);
+        snprintf(path, sizeof(path), "/admin/%s", words[0]);
+        rc = simple(&c, "POST", path);
+    } else if (strcmp(words[0], "export") == 0 && nwords == 1)
+        rc = export_rows(&c, &eo, 0, NULL);
+    else if (strcmp(words[0], "find") == 0 && nwords == 2)
+        rc = find(&c, words[1]);
+    else
+        rc = usage();
     wipe(&admin_token);
     config_free(&cfg);
-    if (status < 0)
-        return 2;
-    return status >= 200 && status < 300 ? 0 : 1;
-usage:
-    wipe(&admin_token);
-    config_free(&cfg);
-    fprintf(stderr, "usage: deletion-gateway ctl [-c FILE] [--url URL] show queue | show ID | "
-                    "list STATE [--limit N] | retry ID | retry --all-dead | cancel ID | pause | "
-                    "resume\n");
-    return 2;
+    return rc;
 }

@@ -180,16 +180,25 @@ static void readyz_cycle_done(const struct queue_stats *stats, int failed, void 
     gw->queue_failed = failed;
 }
 
+/* One definition of ready, for /readyz and dg_ready alike; *audit_ok says
+ * whether the audit log takes records. Extend out of reach leaves the
+ * gateway ready: accepting and queueing through an outage is its job, and
+ * nobody needs to act on the gateway. Rejected credentials and an audit log
+ * that takes no record do need someone. */
+static int gateway_ready(const struct gateway *gw, const char **audit, int *audit_ok)
+{
+    int ok = audit_healthy(gw->audit, audit);
+
+    if (audit_ok != NULL)
+        *audit_ok = ok;
+    return ok && !gw->queue_failed && !dispatch_breaker_open(gw->dispatch) && !gw->shutting_down;
+}
+
 static void route_readyz(struct evhttp_request *req, struct gateway *gw)
 {
     char body[320];
     const char *audit = "ok";
-    int breaker = dispatch_breaker_open(gw->dispatch);
-    int audit_ok = audit_healthy(gw->audit, &audit);
-    /* Extend out of reach leaves the gateway ready: accepting and queueing
-     * through an outage is its job, and nobody needs to act on the gateway.
-     * Rejected credentials do need someone. */
-    int ready = !gw->queue_failed && !breaker && !gw->shutting_down && audit_ok;
+    int audit_ok, ready = gateway_ready(gw, &audit, &audit_ok);
 
     /* The audit log repairs itself, and a failed commit is found to work
      * again, only when the queue runs a cycle; an idle gateway runs none,
@@ -201,7 +210,8 @@ static void route_readyz(struct evhttp_request *req, struct gateway *gw)
              "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
              "\"upstream_connection\":\"%s\",\"dispatch\":\"%s\",\"audit\":\"%s\"}",
              ready ? "ready" : "not_ready", gw->queue_failed ? "failing" : "ok",
-             breaker ? "rejected" : "ok", dispatch_unreachable(gw->dispatch) ? "unreachable" : "ok",
+             dispatch_breaker_open(gw->dispatch) ? "rejected" : "ok",
+             dispatch_unreachable(gw->dispatch) ? "unreachable" : "ok",
              gw->shutting_down               ? "stopping"
              : dispatch_paused(gw->dispatch) ? "paused"
                                              : "running",
@@ -221,6 +231,7 @@ static void metrics_stats_done(const struct queue_stats *stats, int failed, void
 
     mc->gw->pending--;
     metrics_request(MR_METRICS, 200);
+    metrics_set_ready(gateway_ready(mc->gw, NULL, NULL));
     metrics_render(out, failed ? NULL : stats, util_now_ms());
     metrics_render_audit(out, mc->gw->audit);
     evhttp_add_header(evhttp_request_get_output_headers(mc->req), "Content-Type",

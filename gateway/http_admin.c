@@ -9,6 +9,8 @@
  *   POST /admin/deletions/ID/cancel      queued -> cancelled
  *   POST /admin/retry-dead               every dead deletion -> queued
  *   POST /admin/pause, /admin/resume     hold or restart dispatching
+ *   GET  /admin/export?since=T&until=T&source=S&resource_id=ID&state=S
+ *        &limit=N&cursor=C&receipts=true  one page of the compliance export
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,8 @@
 #include "http_routes.h"
 #include "log.h"
 #include "queue.h"
+#include "receipt.h"
+#include "resource.h"
 #include "util.h"
 
 struct admin_ctx {
@@ -34,6 +38,7 @@ struct admin_ctx {
     struct gateway *gw;
     char rid[48];
     char what[16];
+    int with_receipts; /* export */
 };
 
 static struct admin_ctx *admin_ctx_new(struct evhttp_request *req, struct gateway *gw,
@@ -116,27 +121,151 @@ static void stats_done(const struct queue_stats *st, int failed, void *arg)
     admin_ctx_free(a);
 }
 
-static void list_done(const struct queue_deletion_view *views, int n, int failed, void *arg)
+/* A row as http_render_view writes it (malloc'd text), back as JSON. */
+static json_t *view_json(const struct queue_deletion_view *v)
 {
-    struct admin_ctx *a = arg;
-    json_t *arr;
+    char *text = http_render_view(v, 0);
+    json_t *o = text != NULL ? json_loads(text, 0, NULL) : NULL;
+
+    free(text);
+    return o;
+}
+
+/* Rows as the API shows them; with key, each deleted or not_found row also
+ * gets its receipt, signed now for what the row says now: the statement
+ * GET /v1/deletions/ID/receipt would hand out (null for other states). */
+static json_t *rows_json(const struct queue_deletion_view *views, int n, EVP_PKEY *key)
+{
+    json_t *arr = json_array(), *o;
+    int64_t now = util_now_ms();
+
+    for (int i = 0; arr != NULL && i < n; i++) {
+        char *receipt = NULL;
+        json_t *r = NULL;
+
+        if ((o = view_json(&views[i])) == NULL)
+            continue;
+        if (key != NULL) {
+            if ((views[i].state == DEL_DELETED || views[i].state == DEL_NOT_FOUND) &&
+                receipt_make(key, &views[i], now, &receipt) == 0)
+                r = json_loads(receipt, 0, NULL);
+            json_object_set_new(o, "receipt", r != NULL ? r : json_null());
+            free(receipt);
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* A list or an export page: {"count", "deletions"[, "next_cursor"]}; next
+ * NULL for a list, "" for the last page of an export. */
+static void send_rows(struct admin_ctx *a, const struct queue_deletion_view *views, int n,
+                      int failed, const char *next, EVP_PKEY *key)
+{
+    json_t *arr, *o;
 
     if (failed) {
         http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
         admin_ctx_free(a);
         return;
     }
-    arr = json_array();
-    for (int i = 0; i < n; i++) {
-        char *text = http_render_view(&views[i], 0);
-        json_t *v = text != NULL ? json_loads(text, 0, NULL) : NULL;
-
-        free(text);
-        if (v != NULL)
-            json_array_append_new(arr, v);
-    }
-    send_json_value(a->req, a->rid, 200, json_pack("{s:i,s:o}", "count", n, "deletions", arr));
+    arr = rows_json(views, n, key);
+    o = json_pack("{s:i,s:o}", "count", (int)json_array_size(arr), "deletions", arr);
+    if (o != NULL && next != NULL)
+        json_object_set_new(o, "next_cursor", next[0] != '\0' ? json_string(next) : json_null());
+    send_json_value(a->req, a->rid, 200, o);
     admin_ctx_free(a);
+}
+
+static void list_done(const struct queue_deletion_view *views, int n, int failed, void *arg)
+{
+    send_rows(arg, views, n, failed, NULL, NULL);
+}
+
+static void export_done(const struct queue_deletion_view *views, int n, const char *next,
+                        int failed, void *arg)
+{
+    struct admin_ctx *a = arg;
+
+    send_rows(a, views, n, failed, next, a->with_receipts ? a->gw->receipt_key : NULL);
+}
+
+/* since/until: RFC 3339, or a date (midnight UTC). */
+static int parse_when(const char *s, int64_t *ms)
+{
+    char full[40];
+
+    if (s == NULL)
+        return 0;
+    if (strlen(s) == 10) {
+        snprintf(full, sizeof(full), "%sT00:00:00Z", s);
+        s = full;
+    }
+    return util_parse_rfc3339(s, ms);
+}
+
+/* Checks every parameter, then asks the queue for one page; on a refusal
+ * the error is sent and *a stays NULL. */
+static int route_export(struct evhttp_request *req, struct gateway *gw, const char *rid,
+                        const char *query, struct admin_ctx **out)
+{
+    struct evkeyvalq q;
+    struct queue_export_query eq = {.state = -1};
+    const char *since, *until, *st, *lim, *cursor, *rcp, *bad = NULL;
+    enum deletion_state state;
+    int64_t limit = 500, ms, seq;
+    int with_receipts = 0, rc = 0;
+
+    *out = NULL;
+    TAILQ_INIT(&q);
+    if (evhttp_parse_query_str(query != NULL ? query : "", &q) != 0) {
+        http_send_error(req, rid, 400, "invalid_query", "the query string is malformed");
+        return 0;
+    }
+    since = evhttp_find_header(&q, "since");
+    until = evhttp_find_header(&q, "until");
+    st = evhttp_find_header(&q, "state");
+    lim = evhttp_find_header(&q, "limit");
+    cursor = evhttp_find_header(&q, "cursor");
+    rcp = evhttp_find_header(&q, "receipts");
+    eq.source = evhttp_find_header(&q, "source");
+    eq.resource_id = evhttp_find_header(&q, "resource_id");
+    if (parse_when(since, &eq.since_ms) != 0)
+        bad = "since must be an RFC 3339 time or a date (YYYY-MM-DD)";
+    else if (parse_when(until, &eq.until_ms) != 0)
+        bad = "until must be an RFC 3339 time or a date (YYYY-MM-DD)";
+    else if (until != NULL && eq.until_ms <= eq.since_ms)
+        bad = "until must be after since";
+    else if (st != NULL && deletion_state_from_name(st, &state) != 0)
+        bad = "state must be a deletion state";
+    else if (lim != NULL && util_parse_int64(lim, 1, QUEUE_EXPORT_MAX, &limit) != 0)
+        bad = "limit must be 1..1000";
+    else if (cursor != NULL && queue_cursor_parse(cursor, &ms, &seq) != 0)
+        bad = "cursor must be a next_cursor this route handed out";
+    else if (eq.source != NULL && (eq.source[0] == '\0' || strlen(eq.source) > QUEUE_SOURCE_MAX))
+        bad = "source must be \"extend\" or a client id";
+    else if (eq.resource_id != NULL && !resource_id_valid(eq.resource_id, strlen(eq.resource_id)))
+        bad = "resource_id is not a valid resource id";
+    else if (rcp != NULL && strcmp(rcp, "true") != 0 && strcmp(rcp, "false") != 0)
+        bad = "receipts must be true or false";
+    if (bad != NULL) {
+        http_send_error(req, rid, 400, "invalid_query", "%s", bad);
+        goto done;
+    }
+    if (st != NULL)
+        eq.state = (int)state;
+    with_receipts = rcp != NULL && strcmp(rcp, "true") == 0;
+    if (with_receipts && gw->receipt_key == NULL) {
+        http_send_error(req, rid, 409, "receipts_disabled", "receipts are turned off");
+        goto done;
+    }
+    if ((*out = admin_ctx_new(req, gw, rid, "export")) != NULL) {
+        (*out)->with_receipts = with_receipts;
+        rc = queue_export(gw->queue, &eq, cursor, (int)limit, export_done, *out);
+    }
+done:
+    evhttp_clear_headers(&q);
+    return rc;
 }
 
 static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
@@ -212,7 +341,7 @@ deny:
 static int admin_known_path(const char *path)
 {
     static const char *const fixed[] = {"/admin/queue", "/admin/deletions", "/admin/retry-dead",
-                                        "/admin/pause", "/admin/resume"};
+                                        "/admin/pause", "/admin/resume",    "/admin/export"};
     const char *rest, *slash;
 
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
@@ -276,6 +405,8 @@ static void admin_route(struct evhttp_request *req, void *arg)
         evhttp_clear_headers(&q);
         if ((a = admin_ctx_new(req, gw, rid, "list")) != NULL)
             rc = queue_list(gw->queue, state, (int)limit, list_done, a);
+    } else if (method == EVHTTP_REQ_GET && strcmp(path, "/admin/export") == 0) {
+        rc = route_export(req, gw, rid, evhttp_uri_get_query(uri), &a);
     } else if (method == EVHTTP_REQ_POST && strcmp(path, "/admin/retry-dead") == 0) {
         if ((a = admin_ctx_new(req, gw, rid, "retry-dead")) != NULL)
             rc = queue_retry(gw->queue, NULL, "admin", util_now_ms(), count_done, a);

@@ -489,7 +489,7 @@ static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
             http_send_error(g->req, g->rid, 503, "queue_unavailable", "out of memory");
     } else if (g->gw->receipt_key == NULL) {
         http_send_error(g->req, g->rid, 404, "receipts_disabled",
-                        "receipts.signing_key is not configured");
+                        "receipts are turned off (receipts.enabled is false)");
     } else if (v->state != DEL_DELETED && v->state != DEL_NOT_FOUND) {
         http_send_error(g->req, g->rid, 409, "receipt_not_available",
                         "the deletion is %s; receipts exist for deleted or not_found",

@@ -58,11 +58,14 @@ static const char usage[] =
     "                                 check the audit chain (files oldest first; default:\n"
     "                                 audit.path of FILE and its rotated files)\n"
     "  receipt pubkey -c FILE         print the receipts' public key (PEM)\n"
-    "  receipt verify --pubkey PEM_FILE < receipt.json\n"
-    "                                 check a receipt offline\n"
-    "  ctl [-c FILE] [--url URL] show queue | show ID | list STATE [--limit N] |\n"
-    "      retry ID | retry --all-dead | cancel ID | pause | resume\n"
-    "                                 operator commands (token: DG_ADMIN_TOKEN or admin.token)\n"
+    "  receipt verify (--pubkey PEM_FILE | -c FILE) [RECEIPT_FILE]\n"
+    "                                 check a receipt offline (default: stdin)\n"
+    "  ctl [-c FILE] [--url URL] [--json | --table] show queue | show ID |\n"
+    "      list STATE [--limit N] | retry ID | retry --all-dead | cancel ID | pause |\n"
+    "      resume | find RESOURCE_ID | export [--since T] [--until T] [--source S]\n"
+    "      [--resource-id ID] [--state S] [--format csv|jsonl] [--receipts]\n"
+    "                                 operator commands (token: DG_ADMIN_TOKEN or admin.token);\n"
+    "                                 exit 0 done, 1 refused, 2 usage or connection error\n"
     "  health [-c FILE | --url URL]   exit 0 if the /healthz of FILE's public listener, or\n"
     "                                 URL (default http://127.0.0.1:8080/healthz), answers 200\n"
     "  --version, --help\n";
@@ -307,69 +310,165 @@ done:
 
 /* ---- receipts ---- */
 
-static int load_receipt_key(const struct config *cfg, EVP_PKEY **key)
+/* The receipts' key as the config says: receipts.signing_key, else the
+ * key file the gateway made in its data directory (made here only when
+ * create, that is by serve). *key stays NULL when receipts are off.
+ * *where says which, for the log. 0 or -1 with err. */
+static int receipt_key_of(const struct config *cfg, int create, EVP_PKEY **key, char *where,
+                          size_t wlen, char *err, size_t errlen)
 {
-    char err[256];
+    char path[4200], why[256];
+    int created = 0, rc;
 
-    if (cfg->receipts.signing_key.value == NULL) {
-        fprintf(stderr, "deletion-gateway: receipts.signing_key is not configured\n");
+    *key = NULL;
+    if (!cfg->receipts.enabled) {
+        snprintf(where, wlen, "receipts.enabled is false");
+        return 0;
+    }
+    if (cfg->receipts.signing_key.value != NULL) {
+        snprintf(where, wlen, "receipts.signing_key");
+        if (receipt_load_key(cfg->receipts.signing_key.value, cfg->receipts.signing_key.len, key,
+                             why, sizeof(why)) == 0)
+            return 0;
+        snprintf(err, errlen, "receipts.signing_key: %s", why);
         return -1;
     }
-    if (receipt_load_key(cfg->receipts.signing_key.value, cfg->receipts.signing_key.len, key, err,
-                         sizeof(err)) != 0) {
-        fprintf(stderr, "deletion-gateway: receipts.signing_key: %s\n", err);
+    if (receipt_default_key_path(cfg->queue.path, path, sizeof(path)) != 0) {
+        snprintf(err, errlen, "receipts: the key path beside queue.path is too long");
         return -1;
     }
-    return 0;
+    rc = receipt_key_file(path, create, key, &created, why, sizeof(why));
+    if (rc != 0 && !create && access(path, F_OK) != 0)
+        snprintf(err, errlen,
+                 "receipts: no key at %s yet: the gateway makes it at its first start "
+                 "(or set receipts.signing_key)",
+                 path);
+    else if (rc != 0)
+        snprintf(err, errlen, "receipts: %s", why);
+    snprintf(where, wlen, "%s %s", created ? "generated" : "from", path);
+    return rc;
+}
+
+/* The config's receipt key, reading only receipts.signing_key's secret:
+ * checking a receipt needs no Extend token. */
+static int receipt_key_from_config(const char *cfg_path, EVP_PKEY **key)
+{
+    struct config cfg;
+    struct secret s = {NULL, NULL, 0};
+    char err[4400], where[4300];
+    int rc = -1;
+
+    if (config_load(&cfg, cfg_path, err, sizeof(err)) != 0 ||
+        (cfg.receipts.signing_key.ref != NULL &&
+         config_resolve_ref(cfg.receipts.signing_key.ref, &s, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "deletion-gateway: %s: %s\n", cfg_path, err);
+        goto done;
+    }
+    /* config_free wipes and frees it with the rest. */
+    cfg.receipts.signing_key.value = s.value;
+    cfg.receipts.signing_key.len = s.len;
+    if (receipt_key_of(&cfg, 0, key, where, sizeof(where), err, sizeof(err)) != 0)
+        fprintf(stderr, "deletion-gateway: %s\n", err);
+    else if (*key == NULL)
+        fprintf(stderr, "deletion-gateway: receipts are off (receipts.enabled is false)\n");
+    else
+        rc = 0;
+done:
+    config_free(&cfg);
+    return rc;
+}
+
+/* Reads a whole file, bounded like stdin. */
+static char *read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = malloc(max + 1);
+
+    *len = 0;
+    if (f == NULL || buf == NULL) {
+        fprintf(stderr, "deletion-gateway: %s: %s\n", path, f ? "out of memory" : strerror(errno));
+        goto fail;
+    }
+    *len = fread(buf, 1, max + 1, f);
+    if (ferror(f) || *len > max) {
+        fprintf(stderr, "deletion-gateway: %s: unreadable or larger than %zu bytes\n", path, max);
+        goto fail;
+    }
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+fail:
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return NULL;
 }
 
 static int cmd_receipt(int argc, char **argv)
 {
-    struct config cfg;
+    const char *cfg_path = opt_value(argc, argv, "-c"), *pub = opt_value(argc, argv, "--pubkey");
+    const char *file = NULL;
     EVP_PKEY *key = NULL;
     char *text = NULL, err[256];
     size_t len;
     int rc = 1;
 
-    memset(&cfg, 0, sizeof(cfg));
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--pubkey") == 0)
+            i++;
+        else if (file == NULL)
+            file = argv[i];
+        else
+            goto usage;
+    }
     if (argc >= 1 && strcmp(argv[0], "pubkey") == 0) {
-        if (load_config(&cfg, opt_value(argc, argv, "-c"), 1) == 0 &&
-            load_receipt_key(&cfg, &key) == 0 && receipt_write_public_pem(key, stdout) == 0)
+        if (cfg_path == NULL || file != NULL)
+            goto usage;
+        if (receipt_key_from_config(cfg_path, &key) == 0 &&
+            receipt_write_public_pem(key, stdout) == 0)
             rc = 0;
     } else if (argc >= 1 && strcmp(argv[0], "verify") == 0) {
-        const char *pub = opt_value(argc, argv, "--pubkey");
         FILE *f;
 
-        if (pub == NULL) {
-            fprintf(stderr, "deletion-gateway: receipt verify needs --pubkey PEM_FILE\n");
+        if ((pub == NULL) == (cfg_path == NULL)) {
+            fprintf(stderr,
+                    "deletion-gateway: receipt verify needs --pubkey PEM_FILE or -c FILE\n");
             return 2;
         }
-        if ((f = fopen(pub, "r")) == NULL) {
+        if (cfg_path != NULL) {
+            if (receipt_key_from_config(cfg_path, &key) != 0)
+                return 2;
+        } else if ((f = fopen(pub, "r")) == NULL) {
             fprintf(stderr, "deletion-gateway: %s: %s\n", pub, strerror(errno));
             return 2;
-        }
-        key = PEM_read_PUBKEY(f, NULL, NULL, NULL);
-        fclose(f);
-        if (key == NULL) {
-            fprintf(stderr, "deletion-gateway: %s: not a PEM public key\n", pub);
-            return 2;
-        }
-        if ((text = read_stdin(1u << 20, &len)) != NULL) {
-            if (receipt_verify(text, len, key, err, sizeof(err)) == 0) {
-                printf("receipt ok\n");
-                rc = 0;
-            } else {
-                printf("receipt INVALID: %s\n", err);
+        } else {
+            key = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+            fclose(f);
+            if (key == NULL) {
+                fprintf(stderr, "deletion-gateway: %s: not a PEM public key\n", pub);
+                return 2;
             }
         }
+        text = file != NULL && strcmp(file, "-") != 0 ? read_file(file, 1u << 20, &len)
+                                                      : read_stdin(1u << 20, &len);
+        if (text == NULL)
+            rc = 2;
+        else if (receipt_verify(text, len, key, err, sizeof(err)) == 0) {
+            printf("receipt ok\n");
+            rc = 0;
+        } else {
+            printf("receipt INVALID: %s\n", err);
+        }
     } else {
-        fputs(usage, stderr);
-        rc = 2;
+        goto usage;
     }
     free(text);
     EVP_PKEY_free(key);
-    config_free(&cfg);
     return rc;
+usage:
+    EVP_PKEY_free(key);
+    fputs(usage, stderr);
+    return 2;
 }
 
 /* What a config_loaded audit record says: the binary's version and the
@@ -491,7 +590,7 @@ static int cmd_serve(int argc, char **argv)
     static struct config cfg;
     struct queue_options qo;
     struct event *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
-    char err[1024], detail[256];
+    char err[4400], detail[256], where[4300], key_id[17];
     int rc = 1;
 
     config_path = opt_value(argc, argv, "-c");
@@ -535,12 +634,15 @@ static int cmd_serve(int argc, char **argv)
         log_error(NULL, "extend: %s", err);
         goto done;
     }
-    if (cfg.receipts.signing_key.value != NULL &&
-        receipt_load_key(cfg.receipts.signing_key.value, cfg.receipts.signing_key.len,
-                         &gw.receipt_key, err, sizeof(err)) != 0) {
-        log_error(NULL, "receipts.signing_key: %s", err);
+    /* After the queue: the key file goes in the directory it owns. */
+    if (receipt_key_of(&cfg, 1, &gw.receipt_key, where, sizeof(where), err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
         goto done;
     }
+    if (gw.receipt_key != NULL && receipt_key_id(gw.receipt_key, key_id) == 0)
+        log_info(NULL, "receipts: signing with key id %s (%s)", key_id, where);
+    else
+        log_info(NULL, "receipts: off (%s)", where);
     if (cfg.listen.tls.cert_file != NULL &&
         tls_server_open(&gw.tls, &cfg.listen.tls, err, sizeof(err)) != 0) {
         log_error(NULL, "listen.tls: %s", err);

@@ -76,6 +76,7 @@ static struct {
     int unreachable;
     int paused;
     int in_flight;
+    int ready;
 } m;
 
 static size_t find(const char *const *names, size_t n, const char *name)
@@ -151,6 +152,11 @@ void metrics_set_in_flight(int n)
     m.in_flight = n;
 }
 
+void metrics_set_ready(int ready)
+{
+    m.ready = ready;
+}
+
 static void status_label(size_t i, char *out, size_t len)
 {
     if (i < N_STATUS - 1)
@@ -221,8 +227,10 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "# HELP dg_dispatch_paused 1 while an operator has paused dispatching.\n"
                         "# TYPE dg_dispatch_paused gauge\ndg_dispatch_paused %d\n"
                         "# HELP dg_upstream_in_flight DELETE requests in flight.\n"
-                        "# TYPE dg_upstream_in_flight gauge\ndg_upstream_in_flight %d\n",
-                        m.breaker_open, m.unreachable, m.paused, m.in_flight);
+                        "# TYPE dg_upstream_in_flight gauge\ndg_upstream_in_flight %d\n"
+                        "# HELP dg_ready 1 while /readyz answers ready.\n"
+                        "# TYPE dg_ready gauge\ndg_ready %d\n",
+                        m.breaker_open, m.unreachable, m.paused, m.in_flight, m.ready);
 
     if (stats == NULL)
         return;

@@ -37,6 +37,8 @@ void metrics_set_breaker(int open);
 void metrics_set_unreachable(int held);
 void metrics_set_paused(int paused);
 void metrics_set_in_flight(int n);
+/* What /readyz would answer, set before each exposition (dg_ready). */
+void metrics_set_ready(int ready);
 
 /* Appends the exposition; stats may be NULL when the queue did not answer. */
 void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64_t now_ms);

@@ -370,6 +370,14 @@ static void deliver_count(struct queue *q, struct op *op)
         op->cb.count(op->failed ? 0 : op->out.count, op->failed, op->arg);
 }
 
+static void deliver_export(struct queue *q, struct op *op)
+{
+    (void)q;
+    if (op->cb.export != NULL)
+        op->cb.export(op->failed ? NULL : op->out.export.views, op->failed ? 0 : op->out.export.n,
+                      op->failed ? "" : op->out.export.next, op->failed, op->arg);
+}
+
 static void free_submit(struct op *op)
 {
     free(op->out.submit.stored_body);
@@ -388,6 +396,12 @@ static void free_view(struct op *op)
     op->out.view.views = NULL;
 }
 
+static void free_export(struct op *op)
+{
+    free(op->out.export.views);
+    op->out.export.views = NULL;
+}
+
 /* What each kind of op hands back, and what its results hold. */
 static const struct {
     void (*deliver)(struct queue *q, struct op *op);
@@ -399,6 +413,7 @@ static const struct {
     [OP_LIST] = {deliver_view, free_view},       [OP_RETRY] = {deliver_count, NULL},
     [OP_CANCEL] = {deliver_count, NULL},         [OP_NOTE] = {deliver_done, NULL},
     [OP_PAUSE] = {deliver_done, NULL},           [OP_MAINTAIN] = {deliver_count, NULL},
+    [OP_EXPORT] = {deliver_export, free_export},
 };
 
 static void q_op_free_out(struct op *op)
@@ -651,6 +666,66 @@ int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list
     op->in.list.limit = limit < 0 ? 0 : limit > QUEUE_LIST_MAX ? QUEUE_LIST_MAX : limit;
     if ((int)state < 0 || state >= DEL_STATE_COUNT)
         op->failed = 1;
+    return q_enqueue(q, op);
+}
+
+int queue_cursor_parse(const char *s, int64_t *accepted_ms, int64_t *seq)
+{
+    char ms[24];
+    const char *dash;
+    size_t n;
+
+    if (s == NULL || strlen(s) > QUEUE_CURSOR_MAX || (dash = strchr(s, '-')) == NULL)
+        return -1;
+    n = (size_t)(dash - s);
+    if (n == 0 || n >= sizeof(ms))
+        return -1;
+    memcpy(ms, s, n);
+    ms[n] = '\0';
+    return util_parse_int64(ms, 0, INT64_MAX, accepted_ms) == 0 &&
+                   util_parse_int64(dash + 1, 0, INT64_MAX, seq) == 0
+               ? 0
+               : -1;
+}
+
+void queue_cursor_format(int64_t accepted_ms, int64_t seq, char out[QUEUE_CURSOR_MAX + 1])
+{
+    snprintf(out, QUEUE_CURSOR_MAX + 1, "%lld-%lld", (long long)accepted_ms, (long long)seq);
+}
+
+int queue_export(struct queue *q, const struct queue_export_query *query, const char *cursor,
+                 int limit, queue_export_cb cb, void *arg)
+{
+    struct op *op = q_op_new(OP_EXPORT, 0, arg);
+    int64_t after_ms = 0, after_seq = 0;
+
+    if (op == NULL)
+        return -1;
+    op->cb.export = cb;
+    op->in.export.limit = limit < 1 ? 1 : limit > QUEUE_EXPORT_MAX ? QUEUE_EXPORT_MAX : limit;
+    op->in.export.state = query->state;
+    op->in.export.until_ms = query->until_ms > 0 ? query->until_ms : INT64_MAX;
+    /* rowids start at 1: (since_ms, 0) is just before the first row of since_ms. */
+    op->in.export.after_ms = query->since_ms > 0 ? query->since_ms : 0;
+    if (cursor != NULL && cursor[0] != '\0') {
+        if (queue_cursor_parse(cursor, &after_ms, &after_seq) != 0)
+            op->failed = 1;
+        /* A cursor from another query cannot reach before since_ms. */
+        if (after_ms >= op->in.export.after_ms) {
+            op->in.export.after_ms = after_ms;
+            op->in.export.after_seq = after_seq;
+        }
+    }
+    if (query->state < -1 || query->state >= DEL_STATE_COUNT ||
+        !q_str_ok(query->source, 0, QUEUE_SOURCE_MAX) ||
+        !q_str_ok(query->resource_id, 0, RESOURCE_ID_MAX))
+        op->failed = 1;
+    else {
+        snprintf(op->in.export.source, sizeof(op->in.export.source), "%s",
+                 query->source != NULL ? query->source : "");
+        snprintf(op->in.export.resource_id, sizeof(op->in.export.resource_id), "%s",
+                 query->resource_id != NULL ? query->resource_id : "");
+    }
     return q_enqueue(q, op);
 }
 

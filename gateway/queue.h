@@ -257,6 +257,40 @@ typedef void (*queue_list_cb)(const struct queue_deletion_view *views, int n, in
                               void *arg);
 int queue_list(struct queue *q, enum deletion_state state, int limit, queue_list_cb cb, void *arg);
 
+/* ---- compliance export ---- */
+
+/* Which deletions an export reads: accepted in [since_ms, until_ms), and
+ * optionally one source (who asked), one resource id, one state. */
+struct queue_export_query {
+    int64_t since_ms;        /* 0 = from the first */
+    int64_t until_ms;        /* 0 = up to now and later */
+    const char *source;      /* NULL = any */
+    const char *resource_id; /* NULL = any; looked up by index, not scanned */
+    int state;               /* -1 = any, else an enum deletion_state */
+};
+
+/* Pages are read in accepted order by a keyset cursor, so each page costs
+ * its own rows whatever the table's size. A page reads at most
+ * QUEUE_EXPORT_SCAN rows: with a narrow filter it may hold fewer than
+ * limit rows, even none, while next_cursor is not empty. The export is
+ * complete when next_cursor is "". */
+#define QUEUE_EXPORT_MAX 1000
+#define QUEUE_EXPORT_SCAN 20000
+#define QUEUE_CURSOR_MAX 48
+
+/* The cursor as text ("<accepted_ms>-<seq>", opaque to callers), and back:
+ * 0, or -1 when s is not one. */
+int queue_cursor_parse(const char *s, int64_t *accepted_ms, int64_t *seq);
+void queue_cursor_format(int64_t accepted_ms, int64_t seq, char out[QUEUE_CURSOR_MAX + 1]);
+
+/* views and next_cursor are valid only during the callback (attempt lists
+ * empty). failed = 1: nothing was read. */
+typedef void (*queue_export_cb)(const struct queue_deletion_view *views, int n,
+                                const char *next_cursor, int failed, void *arg);
+/* cursor NULL or "" starts at since_ms; limit is clamped to 1..QUEUE_EXPORT_MAX. */
+int queue_export(struct queue *q, const struct queue_export_query *query, const char *cursor,
+                 int limit, queue_export_cb cb, void *arg);
+
 /* Operator actions; actor names the operator for the audit trail.
  * retry: a dead or rejected deletion (or, with deletion_id NULL, every dead
  * one) goes back to queued, due now, its give-up clock restarted.

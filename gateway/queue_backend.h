@@ -33,6 +33,7 @@ enum op_kind {
     OP_NOTE,
     OP_PAUSE,
     OP_MAINTAIN,
+    OP_EXPORT,
     OP_KIND_COUNT
 };
 
@@ -51,6 +52,7 @@ struct op {
         queue_stats_cb stats;
         queue_list_cb list;
         queue_count_cb count;
+        queue_export_cb export;
     } cb;
     int64_t now_ms;
     union {
@@ -80,6 +82,13 @@ struct op {
             char event[32], source[QUEUE_SOURCE_MAX + 1], detail[256];
             int paused; /* OP_PAUSE */
         } note;
+        struct {
+            int64_t after_ms, after_seq, until_ms; /* the keyset position and the end */
+            char source[QUEUE_SOURCE_MAX + 1];     /* "" = any */
+            char resource_id[RESOURCE_ID_MAX + 1]; /* "" = any */
+            int state;                             /* -1 = any */
+            int limit;
+        } export;
     } in;
     union {
         struct {
@@ -96,6 +105,11 @@ struct op {
             struct queue_deletion_view *views;
             int n;
         } view; /* get: n = 0 for an unknown id */
+        struct {
+            struct queue_deletion_view *views;
+            int n;
+            char next[QUEUE_CURSOR_MAX + 1]; /* "" = the export is complete */
+        } export;
         struct queue_stats stats;
         int64_t count;
         int ok;

@@ -2,7 +2,8 @@
  * receipt.c: signed deletion receipts (see receipt.h).
  *
  *   keys       load a private or public PEM (Ed25519 only), write the
- *              public PEM, key id
+ *              public PEM, key id; the generated key file of the data
+ *              directory
  *   make       the statement as compact ASCII JSON, signed as raw bytes
  *   verify     decode, check key id, signature and the readable copy
  *
@@ -14,9 +15,13 @@
 #include "resource.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -77,6 +82,135 @@ int receipt_load_public_pem(const unsigned char *pem, size_t len, EVP_PKEY **out
                             size_t errlen)
 {
     return load_pem(pem, len, 0, out, err, errlen);
+}
+
+int receipt_default_key_path(const char *queue_path, char *out, size_t len)
+{
+    const char *slash = strrchr(queue_path, '/');
+    int n;
+
+    if (slash == NULL)
+        n = snprintf(out, len, "%s", RECEIPT_KEY_FILE);
+    else
+        n = snprintf(out, len, "%.*s/%s", (int)(slash - queue_path), queue_path,
+                     RECEIPT_KEY_FILE);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* Reads the key file: a regular file, ours alone, at most PEM_MAX_BYTES. */
+static int key_file_read(const char *path, EVP_PKEY **out, char *err, size_t errlen)
+{
+    unsigned char buf[PEM_MAX_BYTES + 1];
+    size_t len = 0;
+    struct stat st;
+    ssize_t n;
+    int fd, rc = -1;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+    if (fd == -1) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return errno == ENOENT ? -2 : -1;
+    }
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        goto fail;
+    }
+    if ((st.st_mode & 077) != 0) {
+        snprintf(err, errlen, "%s: group or others may read it (mode %03o): chmod 600 it", path,
+                 (unsigned)(st.st_mode & 0777));
+        goto fail;
+    }
+    while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            goto fail;
+        }
+        len += (size_t)n;
+    }
+    if (receipt_load_key(buf, len, out, err, errlen) == 0)
+        rc = 0;
+fail:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}
+
+/* Makes a key and links it in at path; -2 when path appeared meanwhile. */
+static int key_file_create(const char *path, char *err, size_t errlen)
+{
+    char tmp[4200], dir[4200];
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *pem = NULL;
+    long pem_len = 0;
+    int fd = -1, rc = -1, linked;
+
+    const char *slash = strrchr(path, '/');
+
+    if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp) ||
+        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+                 slash ? path : ".") >= (int)sizeof(dir)) {
+        snprintf(err, errlen, "%s: path too long", path);
+        goto fail;
+    }
+    if (key == NULL || bio == NULL ||
+        PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1 ||
+        (pem_len = BIO_get_mem_data(bio, &pem)) <= 0) {
+        snprintf(err, errlen, "%s: cannot make an Ed25519 key", path);
+        goto fail;
+    }
+    unlink(tmp); /* left by a crash of a process with our pid */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd == -1 || write(fd, pem, (size_t)pem_len) != (ssize_t)pem_len || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    /* link() never replaces: of two processes making a key at once, one
+     * key wins and both use it. */
+    linked = link(tmp, path);
+    if (linked != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        goto fail;
+    }
+    rc = linked == 0 ? 0 : -2;
+    /* The directory entry must survive a crash, or the next start makes
+     * another key and receipts already handed out stop verifying. */
+    if (rc == 0 && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+        fsync(fd);
+        close(fd);
+        fd = -1;
+    }
+fail:
+    if (fd != -1)
+        close(fd);
+    unlink(tmp);
+    if (pem != NULL)
+        OPENSSL_cleanse(pem, (size_t)pem_len);
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return rc;
+}
+
+int receipt_key_file(const char *path, int create, EVP_PKEY **out, int *created, char *err,
+                     size_t errlen)
+{
+    int rc;
+
+    *out = NULL;
+    *created = 0;
+    rc = key_file_read(path, out, err, errlen);
+    if (rc != -2 || !create)
+        return rc == 0 ? 0 : -1;
+    rc = key_file_create(path, err, errlen);
+    if (rc == -1)
+        return -1;
+    *created = rc == 0;
+    return key_file_read(path, out, err, errlen) == 0 ? 0 : -1;
 }
 
 int receipt_write_public_pem(EVP_PKEY *key, FILE *out)

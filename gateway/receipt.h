@@ -32,6 +32,21 @@ struct queue_deletion_view;
 int receipt_load_key(const unsigned char *pem, size_t len, EVP_PKEY **out, char *err,
                      size_t errlen);
 
+/* Where the gateway keeps the key it made itself when receipts.signing_key
+ * is unset: receipt-key.pem in the directory of queue.path, the data
+ * directory the gateway owns. -1 when it does not fit out. */
+#define RECEIPT_KEY_FILE "receipt-key.pem"
+int receipt_default_key_path(const char *queue_path, char *out, size_t len);
+
+/* Loads the key in the file at path; with create, makes a new Ed25519 key
+ * there first if there is none (mode 0600, written to a temporary file,
+ * fsynced, then linked into place, so a crash or a second process never
+ * leaves a half-written or a second key). A file that group or others
+ * may read is refused, as sshd refuses such a host key. *created = 1 when
+ * this call made it. 0, or -1 with err (which never holds key bytes). */
+int receipt_key_file(const char *path, int create, EVP_PKEY **out, int *created, char *err,
+                     size_t errlen);
+
 /* A PEM public key ("-----BEGIN PUBLIC KEY-----"), Ed25519 only. */
 int receipt_load_public_pem(const unsigned char *pem, size_t len, EVP_PKEY **out, char *err,
                             size_t errlen);

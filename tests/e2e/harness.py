@@ -13,6 +13,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -107,8 +108,84 @@ class Response:
         return "<%d %s>" % (self.status, self.body[:300])
 
 
+# ---- the HTTP contract: every JSON answer of a gateway checked against docs/openapi.yaml ----
+
+OPENAPI_PATH = os.path.join(SRC, "docs", "openapi.yaml")
+_openapi = None
+_gateway_ports = {}  # port -> "public" or "admin", for the gateways of the running test
+
+
+def openapi():
+    """The OpenAPI document, with each path as a regular expression."""
+    global _openapi
+    if _openapi is None:
+        import yaml
+        with open(OPENAPI_PATH) as f:
+            doc = yaml.safe_load(f)
+        routes = []
+        for template, item in doc["paths"].items():
+            rx = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+            routes.append((re.compile(rx), template, item))
+        _openapi = (doc, routes)
+    return _openapi
+
+
+def openapi_schema(schema):
+    """A schema of the document made self-contained: its #/components refs resolve."""
+    doc = openapi()[0]
+    return dict(schema, components=doc["components"])
+
+
+def openapi_validate(instance, schema, where):
+    import jsonschema
+    v = jsonschema.Draft202012Validator(openapi_schema(schema))
+    errors = sorted(v.iter_errors(instance), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        raise AssertionError("%s: answer does not match docs/openapi.yaml at %s: %s\n%s" % (
+            where, "/".join(str(p) for p in e.path) or "(root)", e.message, json.dumps(instance)[:2000]))
+
+
+def _resolve(obj):
+    doc = openapi()[0]
+    while isinstance(obj, dict) and "$ref" in obj and len(obj) == 1:
+        node = doc
+        for part in obj["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        obj = node
+    return obj
+
+
+def check_contract(listener, method, path, r):
+    """Raises unless the documented answer for method, path and status is what came."""
+    if method == "HEAD":
+        return
+    doc, routes = openapi()
+    path = path.split("?", 1)[0]
+    where = "%s %s -> %d (%s listener)" % (method, path, r.status, listener)
+    ctype = r.headers.get("content-type", "").split(";")[0].strip()
+    item = next((item for rx, t, item in routes if rx.match(path) and t.startswith("/admin/") == (listener == "admin")), None)
+    op = item.get(method.lower()) if item else None
+    if op is None:
+        # Not a documented route or method: the gateway must say so in its error format.
+        want = 405 if item is not None else 404
+        if r.status not in (404, 405) or (item is not None and r.status != want) or ctype != "application/json":
+            raise AssertionError("%s: an undocumented route or method must answer %d JSON" % (where, want))
+        openapi_validate(json.loads(r.body), {"$ref": "#/components/schemas/Error"}, where)
+        return
+    documented = _resolve(op["responses"].get(str(r.status)))
+    if documented is None:
+        raise AssertionError("%s: status %d is not documented in docs/openapi.yaml" % (where, r.status))
+    content = documented.get("content", {})
+    if ctype not in content:
+        raise AssertionError("%s: content type %r not documented (have %s)" % (where, ctype, list(content)))
+    if ctype == "application/json":
+        openapi_validate(json.loads(r.body), content[ctype]["schema"], where)
+
+
 def request(port, method, path, body=b"", headers=None, tls=None, timeout=10, raw=None):
-    """One request on a fresh connection. tls: an ssl.SSLContext for https."""
+    """One request on a fresh connection. tls: an ssl.SSLContext for https.
+    An answer from a gateway of this test is checked against docs/openapi.yaml."""
     if tls is not None:
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=timeout)
     else:
@@ -118,9 +195,12 @@ def request(port, method, path, body=b"", headers=None, tls=None, timeout=10, ra
         h.update(headers or {})
         conn.request(method, path, body=body if method != "GET" else None, headers=h)
         r = conn.getresponse()
-        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
     finally:
         conn.close()
+    if port in _gateway_ports:
+        check_contract(_gateway_ports[port], method, path, resp)
+    return resp
 
 
 def sim_tls():
@@ -202,6 +282,8 @@ class Gateway:
         self.workdir = workdir
         self.port = free_port()
         self.admin_port = free_port()
+        _gateway_ports[self.port] = "public"
+        _gateway_ports[self.admin_port] = "admin"
         self.config_path = os.path.join(workdir, "gateway.json")
         self.log_path = os.path.join(workdir, "gateway.log")
         cfg = {
@@ -355,6 +437,9 @@ class Ctx:
                 p.stop()
             except Exception:
                 pass
+            if isinstance(p, Gateway):
+                _gateway_ports.pop(p.port, None)
+                _gateway_ports.pop(p.admin_port, None)
         if ok:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -104,7 +104,7 @@ static void test_defaults_are_the_documented_ones(void)
     CHECK_STR(cfg.audit.path, "var/audit.jsonl");
     CHECK_STR(cfg.audit.key.ref, "env:DG_AUDIT_KEY");
     CHECK(cfg.audit.rotate_bytes == 67108864);
-    CHECK(cfg.receipts.signing_key.ref == NULL);
+    CHECK(cfg.receipts.signing_key.ref == NULL && cfg.receipts.enabled);
     CHECK(cfg.limits.max_body_bytes == 1048576 && cfg.limits.max_header_bytes == 16384);
     CHECK(cfg.limits.request_timeout_seconds == 30);
     CHECK_STR(cfg.log.level, "info");
@@ -148,6 +148,11 @@ static void test_values_from_the_file_override_defaults(void)
 static void test_unknown_keys_are_named(void)
 {
     expect_error("{\"bogus\": 1}", "bogus: unknown key");
+    /* Receipts on by default; turned off only in words, never half way. */
+    expect_error("{\"receipts\": {\"enabled\": false, \"signing_key\": \"env:K\"}}",
+                 "receipts.signing_key: is set while receipts.enabled is false");
+    expect_error("{\"receipts\": {\"enabled\": \"no\"}}",
+                 "receipts.enabled: must be true or false");
     expect_error("{\"listen\": {\"tls\": {\"cert\": \"x\"}}}", "listen.tls.cert: unknown key");
     expect_error("{\"extend\": {\"rate\": 1}}", "extend.rate: unknown key");
     expect_error("{\"webhooks\": {\"rules\": [{\"event\": \"a\", \"delete\": [\"run\"]},"

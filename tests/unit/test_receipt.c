@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -267,6 +269,40 @@ static void test_stock_openssl_verifies(EVP_PKEY *key)
     free(r);
 }
 
+/* The key the gateway makes itself: made once, 0600, the same key after;
+ * a file others may read is refused; without create nothing is made. */
+static void test_generated_key_file(void)
+{
+    char path[160], err[256], id1[17], id2[17];
+    EVP_PKEY *k1 = NULL, *k2 = NULL;
+    struct stat st;
+    int created = -1;
+
+    CHECK(receipt_default_key_path("var/queue.db", path, sizeof(path)) == 0);
+    CHECK_STR(path, "var/receipt-key.pem");
+    CHECK(receipt_default_key_path("queue.db", path, sizeof(path)) == 0);
+    CHECK_STR(path, "receipt-key.pem");
+    CHECK(receipt_default_key_path("/queue.db", path, sizeof(path)) == 0);
+    CHECK_STR(path, "/receipt-key.pem");
+    CHECK(receipt_default_key_path("/a/b/queue.db", path, 8) == -1);
+
+    snprintf(path, sizeof(path), "%s/receipt-key.pem", dir);
+    CHECK(receipt_key_file(path, 0, &k1, &created, err, sizeof(err)) == -1 && k1 == NULL);
+    CHECK(access(path, F_OK) != 0);
+    CHECK(receipt_key_file(path, 1, &k1, &created, err, sizeof(err)) == 0 && created == 1);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(receipt_key_file(path, 1, &k2, &created, err, sizeof(err)) == 0 && created == 0);
+    CHECK(k1 != NULL && k2 != NULL && receipt_key_id(k1, id1) == 0 &&
+          receipt_key_id(k2, id2) == 0 && strcmp(id1, id2) == 0);
+    EVP_PKEY_free(k2);
+    k2 = NULL;
+    CHECK(chmod(path, 0640) == 0);
+    CHECK(receipt_key_file(path, 1, &k2, &created, err, sizeof(err)) == -1 && k2 == NULL);
+    CHECK(strstr(err, "chmod 600") != NULL);
+    CHECK(strstr(err, "PRIVATE") == NULL); /* no key bytes in the message */
+    EVP_PKEY_free(k1);
+}
+
 int main(void)
 {
     char cmd[128];
@@ -279,6 +315,7 @@ int main(void)
     test_make_and_verify(key, other);
     test_key_loading(key);
     test_stock_openssl_verifies(key);
+    test_generated_key_file();
     EVP_PKEY_free(key);
     EVP_PKEY_free(other);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -229,8 +229,33 @@ static int check_client_id(const char *path, char *s, char *err, size_t errlen)
 
 static int check_backend(const char *path, char *s, char *err, size_t errlen)
 {
-    if (strcmp(s, "sqlite") != 0)
-        return fail_at(err, errlen, path, "\"%.32s\" is not supported; only \"sqlite\" is", s);
+    if (strcmp(s, "sqlite") != 0 && strcmp(s, "postgres") != 0)
+        return fail_at(err, errlen, path, "\"%.32s\" is not a backend: \"sqlite\" or \"postgres\"",
+                       s);
+    return 0;
+}
+
+/* A password in the URL would be printed by check and could reach a log:
+ * it belongs in queue.password (env:/file:) or libpq's PGPASSFILE. */
+static int check_pg_url(const char *path, char *s, char *err, size_t errlen)
+{
+    const char *at = strchr(s, '@'), *scheme = strstr(s, "://");
+
+    if (strstr(s, "password") != NULL ||
+        (scheme != NULL && at != NULL &&
+         memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) != NULL))
+        return fail_at(err, errlen, path,
+                       "holds a password; put it in queue.password (env:/file:) or a PGPASSFILE");
+    return 0;
+}
+
+static int check_replica_id(const char *path, char *s, char *err, size_t errlen)
+{
+    for (const char *p = s; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return fail_at(err, errlen, path, "only A-Z a-z 0-9 . _ -");
+    }
     return 0;
 }
 
@@ -339,9 +364,22 @@ static const struct key config_keys[] = {
     {"clients", K_LIST, C(clients), C(n_clients), "[]", 0, CONFIG_MAX_CLIENTS, 0, NULL, NULL,
      &client_tab, "Internal services allowed to POST /v1/deletions."},
     {"queue.backend", K_STR, C(queue.backend), 0, "\"sqlite\"", 1, 32, 0, check_backend, NULL, NULL,
-     "Queue backend; only \"sqlite\" for now."},
+     "\"sqlite\" (one node, embedded) or \"postgres\" (several replicas share one queue)."},
     {"queue.path", K_STR, C(queue.path), 0, "\"var/queue.db\"", 1, 4096, 0, NULL, NULL, NULL,
      "SQLite database file."},
+    {"queue.url", K_STR, C(queue.url), 0, "null", 1, 1024, KF_NULLABLE, check_pg_url, NULL, NULL,
+     "PostgreSQL conninfo or URI (sslmode, sslrootcert as libpq takes them), without a "
+     "password; required with backend postgres."},
+    {"queue.password", K_SECRET, C(queue.password), 0, "null", 0, 0, KF_NULLABLE, NULL, NULL, NULL,
+     "PostgreSQL password (env:/file:); null = libpq's own means (PGPASSFILE, peer)."},
+    {"queue.replica_id", K_STR, C(queue.replica_id), 0, "null", 1, 64, KF_NULLABLE,
+     check_replica_id, NULL, NULL,
+     "This replica's name in a shared queue (its audit chain's position is kept under it); "
+     "null = the host name."},
+    {"queue.lease_slack_seconds", K_I64, C(queue.lease_slack_seconds), 0, "60", 1, 3600, 0, NULL,
+     NULL, NULL,
+     "How much longer than a DELETE's time-outs a claim's lease lasts; with several replicas, "
+     "the jobs of one that died are taken by another once their leases end."},
     {"queue.idempotency_ttl_seconds", K_I64, C(queue.idempotency_ttl_seconds), 0, "604800", 3600,
      31536000, 0, NULL, NULL, NULL, "How long eventIds and webhook-ids are remembered."},
     {"queue.retention_days", K_NUM, C(queue.retention_days), 0, "400", 0, 36500, 0, NULL, NULL,
@@ -726,6 +764,8 @@ static int check_across(const struct config *cfg, char *err, size_t errlen)
     if (cfg->retry.max_ms < cfg->retry.initial_ms)
         return fail_at(err, errlen, "retry.max_ms", "must be at least retry.initial_ms (%lld)",
                        (long long)cfg->retry.initial_ms);
+    if (strcmp(cfg->queue.backend, "postgres") == 0 && cfg->queue.url == NULL)
+        return fail_at(err, errlen, "queue.url", "is required with queue.backend \"postgres\"");
     for (int i = 0; i < cfg->n_clients; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(cfg->clients[i].id, cfg->clients[j].id) == 0) {

@@ -91,8 +91,12 @@ struct config {
     struct client clients[CONFIG_MAX_CLIENTS];
     int n_clients;
     struct {
-        char *backend;                   /* "sqlite" */
+        char *backend;                   /* "sqlite" or "postgres" */
         char *path;                      /* SQLite database file */
+        char *url;                       /* PostgreSQL conninfo or URI, without a password */
+        struct secret password;          /* PostgreSQL password, or none (libpq's own means) */
+        char *replica_id;                /* this replica's name; NULL = the host name */
+        int64_t lease_slack_seconds;     /* a lease outlasts a DELETE's time-outs by this */
         int64_t idempotency_ttl_seconds; /* how long eventIds / webhook-ids are remembered */
         double retention_days;           /* finished deletions kept this long; 0 = for ever */
     } queue;

@@ -89,6 +89,8 @@ struct attempt {
     struct event *defer; /* a start failure, reported from the loop */
 };
 
+#define SHARED_POLL_MS 1000 /* a shared queue: how often to look for others' work */
+
 static void pump(struct dispatch *d);
 
 static void attempt_unlink_free(struct attempt *a)
@@ -110,7 +112,8 @@ static int64_t lease_ms(const struct config *cfg)
 {
     /* Longer than any one request can take, so a job is never in flight
      * twice; the margin covers a slow commit of the outcome. */
-    return (int64_t)cfg->extend.timeout_ms + cfg->extend.connect_timeout_ms + 60000;
+    return (int64_t)cfg->extend.timeout_ms + cfg->extend.connect_timeout_ms +
+           cfg->queue.lease_slack_seconds * 1000;
 }
 
 static void arm(struct dispatch *d, int64_t delay_ms)
@@ -441,7 +444,10 @@ static int rate_slot_taken(struct dispatch *d)
     double rate = d->gw->cfg->extend.rate_per_second;
     int64_t now_us = util_mono_us();
 
-    if (rate <= 0)
+    /* A shared queue grants each claim no more than the account's rate
+     * leaves for all replicas together; spacing here as well would only
+     * slow this one. */
+    if (rate <= 0 || queue_shared(d->gw->queue))
         return 0;
     if (now_us < d->next_send_us)
         return 1;
@@ -467,7 +473,9 @@ static int prefetch_target(const struct dispatch *d)
 {
     const struct config *cfg = d->gw->cfg;
 
-    if (probing(d))
+    /* In a shared queue a job in hand holds one of the in-flight slots
+     * that all replicas share: take only what can be sent now. */
+    if (probing(d) || queue_shared(d->gw->queue))
         return 0;
     return cfg->extend.rate_per_second > 0 ? 1 : d->prefetch;
 }
@@ -560,6 +568,10 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     }
     if (next_due_ms != INT64_MAX && next_due_ms > now)
         arm(d, next_due_ms - now);
+    /* Other replicas queue work this one is not told of: look again at
+     * least once a second. */
+    if (queue_shared(d->gw->queue))
+        arm(d, SHARED_POLL_MS);
     d->claim_short = next_due_ms == INT64_MAX || next_due_ms > now;
     pump(d);
 }

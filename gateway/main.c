@@ -619,7 +619,12 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     }
     memset(&qo, 0, sizeof(qo));
-    qo.path = cfg.queue.path;
+    qo.backend = cfg.queue.backend;
+    qo.path = strcmp(cfg.queue.backend, "postgres") == 0 ? cfg.queue.url : cfg.queue.path;
+    qo.password = (const char *)cfg.queue.password.value;
+    qo.replica_id = cfg.queue.replica_id;
+    qo.rate_per_second = cfg.extend.rate_per_second;
+    qo.max_in_flight = cfg.extend.max_in_flight;
     qo.idempotency_ttl_ms = cfg.queue.idempotency_ttl_seconds * 1000;
     qo.retention_ms = (int64_t)(cfg.queue.retention_days * 86400000.0);
     qo.audit = gw.audit;

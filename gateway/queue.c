@@ -131,6 +131,54 @@ int64_t queue_clock_ms(const struct cycle *c)
     return c->q->clock_ms();
 }
 
+static int q_is_terminal(enum deletion_state s)
+{
+    return s == DEL_DELETED || s == DEL_NOT_FOUND || s == DEL_REJECTED || s == DEL_DEAD ||
+           s == DEL_CANCELLED;
+}
+
+static void q_copy(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src != NULL ? src : "");
+}
+
+int queue_view_from_row(const struct queue_row *row, struct queue_deletion_view *v)
+{
+    void *r = row->r;
+    int own_state = !row->is_null(r, 18);
+
+    memset(v, 0, sizeof(*v));
+    q_copy(v->deletion_id, sizeof(v->deletion_id), row->text(r, 0));
+    v->job_id = row->i64(r, 1);
+    if (resource_from_name(row->text(r, 2), &v->resource) != 0 ||
+        deletion_state_from_name(row->text(r, 4), &v->state) != 0)
+        return -1;
+    q_copy(v->resource_id, sizeof(v->resource_id), row->text(r, 3));
+    q_copy(v->source, sizeof(v->source), row->text(r, 5));
+    q_copy(v->key, sizeof(v->key), row->text(r, 6));
+    q_copy(v->request_id, sizeof(v->request_id), row->text(r, 7));
+    q_copy(v->reason, sizeof(v->reason), row->text(r, 8));
+    v->attempts = (int)row->i64(r, 9);
+    v->last_http_status = (int)row->i64(r, 10);
+    q_copy(v->last_upstream_request_id, sizeof(v->last_upstream_request_id), row->text(r, 11));
+    q_copy(v->last_error, sizeof(v->last_error), row->text(r, 12));
+    v->accepted_ms = row->i64(r, 13);
+    v->not_before_ms = row->i64(r, 14);
+    v->updated_ms = row->i64(r, 15);
+    v->next_attempt_ms = v->state == DEL_QUEUED ? row->i64(r, 16) : 0;
+    if (own_state) {
+        /* Cancelled on its own while its job went on for others. */
+        v->completed_ms = row->i64(r, 19);
+        v->final_audit_seq = (uint64_t)row->i64(r, 22);
+        q_copy(v->final_audit_mac, sizeof(v->final_audit_mac), row->text(r, 23));
+    } else if (q_is_terminal(v->state)) {
+        v->completed_ms = row->i64(r, 17);
+        v->final_audit_seq = (uint64_t)row->i64(r, 20);
+        q_copy(v->final_audit_mac, sizeof(v->final_audit_mac), row->text(r, 21));
+    }
+    return 0;
+}
+
 /* ---- the cycle (worker thread) ---- */
 
 static void q_op_free_out(struct op *op);
@@ -812,6 +860,11 @@ static void q_on_maintain(evutil_socket_t fd, short what, void *arg)
         (void)queue_maintain(q, NULL, NULL);
 }
 
+int queue_shared(const struct queue *q)
+{
+    return q->be->shared;
+}
+
 uint64_t queue_commits(struct queue *q)
 {
     uint64_t n;
@@ -936,6 +989,8 @@ static const struct queue_backend *q_backend(const char *name)
 {
     if (name == NULL || strcmp(name, "sqlite") == 0)
         return &queue_sqlite_backend;
+    if (strcmp(name, "postgres") == 0)
+        return &queue_pg_backend;
     return NULL;
 }
 

@@ -71,8 +71,15 @@ int deletion_state_from_name(const char *name, enum deletion_state *out);
 #define QUEUE_KEY_MAX 255        /* eventId or webhook-id */
 
 struct queue_options {
-    const char *backend;        /* "sqlite" (NULL: the same) */
-    const char *path;           /* SQLite file (or PostgreSQL URL for queue_pg) */
+    const char *backend;    /* "sqlite" (NULL: the same) or "postgres" */
+    const char *path;       /* SQLite file, or PostgreSQL conninfo / URI */
+    const char *password;   /* PostgreSQL: NULL = libpq's own means */
+    const char *replica_id; /* PostgreSQL: this replica's name; NULL = the host name */
+    /* PostgreSQL: the account's limits, held for every replica together
+     * (claims grant no more); 0 = none. SQLite leaves them to the
+     * dispatcher, the only one sending. */
+    double rate_per_second;
+    int max_in_flight;
     int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
     int64_t retention_ms;       /* finished deletions are pruned after this; 0 = kept */
     struct audit *audit;        /* NULL = no audit records (unit tests) */
@@ -306,6 +313,12 @@ int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, in
  * with their deletions and attempts. queue_open runs it every second by
  * itself; count = jobs pruned. */
 int queue_maintain(struct queue *q, queue_count_cb cb, void *arg);
+
+/* 1 when the backend itself holds the account's limits for all the
+ * replicas sharing it (claims return no more than they allow), so the
+ * dispatcher need not space its DELETEs, and must look for work others
+ * queued now and then. */
+int queue_shared(const struct queue *q);
 
 /* Commits made since queue_open (metrics, benchmarks). Any thread. */
 uint64_t queue_commits(struct queue *q);

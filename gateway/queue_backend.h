@@ -138,6 +138,9 @@ struct queue_store; /* each backend's own */
 
 struct queue_backend {
     const char *name;
+    /* The store is shared by several replicas: it holds the account's
+     * limits for all of them (queue_shared). */
+    int shared;
     /* Opens the store on the opening thread, before the worker starts. A
      * backend that owns its store alone (SQLite, under its flock) puts
      * every job still in flight back in the queue here: nobody else can
@@ -167,6 +170,28 @@ struct queue_backend {
 };
 
 extern const struct queue_backend queue_sqlite_backend;
+extern const struct queue_backend queue_pg_backend;
+
+/* One result row, as a backend's driver gives it, for the readers both
+ * backends share. Columns are numbered from 0. */
+struct queue_row {
+    void *r;
+    const char *(*text)(void *r, int col); /* "" for NULL */
+    int64_t (*i64)(void *r, int col);
+    int (*is_null)(void *r, int col);
+};
+
+/* The columns of a deletion view, in this order, in every backend's SQL:
+ *   0 d.id, 1 d.job_id, 2 j.resource, 3 j.resource_id, 4 coalesce(d.state,
+ *   j.state), 5 d.source, 6 d.key, 7 d.request_id, 8 d.reason, 9 j.attempts,
+ *   10 j.last_http_status, 11 j.last_upstream_request_id, 12 j.last_error,
+ *   13 d.accepted_ms, 14 d.not_before_ms, 15 the later of j.updated_ms and
+ *   d.updated_ms, 16 j.due_ms, 17 j.completed_ms, 18 d.state, 19
+ *   d.updated_ms, 20 j.final_audit_seq, 21 j.final_audit_mac, 22
+ *   d.final_audit_seq, 23 d.final_audit_mac
+ * Fills v from such a row; -1 if it holds a state or resource this code
+ * does not know. */
+int queue_view_from_row(const struct queue_row *row, struct queue_deletion_view *v);
 
 /* For the backends' ops, on the worker. The only door to the audit log:
  * a failure marks the cycle fatal, so nothing is acknowledged that the

@@ -387,12 +387,6 @@ static void q_col_copy(sqlite3_stmt *st, int i, char *buf, size_t size)
     snprintf(buf, size, "%s", s != NULL ? (const char *)s : "");
 }
 
-static int q_is_terminal(enum deletion_state s)
-{
-    return s == DEL_DELETED || s == DEL_NOT_FOUND || s == DEL_REJECTED || s == DEL_DEAD ||
-           s == DEL_CANCELLED;
-}
-
 /* ---- operations (worker thread, inside the cycle's transaction) ---- */
 
 static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
@@ -850,42 +844,29 @@ static int q_op_maintain(struct queue_store *q, struct cycle *c, struct op *op)
     return 0;
 }
 
-/* Fills a view from one VIEW_COLS row. -1 if the row holds a state or
- * resource this code does not know. */
+static const char *q_row_text(void *r, int col)
+{
+    const unsigned char *t = sqlite3_column_text(r, col);
+
+    return t != NULL ? (const char *)t : "";
+}
+
+static int64_t q_row_i64(void *r, int col)
+{
+    return sqlite3_column_int64(r, col);
+}
+
+static int q_row_null(void *r, int col)
+{
+    return sqlite3_column_type(r, col) == SQLITE_NULL;
+}
+
+/* Fills a view from one VIEW_COLS row (queue_view_from_row). */
 static int q_view_read(sqlite3_stmt *st, struct queue_deletion_view *v)
 {
-    int own_state = sqlite3_column_type(st, 18) != SQLITE_NULL;
+    struct queue_row row = {st, q_row_text, q_row_i64, q_row_null};
 
-    memset(v, 0, sizeof(*v));
-    q_col_copy(st, 0, v->deletion_id, sizeof(v->deletion_id));
-    v->job_id = sqlite3_column_int64(st, 1);
-    if (resource_from_name((const char *)sqlite3_column_text(st, 2), &v->resource) != 0 ||
-        deletion_state_from_name((const char *)sqlite3_column_text(st, 4), &v->state) != 0)
-        return -1;
-    q_col_copy(st, 3, v->resource_id, sizeof(v->resource_id));
-    q_col_copy(st, 5, v->source, sizeof(v->source));
-    q_col_copy(st, 6, v->key, sizeof(v->key));
-    q_col_copy(st, 7, v->request_id, sizeof(v->request_id));
-    q_col_copy(st, 8, v->reason, sizeof(v->reason));
-    v->attempts = sqlite3_column_int(st, 9);
-    v->last_http_status = sqlite3_column_int(st, 10);
-    q_col_copy(st, 11, v->last_upstream_request_id, sizeof(v->last_upstream_request_id));
-    q_col_copy(st, 12, v->last_error, sizeof(v->last_error));
-    v->accepted_ms = sqlite3_column_int64(st, 13);
-    v->not_before_ms = sqlite3_column_int64(st, 14);
-    v->updated_ms = sqlite3_column_int64(st, 15);
-    v->next_attempt_ms = v->state == DEL_QUEUED ? sqlite3_column_int64(st, 16) : 0;
-    if (own_state) {
-        /* Cancelled on its own while its job went on for others. */
-        v->completed_ms = sqlite3_column_int64(st, 19);
-        v->final_audit_seq = (uint64_t)sqlite3_column_int64(st, 22);
-        q_col_copy(st, 23, v->final_audit_mac, sizeof(v->final_audit_mac));
-    } else if (q_is_terminal(v->state)) {
-        v->completed_ms = sqlite3_column_int64(st, 17);
-        v->final_audit_seq = (uint64_t)sqlite3_column_int64(st, 20);
-        q_col_copy(st, 21, v->final_audit_mac, sizeof(v->final_audit_mac));
-    }
-    return 0;
+    return queue_view_from_row(&row, v);
 }
 
 static int q_op_get(struct queue_store *q, struct cycle *c, struct op *op)

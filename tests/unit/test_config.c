@@ -215,8 +215,16 @@ static void test_bounds_are_named(void)
     expect_error("{\"extend\": {\"api_version\": \"2026\\r\\nX: y\"}}",
                  "extend.api_version: must not contain control characters");
     expect_error("{\"log\": {\"level\": \"verbose\"}}", "log.level: must be one of");
+    expect_error("{\"queue\": {\"backend\": \"mysql\"}}",
+                 "queue.backend: \"mysql\" is not a backend");
     expect_error("{\"queue\": {\"backend\": \"postgres\"}}",
-                 "queue.backend: \"postgres\" is not supported");
+                 "queue.url: is required with queue.backend \"postgres\"");
+    expect_error("{\"queue\": {\"backend\": \"postgres\", \"url\": "
+                 "\"postgresql://dg:hunter2@db/dg\"}}",
+                 "queue.url: holds a password");
+    expect_error("{\"queue\": {\"url\": \"host=db password=hunter2\"}}",
+                 "queue.url: holds a password");
+    expect_error("{\"queue\": {\"replica_id\": \"a b\"}}", "queue.replica_id: only");
     expect_error("{\"webhooks\": {\"path\": \"webhooks\"}}", "webhooks.path: must start with '/'");
     expect_error("{\"webhooks\": {\"path\": \"/v1/deletions\"}}", "webhooks.path: must not be");
     expect_error("{\"listen\": {\"tls\": {\"cert_file\": \"c.pem\"}}}", "listen.tls.key_file:");

@@ -1,0 +1,224 @@
+"""Several gateway replicas on one PostgreSQL queue, end to end: the real
+binary, the simulator, a real PostgreSQL server (DG_PG_URL, a conninfo
+string; ctest starts one with scripts/pg-test.sh). Each test has a
+database of its own."""
+import json
+import os
+import subprocess
+import threading
+import time
+
+import harness as h
+
+PG_URL = os.environ.get("DG_PG_URL")
+PG_DIR = os.environ.get("DG_PG_DIR")  # for restarting the server
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+
+
+def fresh_db(name):
+    """An empty database for one test; returns its conninfo."""
+    db = "dg_" + name[:40]
+    for sql in ("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "CREATE DATABASE %s" % db):
+        subprocess.run([PSQL, PG_URL, "-qc", sql], check=True, capture_output=True)
+    return "%s dbname=%s" % (PG_URL.replace("dbname=dg", ""), db)
+
+
+def replicas(ctx, sim, url, n, overrides=None):
+    gws = []
+    for i in range(n):
+        d = os.path.join(ctx.dir, "r%d" % i)
+        os.mkdir(d)
+        over = {"queue": {"backend": "postgres", "url": url, "replica_id": "r%d" % i,
+                          "lease_slack_seconds": 2},
+                "extend": {"timeout_ms": 2000, "connect_timeout_ms": 1000}}
+        h.deep_merge(over, overrides or {})
+        g = h.Gateway(d, sim, overrides=over)
+        ctx.procs.append(g)
+        gws.append(g)
+    return gws
+
+
+def erase_on(g, rid, msg_id=None):
+    r = g.erasure({"resource": "file", "id": rid, "reason": "replicas"}, msg_id=msg_id)
+    return r
+
+
+def windows_ok(times_ms, rate):
+    """No one-second window holds more than rate DELETEs."""
+    t = sorted(times_ms)
+    j = 0
+    worst = 0
+    for i in range(len(t)):
+        while t[i] - t[j] >= 1000:
+            j += 1
+        worst = max(worst, i - j + 1)
+    return worst <= rate, worst
+
+
+def test_three_replicas_share_the_queue_and_the_accounts_limits(ctx):
+    url = fresh_db("share")
+    sim = ctx.sim()
+    rate, in_flight = 20, 3
+    gws = replicas(ctx, sim, url, 3, {"extend": {"rate_per_second": rate, "max_in_flight": in_flight}})
+    for g in gws:
+        assert g.admin("POST", "/admin/pause").status == 200
+    n = 120
+    ids = []
+    for i in range(n):
+        r = erase_on(gws[i % 3], "file_share_%03d" % i)
+        assert r.status == 202, r
+        ids.append(r.json()["deletions"][0]["id"])
+    # A webhook to each replica, coalesced with nothing.
+    for i, g in enumerate(gws):
+        r = g.webhook(h.extract_event("exr_share_%d" % i))
+        assert r.status == 200, r
+        ids += [d["id"] for d in r.json()["deletions"]]
+    t0 = time.monotonic()
+    for g in gws:
+        assert g.admin("POST", "/admin/resume").status == 200
+    h.wait_for(lambda: len(sim.deletes()) >= len(ids), 60, 0.2, what="every DELETE")
+    took = time.monotonic() - t0
+    seen = sim.deletes()
+    ok, worst = windows_ok([d["time_ms"] for d in seen], rate)
+    print("  %d DELETEs in %.1f s (%.1f/s, configured %d/s); busiest second %d; max in flight %d"
+          % (len(seen), took, len(seen) / took, rate, worst, sim.stats()["max_concurrent"]))
+    assert ok, "a one-second window held %d DELETEs, above %d" % (worst, rate)
+    assert sim.stats()["max_concurrent"] <= in_flight, sim.stats()
+    assert len({d["id"] for d in seen}) == len(ids), "a resource was deleted twice or not at all"
+    # Every replica sent some: the work is shared, not taken by one.
+    by = {}
+    for g in gws:
+        for d in ids:
+            v = g.admin("GET", "/admin/deletions/" + d)
+            assert v.status == 200, v  # any replica sees every deletion
+        by[g.admin_port] = 1
+    states = [gws[0].show(d)["state"] for d in ids]
+    assert set(states) == {"deleted"}, states
+    for g in gws:
+        g.stop()
+        r = h.run_cli("audit", "verify", "-c", g.config_path, env=g.env)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_429_or_401_seen_by_one_replica_holds_them_all(ctx):
+    url = fresh_db("hold")
+    sim = ctx.sim()
+    gws = replicas(ctx, sim, url, 2, {"extend": {"rate_per_second": 0, "max_in_flight": 1},
+                                      "retry": {"initial_ms": 100, "max_ms": 2000}})
+    sim.faults([{"match": "file_hold_0", "status": 429, "count": 1, "retry_after": "3"}])
+    r = erase_on(gws[0], "file_hold_0")
+    assert r.status == 202, r
+    h.wait_for(lambda: any(d["status"] == 429 for d in sim.deletes()), 10, what="the 429")
+    t429 = time.time()
+    r = erase_on(gws[1], "file_hold_1")
+    assert r.status == 202, r
+    h.wait_for(lambda: len([d for d in sim.deletes() if d["status"] == 200]) >= 2, 20, 0.1,
+               what="both deleted after the hold")
+    first_after = min(d["time_ms"] for d in sim.deletes() if d["status"] == 200) / 1000.0
+    print("  first DELETE after the 429, on either replica: %.2f s later" % (first_after - t429))
+    assert first_after - t429 >= 2.5, "a replica sent during another's 429 hold"
+
+    # 401: the breaker opens for all; one probe at a time, from one replica.
+    sim.faults([{"match": "file_cred_", "status": 401, "count": 3}])
+    for i in range(4):
+        assert erase_on(gws[i % 2], "file_cred_%d" % i).status == 202
+    h.wait_for(lambda: len([d for d in sim.deletes() if d["status"] == 401]) >= 3, 30, 0.1,
+               what="three 401s")
+    h.wait_for(lambda: len([d for d in sim.deletes() if d["id"].startswith("file_cred_")
+                            and d["status"] == 200]) == 4, 30, 0.1, what="all deleted once it passes")
+    cred = sorted(d["time_ms"] for d in sim.deletes() if d["id"].startswith("file_cred_"))
+    # After the first 401, the two 401s that follow are probes: spaced, not bursts.
+    gaps = [b - a for a, b in zip(cred, cred[1:])][:2]
+    print("  gaps between the first tries after the 401: %s ms" % gaps)
+    assert all(g >= 500 for g in gaps), gaps
+
+
+def test_kill_9_of_a_replica_and_a_database_restart_lose_nothing(ctx):
+    url = fresh_db("kill")
+    sim = ctx.sim()
+    gws = replicas(ctx, sim, url, 3, {"extend": {"rate_per_second": 50, "max_in_flight": 4}})
+    acked, lock = [], threading.Lock()
+    stop = threading.Event()
+    alive = list(gws)
+
+    def sender(k):
+        i = 0
+        while not stop.is_set():
+            g = alive[(k + i) % len(alive)]
+            msg = "msg_kill_%d_%d" % (k, i)
+            rid = "file_kill_%d_%d" % (k, i)
+            for _ in range(50):  # as Extend does: again until a 2xx
+                try:
+                    r = erase_on(g, rid, msg_id=msg)
+                    if r.status == 202:
+                        with lock:
+                            acked.append(r.json()["deletions"][0]["id"])
+                        break
+                except OSError:
+                    pass
+                g = alive[(k + i + 1) % len(alive)]
+                time.sleep(0.1)
+            i += 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    killed = gws[2]
+    alive.remove(killed)
+    killed.kill9()
+    gws = alive
+    time.sleep(1)
+    if PG_DIR:
+        subprocess.run([os.path.join(h.SRC, "scripts", "pg-test.sh"), "restart", PG_DIR], check=True)
+    time.sleep(2)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    print("  acknowledged %d while one replica was killed and PostgreSQL restarted" % len(acked))
+    assert len(acked) > 50, len(acked)
+    # The killed replica's leases end after timeout + connect + slack; then the others take its jobs.
+    h.wait_for(lambda: len({d["id"] for d in sim.deletes() if d["status"] == 200}) >=
+               len(set(acked)), 60, 0.5, what="every acknowledged deletion deleted")
+    for d in acked:
+        v = gws[0].show(d)
+        assert v["state"] in ("deleted", "not_found"), v
+    for g in gws:
+        g.stop()
+        r = h.run_cli("audit", "verify", "-c", g.config_path, env=g.env)
+        assert r.returncode == 0, r.stdout + r.stderr
+    r = h.run_cli("audit", "verify", "-c", killed.config_path, env=killed.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_database_down_answers_503_and_recovers_by_itself(ctx):
+    if not PG_DIR:
+        print("SKIP: no DG_PG_DIR to stop the server")
+        return
+    url = fresh_db("down")
+    g = replicas(ctx, None, url, 1)[0]
+    assert erase_on(g, "file_down_0").status == 202
+    pgt = os.path.join(h.SRC, "scripts", "pg-test.sh")
+    subprocess.run([pgt, "stop", PG_DIR], check=True)
+    try:
+        t0 = time.monotonic()
+        r = erase_on(g, "file_down_1")
+        took = time.monotonic() - t0
+        print("  answer while PostgreSQL is down: %d in %.2f s" % (r.status, took))
+        assert r.status == 503 and r.json()["error"]["code"] == "queue_unavailable", r
+        assert took < 5, took
+        assert h.request(g.port, "GET", "/readyz").status == 503
+    finally:
+        subprocess.run([pgt, "start", PG_DIR, os.environ.get("DG_PG_PORT", "55432")], check=True)
+    h.wait_for(lambda: erase_on(g, "file_down_%d" % time.monotonic_ns()).status == 202, 20, 0.5,
+               what="ingest back without a restart")
+    h.wait_for(lambda: h.request(g.port, "GET", "/readyz").status == 200, 10, what="/readyz 200")
+
+
+if __name__ == "__main__":
+    if not PG_URL:
+        print("test_replicas: DG_PG_URL is not set (ctest sets it)")
+        print("0 passed, 1 failed")
+        raise SystemExit(1)
+    h.main()

@@ -849,6 +849,15 @@ int queue_maintain(struct queue *q, queue_count_cb cb, void *arg)
     return q_enqueue(q, op);
 }
 
+/* Another replica made jobs due: tell the dispatcher as a local commit would. */
+static void q_on_others_due(void *arg)
+{
+    struct queue *q = arg;
+
+    if (q->notify_cb != NULL && !q->closed)
+        q->notify_cb(util_now_ms(), q->notify_arg);
+}
+
 /* Housekeeping once a second, never two at once, so a slow one cannot pile
  * up behind itself. */
 static void q_on_maintain(evutil_socket_t fd, short what, void *arg)
@@ -996,6 +1005,8 @@ static const struct queue_backend *q_backend(const char *name)
 
 static void q_free(struct queue *q)
 {
+    if (q->store != NULL && q->be->unwatch != NULL)
+        q->be->unwatch(q->store);
     if (q->store != NULL)
         q->be->close(q->store);
     if (q->ev_done != NULL)
@@ -1052,6 +1063,8 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
             goto fail;
         }
     }
+    if (q->be->watch != NULL && q->be->watch(q->store, base, q_on_others_due, q) != 0)
+        log_warn(NULL, "queue: cannot listen for other replicas' work; looking once a second");
     if (pthread_create(&q->worker, NULL, q_worker, q) != 0) {
         snprintf(err, errlen, "cannot start queue worker");
         goto fail;

@@ -167,6 +167,11 @@ struct queue_backend {
      * (seq -1 = not known yet) and the operator's pause. */
     int (*meta_read)(struct queue_store *s, int64_t *audit_seq, char audit_mac[65], int *paused);
     int (*meta_write_audit)(struct queue_store *s, uint64_t seq, const char *mac);
+    /* Optional, for a shared store: on the loop thread, call due() when
+     * another replica made jobs due, so this one need not poll for them.
+     * unwatch undoes it before close. */
+    int (*watch)(struct queue_store *s, struct event_base *base, void (*due)(void *arg), void *arg);
+    void (*unwatch)(struct queue_store *s);
 };
 
 extern const struct queue_backend queue_sqlite_backend;

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,8 @@
  * rate: a window a little longer than a second absorbs the few
  * milliseconds between a grant and its DELETE leaving. */
 #define PG_WINDOW_MARGIN_MS 20
-#define PG_RING_MAX 1000 /* grants remembered: rate_per_second is at most 1000 */
+#define PG_RING_MAX 1000    /* grants remembered: rate_per_second is at most 1000 */
+#define PG_FULL_RETRY_MS 25 /* every in-flight slot taken: when to ask again */
 
 /* ---- schema ---- */
 
@@ -133,6 +135,13 @@ struct queue_store {
     int max_in_flight;         /* for all replicas; 0 = no limit */
     int64_t (*clock_ms)(void); /* NULL: the database's clock */
     int64_t last_connect_ms;
+
+    /* The loop thread's own connection, LISTENing for the other replicas'
+     * "jobs are due" (NOTIFY dg_due, sent by a commit that made some). */
+    PGconn *listen;
+    struct event *ev_listen, *ev_relisten;
+    void (*due)(void *arg);
+    void *due_arg;
 };
 
 /* Text parameters for one statement. */
@@ -528,8 +537,13 @@ static int pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, in
 
     *wake = INT64_MAX;
     *allow = want;
-    if (q->max_in_flight > 0 && *allow > q->max_in_flight - in_flight)
+    if (q->max_in_flight > 0 && *allow > q->max_in_flight - in_flight) {
         *allow = (int)(q->max_in_flight - in_flight);
+        /* Slots held by other replicas free as their answers come, which
+         * nobody announces: look again soon. */
+        if (*allow <= 0)
+            *wake = l->now + PG_FULL_RETRY_MS;
+    }
     if (paused || *allow < 0)
         *allow = 0;
     if (hold > l->now) {
@@ -1446,6 +1460,15 @@ static int pg_in_transaction(struct queue_store *q)
 
 static int pg_end_cycle(struct queue_store *q, struct cycle *c)
 {
+    /* Delivered at COMMIT, one per transaction however many jobs: the
+     * other replicas claim at once instead of at their next poll. The
+     * payload names the sender, which has told its own dispatcher. */
+    if (c->notify_due != INT64_MAX) {
+        struct pg_args a = {.n = 0};
+        arg_text(&a, q->replica);
+        if (pg_do(q, "SELECT pg_notify('dg_due', $1)", &a) != 0)
+            return -1;
+    }
     if (q->ttl_ms > 0) {
         struct pg_args a = {.n = 0};
         arg_i64(&a, util_now_ms() - q->ttl_ms);
@@ -1493,6 +1516,105 @@ static int pg_meta_write_audit(struct queue_store *q, uint64_t seq, const char *
                  &a);
 }
 
+/* ---- the other replicas' news (loop thread) ---- */
+
+static void pg_listen_drop(struct queue_store *q)
+{
+    if (q->ev_listen != NULL)
+        event_free(q->ev_listen);
+    q->ev_listen = NULL;
+    if (q->listen != NULL)
+        PQfinish(q->listen);
+    q->listen = NULL;
+}
+
+static void pg_on_listen(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue_store *q = arg;
+    PGnotify *n;
+    int any = 0;
+
+    (void)fd, (void)what;
+    if (PQconsumeInput(q->listen) == 0) {
+        /* Lost (a restart, a failover): listen again in a second; the
+         * dispatcher's poll covers the gap. */
+        pg_listen_drop(q);
+        struct timeval second = {1, 0};
+        evtimer_add(q->ev_relisten, &second);
+        return;
+    }
+    while ((n = PQnotifies(q->listen)) != NULL) {
+        any |= strcmp(n->extra, q->replica) != 0;
+        PQfreemem(n);
+    }
+    if (any)
+        q->due(q->due_arg);
+}
+
+/* Connecting blocks for a moment (connect_timeout): at open, and after a
+ * loss at most once a second. */
+static int pg_listen_start(struct queue_store *q, struct event_base *base)
+{
+    const char *keys[] = {"dbname", "password", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {q->url, q->password, PG_CONNECT_TIMEOUT, "deletion-gateway-listen", NULL};
+    PGresult *r;
+
+    q->listen = PQconnectdbParams(keys, vals, 1);
+    if (q->listen == NULL || PQstatus(q->listen) != CONNECTION_OK)
+        goto fail;
+    r = PQexec(q->listen, "LISTEN dg_due");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    if (PQsetnonblocking(q->listen, 1) != 0)
+        goto fail;
+    q->ev_listen = event_new(base, PQsocket(q->listen), EV_READ | EV_PERSIST, pg_on_listen, q);
+    if (q->ev_listen == NULL || event_add(q->ev_listen, NULL) != 0)
+        goto fail;
+    return 0;
+fail:
+    pg_listen_drop(q);
+    return -1;
+}
+
+static void pg_on_relisten(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue_store *q = arg;
+    struct timeval second = {1, 0};
+
+    (void)fd, (void)what;
+    if (pg_listen_start(q, event_get_base(q->ev_relisten)) != 0)
+        evtimer_add(q->ev_relisten, &second);
+    else
+        q->due(q->due_arg); /* whatever was announced meanwhile */
+}
+
+static int pg_watch(struct queue_store *q, struct event_base *base, void (*due)(void *arg),
+                    void *arg)
+{
+    q->due = due;
+    q->due_arg = arg;
+    q->ev_relisten = evtimer_new(base, pg_on_relisten, q);
+    if (q->ev_relisten == NULL)
+        return -1;
+    if (pg_listen_start(q, base) != 0) {
+        struct timeval second = {1, 0};
+        evtimer_add(q->ev_relisten, &second);
+        return -1;
+    }
+    return 0;
+}
+
+static void pg_unwatch(struct queue_store *q)
+{
+    pg_listen_drop(q);
+    if (q->ev_relisten != NULL)
+        event_free(q->ev_relisten);
+    q->ev_relisten = NULL;
+}
+
 const struct queue_backend queue_pg_backend = {
     .name = "postgres",
     .shared = 1,
@@ -1524,4 +1646,6 @@ const struct queue_backend queue_pg_backend = {
     .end_cycle = pg_end_cycle,
     .meta_read = pg_meta_read,
     .meta_write_audit = pg_meta_write_audit,
+    .watch = pg_watch,
+    .unwatch = pg_unwatch,
 };

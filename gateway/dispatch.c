@@ -592,6 +592,10 @@ static void start_ready(struct dispatch *d)
             release_ready(d, now); /* waited too long in hand: claim afresh */
             return;
         }
+        if (d->ready[d->ready_head].job.send_at_ms > now) {
+            arm(d, d->ready[d->ready_head].job.send_at_ms - now);
+            return; /* the shared limiter's moment for it is still to come */
+        }
         if (rate_slot_taken(d)) {
             arm(d, (d->next_send_us - util_mono_us()) / 1000 + 1);
             return;

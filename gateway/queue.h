@@ -145,7 +145,8 @@ void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg);
 
 struct queue_job {
     int64_t job_id;
-    int64_t lease; /* this claim's token: name it in queue_complete / queue_release */
+    int64_t lease;      /* this claim's token: name it in queue_complete / queue_release */
+    int64_t send_at_ms; /* a shared queue's limiter: not before this (0 = now) */
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     int attempts;           /* attempts counted so far (429s and breaker holds excluded) */

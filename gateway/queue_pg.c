@@ -49,9 +49,15 @@
 /* Grants are spread so that no one-second window holds more than the
  * rate: a window a little longer than a second absorbs the few
  * milliseconds between a grant and its DELETE leaving. */
-#define PG_WINDOW_MARGIN_MS 20
+#define PG_WINDOW_MARGIN_MS 40
 #define PG_RING_MAX 1000    /* grants remembered: rate_per_second is at most 1000 */
 #define PG_FULL_RETRY_MS 25 /* every in-flight slot taken: when to ask again */
+/* A grant is for a moment this far ahead, and the replica sends then, not
+ * at once: its own commit (two fsyncs) and the hand-over to the loop take
+ * a varying few milliseconds, which would otherwise let two replicas'
+ * DELETEs crowd into one second. The grant's window is reckoned at that
+ * moment. While it waits, the job counts as in flight. */
+#define PG_SEND_DELAY_MS 100
 
 /* ---- schema ---- */
 
@@ -486,6 +492,7 @@ static int pg_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
 /* The limiter row, as one claim read it. */
 struct pg_limit {
     int64_t now;
+    int64_t at;                /* when the jobs this claim is granted go out */
     int64_t ring[PG_RING_MAX]; /* recent grant times */
     int n_ring;
     int64_t probe_at, interval;
@@ -519,6 +526,7 @@ static int pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, in
     }
     memset(l, 0, sizeof(*l));
     l->now = pg_i64(r, 0, 0);
+    l->at = l->now + (q->rate > 0 ? PG_SEND_DELAY_MS : 0);
     for (const char *s = PQgetvalue(r, 0, 1); *s != '\0' && l->n_ring < PG_RING_MAX;) {
         char *end;
         long long v = strtoll(s, &end, 10);
@@ -567,7 +575,7 @@ static int pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, in
         int64_t oldest = INT64_MAX;
 
         for (int i = 0; i < l->n_ring; i++) {
-            if (l->ring[i] > l->now - window) {
+            if (l->ring[i] > l->at - window) {
                 used++;
                 oldest = l->ring[i] < oldest ? l->ring[i] : oldest;
             }
@@ -577,7 +585,7 @@ static int pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, in
         if (*allow <= 0) {
             *allow = 0;
             if (oldest != INT64_MAX)
-                *wake = oldest + window;
+                *wake = oldest + window - (l->at - l->now);
         }
     }
     return 0;
@@ -604,7 +612,7 @@ static int pg_limit_write(struct queue_store *q, const struct pg_limit *l, int t
     }
     for (int i = 0; i < taken && q->rate > 0; i++)
         len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", len ? "," : "",
-                                (long long)l->now);
+                                (long long)l->at);
     arg_text(&a, buf);
     arg_i64(&a, l->probing ? l->now + l->interval : l->probe_at);
     arg_i64(&a, l->probing ? (l->interval * 2 > 60000 ? 60000 : l->interval * 2) : l->interval);
@@ -708,6 +716,8 @@ static int pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
         (allow > rescued && pg_claim_some(q, c, op, DEL_QUEUED, lim.now, allow - rescued) < 0) ||
         pg_limit_write(q, &lim, op->out.claim.n) != 0)
         return -1;
+    for (int i = 0; i < op->out.claim.n; i++)
+        op->out.claim.jobs[i].send_at_ms = lim.at > lim.now ? lim.at : 0;
     r = pg_exec(q,
                 "SELECT least((SELECT min(due_ms) FROM dg_jobs WHERE state = 'queued'),"
                 " (SELECT min(due_ms) FROM dg_jobs WHERE state = 'in_flight'))",

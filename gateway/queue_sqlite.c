@@ -573,6 +573,7 @@ static int q_claim_read(struct queue_store *q, enum deletion_state state, int64_
     sqlite3_bind_int(st, 3, max);
     while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct claim_row *r = &rows[n];
+        memset(r, 0, sizeof(*r));
         r->from = state;
         r->job.job_id = sqlite3_column_int64(st, 0);
         if (resource_from_name((const char *)sqlite3_column_text(st, 1), &r->job.resource) != 0)

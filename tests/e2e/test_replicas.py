@@ -92,20 +92,29 @@ def test_three_replicas_share_the_queue_and_the_accounts_limits(ctx):
     h.wait_for(lambda: len(sim.deletes()) >= warm + len(ids), 60, 0.2, what="every DELETE")
     took = time.monotonic() - t0
     seen = sim.deletes()[warm:]
-    arrived_ok, arrived_worst = windows_ok([d["time_ms"] for d in seen], rate)
+    _, arrived_worst = windows_ok([d["time_ms"] for d in seen], rate)
     # When each replica sent each DELETE, by its own record.
     views = [gws[0].show(d) for d in ids]
-    sent_ok, sent_worst = windows_ok([iso_ms(v["attempt_history"][0]["started_at"]) for v in views],
-                                     rate)
-    print("  %d DELETEs in %.1f s (%.1f/s, configured %d/s); busiest second: %d sent, %d arrived;"
-          " max in flight %d" % (len(seen), took, len(seen) / took, rate, sent_worst, arrived_worst,
-                                 sim.stats()["max_concurrent"]))
-    assert sent_ok, "the replicas sent %d DELETEs in one second, above %d" % (sent_worst, rate)
-    # Under the sanitizers every step takes several times longer and the
-    # arrivals lose the 20 ms the limiter keeps in hand; the sending above
-    # is checked there too.
+    _, sent_worst = windows_ok([iso_ms(v["attempt_history"][0]["started_at"]) for v in views], rate)
+    # What the limiter granted, by the moments it granted them for (the
+    # last minute of grants stays in its row).
+    grants = subprocess.run([PSQL, url, "-Atc", "SELECT unnest(grants) FROM dg_limiter"],
+                            check=True, capture_output=True, text=True).stdout.split()
+    granted_ok, granted_worst = windows_ok([int(x) for x in grants], rate)
+    print("  %d DELETEs in %.1f s (%.1f/s, configured %d/s); busiest second: %d granted, %d sent,"
+          " %d arrived; max in flight %d" % (len(seen), took, len(seen) / took, rate, granted_worst,
+                                             sent_worst, arrived_worst,
+                                             sim.stats()["max_concurrent"]))
+    assert granted_ok, "the limiter granted %d DELETEs in one second, above %d" % (granted_worst,
+                                                                                  rate)
+    # A replica sends a grant 100 ms after the claim, so its own commit
+    # never delays it; only a process stalled longer than that (a loaded
+    # machine) lets one DELETE slip into the next second.
+    assert sent_worst <= rate + 1, "the replicas sent %d DELETEs in one second" % sent_worst
+    # Under the sanitizers every step takes several times longer; the
+    # granting and the sending above are checked there too.
     if not os.environ.get("DG_SANITIZE"):
-        assert arrived_ok, "a one-second window held %d DELETEs, above %d" % (arrived_worst, rate)
+        assert arrived_worst <= rate + 1, "a one-second window held %d DELETEs" % arrived_worst
         # Close to the rate, not far below it (bench/ measures it closely).
         assert len(seen) / took >= 0.85 * rate, "drained at %.1f/s" % (len(seen) / took)
     assert sim.stats()["max_concurrent"] <= in_flight, sim.stats()

@@ -77,6 +77,7 @@ struct http_conn_listener {
     struct evconnlistener *lev;
     struct event *backoff;
     int backoff_ms;
+    int paused; /* at the cap: not accepting until a connection closes */
     struct http_conn_options o;
     char name[16];
     int n_conns;
@@ -414,8 +415,13 @@ static enum bufferevent_filter_result conn_out(struct evbuffer *src, struct evbu
     }
     /* An answer went out: once evhttp is done with it, the next request
      * may go in. */
-    if (c->state == C_AWAIT && evbuffer_get_length(src) == 0)
-        event_active(c->kick, EV_TIMEOUT, 1);
+    if (c->state == C_AWAIT && evbuffer_get_length(src) == 0) {
+        /* A timer, not event_active: it runs after evhttp's deferred
+         * write callback has finished with the answer. */
+        struct timeval now = {0, 0};
+
+        evtimer_add(c->kick, &now);
+    }
     return BEV_OK;
 }
 
@@ -448,7 +454,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     bufferevent_data_cb rcb = NULL;
-    struct timeval later = {0, 10000};
+    struct timeval later = {0, 1000};
 
     (void)fd, (void)what;
     if (!conn_alive(c))
@@ -509,8 +515,15 @@ static void conn_free(void *arg)
     if (c->kick != NULL)
         event_free(c->kick);
     if (c->l != NULL) {
-        TAILQ_REMOVE(&c->l->conns, c, link);
-        c->l->n_conns--;
+        struct http_conn_listener *l = c->l;
+
+        TAILQ_REMOVE(&l->conns, c, link);
+        l->n_conns--;
+        if (l->paused && l->n_conns <= l->o.max_connections && l->lev != NULL &&
+            !evtimer_pending(l->backoff, NULL)) {
+            l->paused = 0;
+            evconnlistener_enable(l->lev);
+        }
     }
     free(c->head);
     free(c);
@@ -557,12 +570,33 @@ static void shed(struct conn *v)
     }
 }
 
+static int closing_exists(struct http_conn_listener *l)
+{
+    struct conn *c;
+
+    TAILQ_FOREACH(c, &l->conns, link)
+    {
+        if (c->state == C_CLOSING || c->state == C_REFUSE)
+            return 1;
+    }
+    return 0;
+}
+
+/* One connection over the cap at most: its arrival sheds one, and the
+ * listener pauses until that one's descriptor is closed (conn_free), so
+ * a burst of connects cannot run the process out of descriptors. */
 static void admit(struct http_conn_listener *l, struct conn *c)
 {
     struct conn *v;
 
     if (l->n_conns <= l->o.max_connections)
         return;
+    if (l->lev != NULL) {
+        evconnlistener_disable(l->lev);
+        l->paused = 1;
+    }
+    if (closing_exists(l))
+        return; /* one is already on its way out */
     v = pick_victim(l, c);
     if (v != NULL) {
         shed(v);
@@ -590,7 +624,12 @@ static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
         bufferevent_free(under);
         return NULL;
     }
-    bev = bufferevent_filter_new(under, conn_in, conn_out, BEV_OPT_CLOSE_ON_FREE, conn_free, c);
+    /* Deferred callbacks: evhttp may free the connection from its write
+     * callback, and a filter that called it synchronously would re-arm
+     * its write time-out on the freed bufferevent afterwards (libevent
+     * 2.1 finalizes only one of a bufferevent's events). */
+    bev = bufferevent_filter_new(under, conn_in, conn_out,
+                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, conn_free, c);
     if (bev == NULL) {
         bufferevent_free(under);
         free(c);
@@ -621,8 +660,12 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
     struct http_conn_listener *l = arg;
 
     (void)fd, (void)what;
-    if (l->lev != NULL)
+    if (l->lev != NULL && l->n_conns <= l->o.max_connections) {
+        l->paused = 0;
         evconnlistener_enable(l->lev);
+    } else {
+        l->paused = 1; /* conn_free enables it */
+    }
 }
 
 static void accept_error(struct evconnlistener *lev, void *arg)

@@ -30,9 +30,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "http.h"
 #include "log.h"
@@ -376,12 +379,59 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         bufferevent_trigger(c->under, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
 }
 
+static void want_writable(struct conn *c)
+{
+    if (c->writable == NULL)
+        c->writable =
+            event_new(c->l->base, bufferevent_getfd(c->under), EV_WRITE, on_writable, c);
+    if (c->writable != NULL)
+        event_add(c->writable, NULL);
+}
+
+/* TLS: OpenSSL's bufferevent would only schedule the write; write the
+ * records to the socket now (its buffer below is empty, so the order of
+ * records is kept). Bytes written, 0 to wait for the socket, or -1 after
+ * handing everything to the bufferevent (handshake not done, or an error
+ * it will report). */
+static int tls_write_now(struct conn *c, struct evbuffer *src, struct evbuffer *dst)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->under);
+    size_t n = evbuffer_get_length(src);
+    unsigned char *p;
+    int r, e;
+
+    if (ssl == NULL || !SSL_is_init_finished(ssl)) {
+        evbuffer_add_buffer(dst, src);
+        return -1;
+    }
+    if (n > 16384)
+        n = 16384;
+    p = evbuffer_pullup(src, (ev_ssize_t)n);
+    if (p == NULL)
+        return 0;
+    r = SSL_write(ssl, p, (int)n);
+    if (r > 0) {
+        evbuffer_drain(src, (size_t)r);
+        if (evbuffer_get_length(src) > 0)
+            want_writable(c);
+        return r;
+    }
+    e = SSL_get_error(ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        want_writable(c);
+        return 0;
+    }
+    evbuffer_add_buffer(dst, src);
+    return -1;
+}
+
 /* evhttp takes an answer as sent once the filter's output is empty, and
  * may close the socket right then (Connection: close): bytes still in a
  * buffer below would be lost. So the filter lets output go only as fast
  * as the socket takes it: on plain TCP written straight to the socket
- * (the rest waits for it to become writable), over TLS handed to OpenSSL
- * only once its buffer is empty (it writes to the socket at once). */
+ * (the rest waits for it to become writable), over TLS as records
+ * written at once (tls_write_now). */
 static enum bufferevent_filter_result conn_out(struct evbuffer *src, struct evbuffer *dst,
                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
                                                void *arg)
@@ -395,20 +445,17 @@ static enum bufferevent_filter_result conn_out(struct evbuffer *src, struct evbu
         return BEV_NEED_MORE;
     count_foreign_answer(src);
     if (c->l->o.tls != NULL) {
-        evbuffer_add_buffer(dst, src);
+        if (tls_write_now(c, src, dst) <= 0)
+            return BEV_NEED_MORE;
     } else {
         wrote = evbuffer_write(src, bufferevent_getfd(c->under));
         if (wrote <= 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             /* The peer is gone: let the socket report it. */
             evbuffer_add_buffer(dst, src);
         } else if (evbuffer_get_length(src) > 0) {
-            if (c->writable == NULL)
-                c->writable = event_new(c->l->base, bufferevent_getfd(c->under), EV_WRITE,
-                                        on_writable, c);
+            want_writable(c);
             if (c->writable == NULL) /* out of memory: the buffer below will do */
                 evbuffer_add_buffer(dst, src);
-            else
-                event_add(c->writable, NULL);
             if (wrote <= 0)
                 return BEV_NEED_MORE;
         }

@@ -243,7 +243,8 @@ class Gateway:
                     return request(self.port, "GET", path, timeout=1).status == 200
                 except OSError:
                     return False
-            wait_for(up, 20, what="gateway /healthz")
+            # DG_START_TIMEOUT: slow starts (the gateway under valgrind).
+            wait_for(up, float(os.environ.get("DG_START_TIMEOUT", "20")), what="gateway /healthz")
 
     def logs(self):
         with open(self.log_path, "rb") as f:

@@ -359,8 +359,8 @@ int http_start(struct gateway *gw)
         log_error(NULL, "cannot listen on %s:%d", cfg->listen.address, cfg->listen.port);
         return -1;
     }
-    if (http_attach_conns(gw, gw->http, gw->http_socket, "public", gw->max_connections,
-                          gw->tls, &gw->http_conns) != 0)
+    if (http_attach_conns(gw, gw->http, gw->http_socket, "public", gw->max_connections, gw->tls,
+                          &gw->http_conns) != 0)
         return -1;
     log_info(NULL, "listening on %s://%s:%d", gw->tls ? "https" : "http", cfg->listen.address,
              cfg->listen.port);

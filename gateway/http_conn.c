@@ -64,10 +64,10 @@ struct conn {
     struct hf_chunked cp;
     uint64_t body_left;
     enum metrics_route route;
-    int64_t since_ms;    /* start of the request (C_HEAD, C_BODY) or of idleness */
-    struct event *timer; /* request deadline; then the end of a refusal */
-    struct event *kick;  /* resumes reading once evhttp has answered */
-    struct event *flush; /* moves evhttp's answer on (see on_out_added) */
+    int64_t since_ms;       /* start of the request (C_HEAD, C_BODY) or of idleness */
+    struct event *timer;    /* request deadline; then the end of a refusal */
+    struct event *kick;     /* resumes reading once evhttp has answered */
+    struct event *flush;    /* moves evhttp's answer on (see on_out_added) */
     struct event *writable; /* plain TCP: the socket can take more */
     struct evbuffer_cb_entry *out_added;
     struct evbuffer_cb_entry *drain;
@@ -203,8 +203,7 @@ static void refuse(struct conn *c, int status, const char *code, const char *why
                         status, reason_phrase(status), rid, n, body);
     metrics_request(route, status);
     metrics_rejection(code);
-    log_limited(&conn_log, LOG_INFO, rid, "%d %s: %s (%s listener)", status, code, why,
-                c->l->name);
+    log_limited(&conn_log, LOG_INFO, rid, "%d %s: %s (%s listener)", status, code, why, c->l->name);
     c->state = C_CLOSING;
     c->linger_ms = linger_ms;
     c->drain = evbuffer_add_cb(out, on_drain, c);
@@ -382,8 +381,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 static void want_writable(struct conn *c)
 {
     if (c->writable == NULL)
-        c->writable =
-            event_new(c->l->base, bufferevent_getfd(c->under), EV_WRITE, on_writable, c);
+        c->writable = event_new(c->l->base, bufferevent_getfd(c->under), EV_WRITE, on_writable, c);
     if (c->writable != NULL)
         event_add(c->writable, NULL);
 }

@@ -190,9 +190,9 @@ static int header_line(struct hf_head *h, const char *buf, size_t start, size_t 
         return fail(h, HFE_HEADER, "folded header lines are not accepted");
     while (nlen < n && l[nlen] != ':') {
         if (!is_tchar(l[nlen]))
-            return fail(h, HFE_HEADER, l[nlen] == ' ' || l[nlen] == '\t'
-                                           ? "whitespace before a header's colon"
-                                           : "a header name is not a token");
+            return fail(h, HFE_HEADER,
+                        l[nlen] == ' ' || l[nlen] == '\t' ? "whitespace before a header's colon"
+                                                          : "a header name is not a token");
         nlen++;
     }
     if (nlen == n || nlen == 0)

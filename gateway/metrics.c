@@ -18,7 +18,7 @@ static const char *const route_names[MR_COUNT] = {
 /* Status classes keep the label set small: 2xx, 4xx, 5xx and a few exact
  * codes that matter to operators. */
 static const int status_codes[] = {200, 202, 400, 401, 403, 404, 405, 408,
-                                    409, 413, 414, 415, 417, 431, 503};
+                                   409, 413, 414, 415, 417, 431, 503};
 #define N_STATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1) /* + "other" */
 
 static const char *const rejection_codes[] = {

@@ -17,25 +17,7 @@ import harness as h
 REQUEST_ID_HEADER = b"x-request-id: req_"
 
 
-def raw(port, data, timeout=5, linger=0.0):
-    """Sends data on a fresh connection, returns every byte answered."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        if linger:
-            time.sleep(linger)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
+raw = h.raw_request
 
 
 def split(resp):
@@ -225,12 +207,7 @@ def test_oversized_heads_urls_bodies_and_expect_get_json_errors(ctx):
               + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
     assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
     s.sendall(body)
-    out = b""
-    while True:
-        c = s.recv(4096)
-        if not c:
-            break
-        out += c
+    out = h.read_all(s)
     s.close()
     assert out.startswith(b"HTTP/1.1 202"), out
     assert total(g) == 1
@@ -272,13 +249,7 @@ def test_a_trickling_client_is_cut_off_at_the_whole_request_deadline(ctx):
     s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
     s.sendall(b"POST /v1/deletions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
     t0 = time.monotonic()
-    out = b""
-    while True:
-        c = s.recv(4096)
-        if not c:
-            break
-        out += c
-        s.sendall(b" ")
+    out = h.read_all(s, lambda chunk: None)
     s.close()
     assert out.startswith(b"HTTP/1.1 408 ") and 1.5 < time.monotonic() - t0 < 4, out[:200]
 

@@ -62,8 +62,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     n = size - 1;
     ra = head_split(p, n, n > 0 ? n : 1, &a);
     rb = head_split(p, n, step, &b);
-    if (ra != rb || a.error != b.error || (ra == HF_DONE && (a.pos != b.pos || a.body != b.body ||
-                                                            a.content_length != b.content_length)))
+    if (ra != rb || a.error != b.error ||
+        (ra == HF_DONE &&
+         (a.pos != b.pos || a.body != b.body || a.content_length != b.content_length)))
         abort();
     if (ra == HF_DONE) {
         if (a.pos > n || a.skip + a.head_len != a.pos || a.head_len > lim.max_head)

@@ -11,23 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fields.h"
 #include "verify.h"
 
 #define NOW 1795944904LL
-
-static char *field(const uint8_t **p, const uint8_t *end)
-{
-    const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
-    size_t len = nl ? (size_t)(nl - *p) : (size_t)(end - *p);
-    char *s = malloc(len + 1);
-
-    if (s == NULL)
-        return NULL;
-    memcpy(s, *p, len);
-    s[len] = '\0';
-    *p += nl ? len + 1 : len;
-    return s;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

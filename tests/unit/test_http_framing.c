@@ -36,8 +36,9 @@ static void test_good_heads(void)
     CHECK(h.body == HF_BODY_NONE && h.minor == 1);
     CHECK_STR(http_framing_method_name(h.method), "GET");
     CHECK(h.head_len == 34 && h.pos == 34);
-    CHECK(HEAD("POST /v1/deletions?a=b HTTP/1.1\r\nHost: gw:8080\r\nContent-Length: 0012\r\n\r\nxyz",
-               &h) == HF_DONE);
+    CHECK(
+        HEAD("POST /v1/deletions?a=b HTTP/1.1\r\nHost: gw:8080\r\nContent-Length: 0012\r\n\r\nxyz",
+             &h) == HF_DONE);
     CHECK(h.body == HF_BODY_LENGTH && h.content_length == 12 && h.n_content_length == 1);
     CHECK(h.target_len == 17);
     CHECK(HEAD("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n", &h) ==

@@ -319,6 +319,8 @@ static const struct key config_keys[] = {
      "Port of the admin listener; 0 = off."},
     {"admin.token", K_SECRET, C(admin.token), 0, "\"env:DG_ADMIN_TOKEN\"", 0, 0, KF_NULLABLE, NULL,
      NULL, NULL, "Bearer token for the admin listener; null = admin listener off."},
+    {"admin.max_connections", K_INT, C(admin.max_connections), 0, "16", 1, 1024, 0, NULL, NULL,
+     NULL, "Most open connections on the admin listener (kept apart from the public one's)."},
     {"extend.base_url", K_STR, C(extend.base_url), 0, "\"https://api.extend.ai\"", 1, 2048, 0,
      check_base_url, NULL, NULL,
      "Extend API base URL; https://, or http:// only to 127.0.0.1, localhost or [::1]."},
@@ -409,7 +411,11 @@ static const struct key config_keys[] = {
     {"limits.max_header_bytes", K_I64, C(limits.max_header_bytes), 0, "16384", 1024, 1048576, 0,
      NULL, NULL, NULL, "Largest request header block accepted."},
     {"limits.request_timeout_seconds", K_INT, C(limits.request_timeout_seconds), 0, "30", 1, 300, 0,
-     NULL, NULL, NULL, "Time a client has to send its whole request."},
+     NULL, NULL, NULL, "Time a client has to send its whole request (408 after)."},
+    {"limits.max_connections", K_INT, C(limits.max_connections), 0, "1024", 1, 1000000, 0, NULL,
+     NULL, NULL,
+     "Most open connections on the public listener; lowered at start to fit the file "
+     "descriptor limit. At the cap the slowest unfinished request is shed (503)."},
     {"log.level", K_STR, C(log.level), 0, "\"info\"", 1, 16, 0, check_log_level, NULL, NULL,
      "Lowest level logged: debug, info, warn or error."},
 };

@@ -60,6 +60,7 @@ struct config {
         char *address;
         int port; /* 0 = admin listener off */
         struct secret token;
+        int max_connections;
     } admin;
     struct {
         char *base_url; /* https://..., or http:// only for loopback hosts */
@@ -118,6 +119,7 @@ struct config {
         int64_t max_body_bytes;
         int64_t max_header_bytes;
         int request_timeout_seconds;
+        int max_connections;
     } limits;
     struct {
         char *level; /* debug, info, warn, error */

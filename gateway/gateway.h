@@ -19,6 +19,7 @@ struct upstream;
 struct dispatch;
 struct audit;
 struct tls_server;
+struct http_conn_listener;
 
 struct gateway {
     struct config *cfg;
@@ -33,6 +34,10 @@ struct gateway {
     struct evhttp *admin;  /* operators, NULL when off */
     struct evhttp_bound_socket *http_socket;
     struct evhttp_bound_socket *admin_socket;
+    struct http_conn_listener *http_conns; /* framing, deadline, cap (http_conn.c) */
+    struct http_conn_listener *admin_conns;
+    int max_connections;       /* public listener's cap, planned at start */
+    int admin_max_connections; /* the admin listener's */
     int pending;      /* requests waiting for the queue's answer */
     int queue_failed; /* the last queue commit failed: not ready */
     int shutting_down;

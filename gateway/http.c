@@ -25,6 +25,7 @@
 
 #include "audit.h"
 #include "dispatch.h"
+#include "http_conn.h"
 #include "http_routes.h"
 #include "log.h"
 #include "metrics.h"
@@ -43,12 +44,10 @@ const char *http_request_id(struct evhttp_request *req, char *buf, size_t len)
 /* Set by http_start: the webhook route's configured path, for metrics. */
 static const char *webhook_path = "/webhooks/extend";
 
-/* The metrics route of a request, from its path. Counting at the reply
- * sees every answer, errors and asynchronous ones included. */
-static enum metrics_route route_of(struct evhttp_request *req)
+/* The metrics route of a request path. Counting at the reply sees every
+ * answer, errors and asynchronous ones included. */
+enum metrics_route http_metrics_route(const char *path)
 {
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     size_t n;
 
     if (path == NULL)
@@ -72,6 +71,28 @@ static enum metrics_route route_of(struct evhttp_request *req)
     return MR_OTHER;
 }
 
+static enum metrics_route route_of(struct evhttp_request *req)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+
+    return http_metrics_route(uri != NULL ? evhttp_uri_get_path(uri) : NULL);
+}
+
+/* evhttp leaves the body out of a HEAD answer's framing but still sends
+ * what is in the output buffer; keep the length a GET would have, drop
+ * the bytes. */
+static void http_head_strip(struct evhttp_request *req)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    char len[24];
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+        return;
+    snprintf(len, sizeof(len), "%zu", evbuffer_get_length(out));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+    evbuffer_drain(out, evbuffer_get_length(out));
+}
+
 void http_send_json(struct evhttp_request *req, int status, const char *body)
 {
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
@@ -81,6 +102,7 @@ void http_send_json(struct evhttp_request *req, int status, const char *body)
     evhttp_add_header(h, "Cache-Control", "no-store");
     evbuffer_add(out, body, strlen(body));
     evbuffer_add(out, "\n", 1);
+    http_head_strip(req);
     metrics_request(route_of(req), status);
     evhttp_send_reply(req, status, NULL, NULL);
 }
@@ -236,6 +258,7 @@ static void metrics_stats_done(const struct queue_stats *stats, int failed, void
     metrics_render_audit(out, mc->gw->audit);
     evhttp_add_header(evhttp_request_get_output_headers(mc->req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
+    http_head_strip(mc->req);
     evhttp_send_reply(mc->req, 200, "OK", NULL);
     free(mc);
 }
@@ -296,7 +319,8 @@ static void http_route(struct evhttp_request *req, void *arg)
     }
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
         strcmp(path, "/metrics") == 0) {
-        if (method != EVHTTP_REQ_GET)
+        /* Probes use HEAD; evhttp sends HEAD answers without the body. */
+        if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD)
             goto not_allowed;
         if (path[1] == 'h')
             route_healthz(req, gw);
@@ -312,11 +336,39 @@ not_allowed:
     http_send_error(req, rid, 405, "method_not_allowed", "method not allowed on this route");
 }
 
+int http_attach_conns(struct gateway *gw, struct evhttp *http, struct evhttp_bound_socket *bound,
+                      const char *name, int max_connections, struct tls_server *tls,
+                      struct http_conn_listener **out)
+{
+    const struct config *cfg = gw->cfg;
+    struct http_conn_options o;
+
+    memset(&o, 0, sizeof(o));
+    o.name = name;
+    o.max_connections = max_connections > 0 ? max_connections : (int)cfg->limits.max_connections;
+    o.request_timeout_seconds = cfg->limits.request_timeout_seconds;
+    o.limits.max_head = (size_t)cfg->limits.max_header_bytes;
+    /* A request line needs no more than 8 KiB (RFC 9112 3 recommends
+     * supporting that much); longer is 414. */
+    o.limits.max_line = o.limits.max_head < 8192 ? o.limits.max_head : 8192;
+    o.limits.max_body = (uint64_t)cfg->limits.max_body_bytes;
+    o.tls = tls;
+    if (http_conn_attach(out, gw->base, http, bound, &o) != 0) {
+        log_error(NULL, "%s listener: out of memory", name);
+        return -1;
+    }
+    return 0;
+}
+
 void http_apply_limits(struct evhttp *http, const struct config *cfg)
 {
     evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.max_body_bytes);
     evhttp_set_max_headers_size(http, (ev_ssize_t)cfg->limits.max_header_bytes);
-    evhttp_set_timeout(http, cfg->limits.request_timeout_seconds);
+    /* The whole-request deadline is http_conn.c's, exactly
+     * request_timeout_seconds from a request's first byte; evhttp's own
+     * time-out (per read, per write, and for idle keep-alive connections)
+     * is a second longer so the deadline answers first, in JSON. */
+    evhttp_set_timeout(http, cfg->limits.request_timeout_seconds + 1);
     /* evhttp refuses other methods itself, with an HTML page; these it
      * passes on, so the router can refuse them in JSON (405). TRACE and
      * CONNECT never reach us. */
@@ -336,14 +388,15 @@ int http_start(struct gateway *gw)
         return -1;
     http_apply_limits(gw->http, cfg);
     evhttp_set_gencb(gw->http, http_route, gw);
-    if (gw->tls != NULL)
-        evhttp_set_bevcb(gw->http, tls_server_bevcb, gw->tls);
     gw->http_socket = evhttp_bind_socket_with_handle(gw->http, cfg->listen.address,
                                                      (ev_uint16_t)cfg->listen.port);
     if (gw->http_socket == NULL) {
         log_error(NULL, "cannot listen on %s:%d", cfg->listen.address, cfg->listen.port);
         return -1;
     }
+    if (http_attach_conns(gw, gw->http, gw->http_socket, "public", gw->max_connections, gw->tls,
+                          &gw->http_conns) != 0)
+        return -1;
     log_info(NULL, "listening on %s://%s:%d", gw->tls ? "https" : "http", cfg->listen.address,
              cfg->listen.port);
     return 0;
@@ -353,6 +406,8 @@ void http_stop_accepting(struct gateway *gw)
 {
     /* Closing the listening sockets refuses new connections at once, while
      * connections already open keep being served until their answers go. */
+    http_conn_stop(gw->http_conns);
+    http_conn_stop(gw->admin_conns);
     if (gw->http_socket != NULL)
         evhttp_del_accept_socket(gw->http, gw->http_socket);
     gw->http_socket = NULL;

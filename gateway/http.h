@@ -8,6 +8,7 @@
 #define DG_HTTP_H
 
 #include "gateway.h"
+#include "metrics.h"
 
 struct evhttp;
 struct evhttp_request;
@@ -21,8 +22,21 @@ void http_stop_accepting(struct gateway *gw);
 
 /* ---- shared by the route files ---- */
 
+struct evhttp_bound_socket;
+struct http_conn_listener;
+struct tls_server;
+
+/* Puts http_conn.c's framing check, deadline and connection cap in front
+ * of a bound listener. max_connections 0 = limits.max_connections. */
+int http_attach_conns(struct gateway *gw, struct evhttp *http, struct evhttp_bound_socket *bound,
+                      const char *name, int max_connections, struct tls_server *tls,
+                      struct http_conn_listener **out);
+
 /* Applies every evhttp limit of cfg (body, headers, time-outs, methods). */
 void http_apply_limits(struct evhttp *http, const struct config *cfg);
+
+/* The metrics route of a request path (query cut off). */
+enum metrics_route http_metrics_route(const char *path);
 
 /* A request's id ("req_..."), set as x-request-id on the answer. */
 const char *http_request_id(struct evhttp_request *req, char *buf, size_t len);

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,17 +31,10 @@ int log_set_level_name(const char *name)
     return -1;
 }
 
-void log_msg(enum log_level level, const char *request_id, const char *fmt, ...)
+static void log_write(enum log_level level, const char *request_id, const char *msg)
 {
-    char msg[2048], line[6144], ts[40];
+    char line[6144], ts[40];
     size_t n = 0;
-    va_list ap;
-
-    if (level < log_min)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
 
     util_format_time_ms(util_now_ms(), ts, sizeof(ts));
     n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"ts\":\"%s\",\"level\":\"%s\"", ts,
@@ -56,4 +50,67 @@ void log_msg(enum log_level level, const char *request_id, const char *fmt, ...)
     line[n++] = '}';
     line[n++] = '\n';
     (void)!write(STDERR_FILENO, line, n);
+}
+
+void log_msg(enum log_level level, const char *request_id, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+
+    if (level < log_min)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_write(level, request_id, msg);
+}
+
+/* Limiters are shared by the loop and the queue's worker thread (libevent
+ * may warn from either). */
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_limited(struct log_limiter *ll, enum log_level level, const char *request_id,
+                 const char *fmt, ...)
+{
+    char msg[2048];
+    int64_t now = util_mono_ms();
+    long held = 0;
+    int pass;
+    size_t n;
+    va_list ap;
+
+    if (level < log_min)
+        return;
+    pthread_mutex_lock(&limit_lock);
+    if (ll->start_ms == 0 || now - ll->start_ms >= ll->window_ms) {
+        ll->start_ms = now;
+        ll->used = 0;
+    }
+    pass = ll->used < ll->burst;
+    if (pass) {
+        ll->used++;
+        held = ll->held_back;
+        ll->held_back = 0;
+    } else {
+        ll->held_back++;
+    }
+    pthread_mutex_unlock(&limit_lock);
+    if (!pass)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    n = strlen(msg);
+    if (held > 0 && n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - n, " (%ld similar lines not logged)", held);
+    log_write(level, request_id, msg);
+}
+
+void log_libevent(int severity, const char *msg)
+{
+    static struct log_limiter ll = {10000, 20, 0, 0, 0};
+    /* EVENT_LOG_DEBUG, _MSG, _WARN, _ERR are 0..3, as log_level. */
+    enum log_level level = severity >= 0 && severity <= 3 ? (enum log_level)severity : LOG_ERROR;
+
+    log_limited(&ll, level, NULL, "libevent: %s", msg);
 }

@@ -29,9 +29,11 @@
 #include "config.h"
 #include "ctl.h"
 #include "dispatch.h"
+#include "fdlimit.h"
 #include "gateway.h"
 #include "healthcheck.h"
 #include "http.h"
+#include "http_conn.h"
 #include "log.h"
 #include "queue.h"
 #include "receipt.h"
@@ -598,6 +600,8 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     log_set_level_name(cfg.log.level);
     signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(log_libevent);
+    fdlimit_raise();
     /* The queue's worker thread wakes the loop: libevent must be told
      * about threads before the base exists. */
     if (evthread_use_pthreads() != 0 || upstream_global_init() != 0 ||
@@ -653,6 +657,15 @@ static int cmd_serve(int argc, char **argv)
         log_error(NULL, "listen.tls: %s", err);
         goto done;
     }
+    /* Planned once everything but the listeners is open; the reserve is
+     * for upstream connections (and their resolver), audit rotation and
+     * the queue's temporary files. */
+    if (fdlimit_plan(cfg.limits.max_connections, cfg.admin.max_connections,
+                     16 + 2L * cfg.extend.max_in_flight, &gw.max_connections,
+                     &gw.admin_max_connections, err, sizeof(err)) != 0) {
+        log_error(NULL, "limits.max_connections: %s", err);
+        goto done;
+    }
     if (dispatch_open(&gw.dispatch, &gw) != 0 || http_start(&gw) != 0 || http_admin_start(&gw) != 0)
         goto done;
     drain_timer = evtimer_new(gw.base, drain_check, NULL);
@@ -682,6 +695,8 @@ done:
     if (gw.queue != NULL)
         queue_close(gw.queue);
     dispatch_close(gw.dispatch);
+    http_conn_stop(gw.http_conns);
+    http_conn_stop(gw.admin_conns);
     if (gw.http != NULL)
         evhttp_free(gw.http);
     if (gw.admin != NULL)
@@ -701,6 +716,10 @@ done:
         event_free(drain_timer);
     if (gw.base != NULL)
         event_base_free(gw.base);
+    /* After the base: its finalizers free the connections, which point
+     * at their listener. */
+    http_conn_free(gw.http_conns);
+    http_conn_free(gw.admin_conns);
     config_free(&cfg);
     curl_global_cleanup();
     return rc;

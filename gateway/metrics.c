@@ -18,7 +18,8 @@ static const char *const route_names[MR_COUNT] = {
 
 /* Status classes keep the label set small: 2xx, 4xx, 5xx and a few exact
  * codes that matter to operators. */
-static const int status_codes[] = {200, 202, 400, 401, 403, 404, 405, 409, 413, 415, 503};
+static const int status_codes[] = {200, 202, 400, 401, 403, 404, 405, 408,
+                                   409, 413, 414, 415, 417, 431, 503};
 #define N_STATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1) /* + "other" */
 
 static const char *const rejection_codes[] = {
@@ -48,6 +49,22 @@ static const char *const rejection_codes[] = {
     "receipts_disabled",
     "receipt_failed",
     "not_applicable",
+    /* http_conn.c and http_framing.c: refused before any route ran */
+    "invalid_request_line",
+    "unsupported_http_version",
+    "uri_too_long",
+    "headers_too_large",
+    "invalid_header",
+    "invalid_content_length",
+    "invalid_transfer_encoding",
+    "invalid_host",
+    "expectation_failed",
+    "unexpected_body",
+    "body_too_large",
+    "invalid_chunk",
+    "request_timeout",
+    "too_many_connections",
+    "http_error", /* libevent's own error page */
     "other",
 };
 #define N_REJECTIONS (sizeof(rejection_codes) / sizeof(rejection_codes[0]))

@@ -203,6 +203,9 @@ static SSL *tls_request_ssl(struct evhttp_request *req)
     bev = evhttp_connection_get_bufferevent(conn);
     if (bev == NULL)
         return NULL;
+    /* http_conn.c's framing filter sits on top of the TLS bufferevent. */
+    if (bufferevent_get_underlying(bev) != NULL)
+        bev = bufferevent_get_underlying(bev);
     return bufferevent_openssl_get_ssl(bev);
 }
 

@@ -336,23 +336,22 @@ static void copy_printable(char *out, size_t outlen, const char *in, size_t inle
 
 /* ---- libcurl callbacks --------------------------------------------------- */
 
-static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+void upstream_parse_header(const char *buf, size_t len, struct upstream_result *res)
 {
-    struct up_req *req = arg;
-    size_t len = size * nitems, nlen, vlen;
+    size_t nlen, vlen;
     const char *colon, *v;
 
     /* A new status line starts a new header block (after a 1xx, or a
      * retried request): forget what the previous one said. */
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        req->res.request_id[0] = '\0';
-        req->res.retry_after[0] = '\0';
-        req->res.ratelimit_reset[0] = '\0';
-        return len;
+        res->request_id[0] = '\0';
+        res->retry_after[0] = '\0';
+        res->ratelimit_reset[0] = '\0';
+        return;
     }
     colon = memchr(buf, ':', len);
     if (colon == NULL)
-        return len;
+        return;
     nlen = (size_t)(colon - buf);
     v = colon + 1;
     vlen = len - nlen - 1;
@@ -364,13 +363,20 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
         vlen--;
 #define UP_IS(name) (nlen == sizeof(name) - 1 && strncasecmp(buf, name, nlen) == 0)
     if (UP_IS("x-extend-request-id"))
-        copy_printable(req->res.request_id, sizeof(req->res.request_id), v, vlen);
+        copy_printable(res->request_id, sizeof(res->request_id), v, vlen);
     else if (UP_IS("retry-after"))
-        copy_printable(req->res.retry_after, sizeof(req->res.retry_after), v, vlen);
+        copy_printable(res->retry_after, sizeof(res->retry_after), v, vlen);
     else if (UP_IS("x-ratelimit-reset"))
-        copy_printable(req->res.ratelimit_reset, sizeof(req->res.ratelimit_reset), v, vlen);
+        copy_printable(res->ratelimit_reset, sizeof(res->ratelimit_reset), v, vlen);
 #undef UP_IS
-    return len;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct up_req *req = arg;
+
+    upstream_parse_header(buf, size * nitems, &req->res);
+    return size * nitems;
 }
 
 /* Keeps the first 8 KiB (Extend's error bodies are small) and swallows the
@@ -386,21 +392,21 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *arg)
     return len;
 }
 
-static void parse_error_body(struct up_req *req)
+void upstream_parse_error_body(const char *body, size_t len, struct upstream_result *res)
 {
     json_t *root, *code, *msg;
 
-    root = json_loadb(req->body, req->body_len, 0, NULL);
+    root = json_loadb(body, len, 0, NULL);
     if (root == NULL)
         return; /* plain text from a proxy: no code */
     code = json_object_get(root, "code");
     msg = json_object_get(root, "message");
     if (json_is_string(code))
-        copy_printable(req->res.error_code, sizeof(req->res.error_code), json_string_value(code),
+        copy_printable(res->error_code, sizeof(res->error_code), json_string_value(code),
                        json_string_length(code));
     if (json_is_string(msg))
-        copy_printable(req->res.error_message, sizeof(req->res.error_message),
-                       json_string_value(msg), json_string_length(msg));
+        copy_printable(res->error_message, sizeof(res->error_message), json_string_value(msg),
+                       json_string_length(msg));
     json_decref(root);
 }
 
@@ -478,7 +484,7 @@ static void fill_result(struct up_req *req, CURLcode rc)
                  req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
     }
     if (req->res.http_status >= 400)
-        parse_error_body(req);
+        upstream_parse_error_body(req->body, req->body_len, &req->res);
 }
 
 static void drain_done(struct upstream *u)

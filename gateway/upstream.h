@@ -55,6 +55,12 @@ int upstream_delete(struct upstream *u, enum resource r, const char *id, upstrea
 /* Requests started and not yet finished. */
 int upstream_in_flight(const struct upstream *u);
 
+/* Pure parsers of Extend's answers (libcurl hands them over; fuzzed):
+ * one header line (the three headers kept, printable and bounded), and an
+ * error body ({"code", "message"}; anything else leaves both empty). */
+void upstream_parse_header(const char *buf, size_t len, struct upstream_result *res);
+void upstream_parse_error_body(const char *body, size_t len, struct upstream_result *res);
+
 /* Aborts what is in flight without calling back, frees everything. */
 void upstream_close(struct upstream *u);
 

@@ -203,6 +203,33 @@ def request(port, method, path, body=b"", headers=None, tls=None, timeout=10, ra
     return resp
 
 
+def raw_request(port, data, timeout=5):
+    """Sends raw bytes on a fresh connection; every byte answered until the
+    server closes (or the timeout, or a reset)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        return read_all(s)
+    finally:
+        s.close()
+
+
+def read_all(s, each=None):
+    """Reads s until EOF, a time-out or a reset; each(chunk) after every read."""
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        out += chunk
+        if each is not None:
+            each(chunk)
+    return out
+
+
 def sim_tls():
     ctx = ssl.create_default_context(cafile=os.path.join(certs(), "ca.pem"))
     return ctx
@@ -332,7 +359,8 @@ class Gateway:
                     return request(self.port, "GET", path, timeout=1).status == 200
                 except OSError:
                     return False
-            wait_for(up, 20, what="gateway /healthz")
+            # DG_START_TIMEOUT: slow starts (the gateway under valgrind).
+            wait_for(up, float(os.environ.get("DG_START_TIMEOUT", "20")), what="gateway /healthz")
 
     def logs(self):
         with open(self.log_path, "rb") as f:

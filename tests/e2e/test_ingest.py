@@ -215,22 +215,7 @@ def test_bad_input_gets_stable_json_errors_and_queues_nothing(ctx):
     assert g.erasure(ok).status == 202
 
 
-def raw_request(port, data, timeout=5):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
+raw_request = h.raw_request
 
 
 def test_slow_client_is_cut_off_and_others_are_served(ctx):

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fields.h"
 #include "verify.h"
 #include "webhook.h"
 
@@ -18,21 +19,6 @@ static struct rule rules[] = {
     {"parse_run.*", RULE_DELETE_RUN, 3600},
     {"*", RULE_DELETE_FILE, 0},
 };
-
-/* Copies the next '\n'-terminated field into a fresh string. */
-static char *field(const uint8_t **p, const uint8_t *end)
-{
-    const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
-    size_t len = nl ? (size_t)(nl - *p) : (size_t)(end - *p);
-    char *s = malloc(len + 1);
-
-    if (s == NULL)
-        return NULL;
-    memcpy(s, *p, len);
-    s[len] = '\0';
-    *p += nl ? len + 1 : len;
-    return s;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

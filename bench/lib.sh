@@ -89,9 +89,11 @@ sim_start() {
     fi
 }
 
-# gateway_config DIR PORT RATE MAX_IN_FLIGHT: writes DIR/gateway.json.
+# gateway_config DIR PORT RATE MAX_IN_FLIGHT [QUEUE_JSON]: writes
+# DIR/gateway.json; the queue is DIR/queue.db unless QUEUE_JSON says.
 gateway_config() {
     local dir=$1 port=$2 rate=$3 inflight=$4 ca=null
+    local queue=${5:-"{ \"path\": \"$dir/queue.db\" }"}
     [ -n "$sim_ca" ] && ca="\"$sim_ca\""
     cat >"$dir/gateway.json" <<JSON
 {
@@ -100,7 +102,7 @@ gateway_config() {
   "extend":   { "base_url": "$sim_url", "ca_file": $ca, "token": "env:EXTEND_API_TOKEN",
                 "rate_per_second": $rate, "max_in_flight": $inflight },
   "webhooks": { "signing_secrets": ["env:EXTEND_WEBHOOK_SECRET"] },
-  "queue":    { "path": "$dir/queue.db" },
+  "queue":    $queue,
   "audit":    { "path": "$dir/audit.jsonl", "key": "env:DG_AUDIT_KEY" }
 }
 JSON
@@ -108,9 +110,12 @@ JSON
 
 # target_start NAME PORT DIR RATE MAX_IN_FLIGHT: starts one target in the
 # background, sets target_pid, waits until it listens. NAME is hello,
-# peer-memory, peer-sqlite, gateway or gateway-nofsync (the gateway under
+# peer-memory, peer-sqlite, gateway, gateway-nofsync (the gateway under
 # eatmydata, which turns fsync and fdatasync into no-ops: not durable, only
-# to measure what durability costs). Its output goes to DIR/log.
+# to measure what durability costs), gateway-base (the binary at
+# BENCH_BASE_BIN, an earlier build, to compare a change in one run) or
+# gateway-pg (one replica on PostgreSQL: BENCH_PG_URL, a conninfo whose
+# database dg_bench is made afresh each time). Its output goes to DIR/log.
 target_start() {
     local name=$1 port=$2 dir=$3 rate=$4 inflight=$5
     mkdir -p "$dir"
@@ -126,14 +131,26 @@ target_start() {
                 RATE_PER_SECOND="$rate" MAX_IN_FLIGHT="$inflight" \
                 node server.js) >"$dir/log" 2>&1 &
         ;;
-    gateway | gateway-nofsync)
+    gateway | gateway-nofsync | gateway-base)
         local -a wrap=()
+        local bin="$root/$BUILD/deletion-gateway"
         if [ "$name" = gateway-nofsync ]; then
             command -v eatmydata >/dev/null || { echo "bench: eatmydata missing (scripts/deps.sh bench)" >&2; return 1; }
             wrap=(eatmydata)
         fi
+        if [ "$name" = gateway-base ]; then
+            [ -x "${BENCH_BASE_BIN:-}" ] || { echo "bench: gateway-base needs BENCH_BASE_BIN" >&2; return 1; }
+            bin=$BENCH_BASE_BIN
+        fi
         gateway_config "$dir" "$port" "$rate" "$inflight"
-        "${wrap[@]}" "$root/$BUILD/deletion-gateway" serve -c "$dir/gateway.json" >"$dir/log" 2>&1 &
+        "${wrap[@]}" "$bin" serve -c "$dir/gateway.json" >"$dir/log" 2>&1 &
+        ;;
+    gateway-pg)
+        [ -n "${BENCH_PG_URL:-}" ] || { echo "bench: gateway-pg needs BENCH_PG_URL" >&2; return 1; }
+        psql "$BENCH_PG_URL" -qc "DROP DATABASE IF EXISTS dg_bench WITH (FORCE)" -c "CREATE DATABASE dg_bench" >/dev/null
+        gateway_config "$dir" "$port" "$rate" "$inflight" \
+            "{ \"backend\": \"postgres\", \"url\": \"$BENCH_PG_URL dbname=dg_bench\" }"
+        "$root/$BUILD/deletion-gateway" serve -c "$dir/gateway.json" >"$dir/log" 2>&1 &
         ;;
     *)
         echo "bench: unknown target $name" >&2

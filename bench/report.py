@@ -11,15 +11,18 @@ import csv
 import statistics
 import sys
 
-ORDER = ["gateway", "gateway-nofsync", "peer-memory", "peer-sqlite", "hello"]
+ORDER = ["gateway", "gateway-base", "gateway-pg", "gateway-nofsync", "peer-memory", "peer-sqlite",
+         "hello"]
 LABEL = {
     "gateway": "deletion-gateway (SQLite, fsync)",
+    "gateway-base": "deletion-gateway, an earlier build (BENCH_BASE_BIN)",
+    "gateway-pg": "deletion-gateway, one replica on PostgreSQL",
     "gateway-nofsync": "deletion-gateway, fsync made a no-op (eatmydata; not durable)",
     "peer-memory": "Node SDK peer, QUEUE=memory",
     "peer-sqlite": "Node SDK peer, QUEUE=sqlite",
     "hello": "evhttp hello-world (ceiling)",
 }
-DURABLE = ("gateway", "peer-sqlite")
+DURABLE = ("gateway", "gateway-base", "gateway-pg", "peer-sqlite")
 
 
 def ms(us):
@@ -54,15 +57,17 @@ def main():
     out.append("## Ingest: signed Extend webhooks, distinct events, loopback\n")
     if a.meta:
         out.append(a.meta + ".\n")
-    out.append("| target | req/s (median) | p50 | p99 | vs peer memory | vs peer sqlite | vs hello | rounds |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| target | req/s (median) | p50 | p99 | vs peer memory | vs peer sqlite | vs hello |"
+               " vs gateway | rounds |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for t in ORDER:
         if t not in med:
             continue
         m = med[t]
-        out.append("| %s | %.0f | %s | %s | %s | %s | %s | %d |" % (
+        out.append("| %s | %.0f | %s | %s | %s | %s | %s | %s | %d |" % (
             LABEL[t], m["rps"], ms(m["p50_us"]), ms(m["p99_us"]),
-            ratio(t, "peer-memory"), ratio(t, "peer-sqlite"), ratio(t, "hello"), m["n"]))
+            ratio(t, "peer-memory"), ratio(t, "peer-sqlite"), ratio(t, "hello"),
+            ratio(t, "gateway"), m["n"]))
     out.append("")
     if rows and "cpu_pct" in rows[0]:
         out.append("| target | CPU (all threads, median) | KB written per request | write calls per request |")

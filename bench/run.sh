@@ -55,6 +55,8 @@ target_port() {
     peer-sqlite) echo $((PORT_BASE + 2)) ;;
     gateway) echo $((PORT_BASE + 3)) ;;
     gateway-nofsync) echo $((PORT_BASE + 4)) ;;
+    gateway-base) echo $((PORT_BASE + 5)) ;;
+    gateway-pg) echo $((PORT_BASE + 6)) ;;
     esac
 }
 
@@ -62,7 +64,8 @@ target_port() {
 count_rows() {
     case "$1" in
     peer-sqlite) sqlite3 "$2/peer.db" "SELECT count(*) FROM jobs" ;;
-    gateway | gateway-nofsync) sqlite3 "$2/queue.db" "${BENCH_GATEWAY_ROWS_SQL:-SELECT count(*) FROM deletions}" ;;
+    gateway | gateway-nofsync | gateway-base) sqlite3 "$2/queue.db" "${BENCH_GATEWAY_ROWS_SQL:-SELECT count(*) FROM deletions}" ;;
+    gateway-pg) psql "$BENCH_PG_URL dbname=dg_bench" -Atc "SELECT count(*) FROM dg_deletions" ;;
     *) echo "-" ;;
     esac
 }

@@ -602,6 +602,14 @@ static void start_ready(struct dispatch *d)
         }
         /* Out of the ring before it starts: a start can lead back here. */
         job = d->ready[d->ready_head].job;
+        if (job.send_at_ms != 0 && now - job.send_at_ms > QUEUE_SEND_SLACK_MS) {
+            metrics_sent_late();
+            log_warn(NULL,
+                     "dispatch: %s %s goes out %lld ms after its moment; the account's "
+                     "rate may slip into the next second",
+                     resource_name(job.resource), job.resource_id,
+                     (long long)(now - job.send_at_ms));
+        }
         d->ready_head = (d->ready_head + 1) % d->cap_ready;
         d->n_ready--;
         start_attempt(d, &job);

@@ -94,6 +94,7 @@ static struct {
     int paused;
     int in_flight;
     int ready;
+    uint64_t sent_late;
 } m;
 
 static size_t find(const char *const *names, size_t n, const char *name)
@@ -162,6 +163,11 @@ void metrics_set_unreachable(int held)
 void metrics_set_paused(int paused)
 {
     m.paused = paused;
+}
+
+void metrics_sent_late(void)
+{
+    m.sent_late++;
 }
 
 void metrics_set_in_flight(int n)
@@ -246,8 +252,13 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "# HELP dg_upstream_in_flight DELETE requests in flight.\n"
                         "# TYPE dg_upstream_in_flight gauge\ndg_upstream_in_flight %d\n"
                         "# HELP dg_ready 1 while /readyz answers ready.\n"
-                        "# TYPE dg_ready gauge\ndg_ready %d\n",
-                        m.breaker_open, m.unreachable, m.paused, m.in_flight, m.ready);
+                        "# TYPE dg_ready gauge\ndg_ready %d\n"
+                        "# HELP dg_upstream_sent_late_total DELETEs a shared queue's limiter "
+                        "granted that went out later than their slack (a stalled process).\n"
+                        "# TYPE dg_upstream_sent_late_total counter\n"
+                        "dg_upstream_sent_late_total %llu\n",
+                        m.breaker_open, m.unreachable, m.paused, m.in_flight, m.ready,
+                        (unsigned long long)m.sent_late);
 
     if (stats == NULL)
         return;

@@ -37,6 +37,8 @@ void metrics_set_breaker(int open);
 void metrics_set_unreachable(int held);
 void metrics_set_paused(int paused);
 void metrics_set_in_flight(int n);
+/* A DELETE a shared limiter granted went out later than its slack. */
+void metrics_sent_late(void);
 /* What /readyz would answer, set before each exposition (dg_ready). */
 void metrics_set_ready(int ready);
 

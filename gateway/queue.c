@@ -126,6 +126,22 @@ void queue_cycle_note_due(struct cycle *c, int64_t due_ms)
         c->notify_due = due_ms;
 }
 
+int queue_op_note(struct queue_store *s, struct cycle *c, struct op *op)
+{
+    struct audit_record r;
+
+    (void)s;
+    memset(&r, 0, sizeof(r));
+    r.event = op->in.note.event;
+    r.time_ms = op->now_ms;
+    r.source = op->in.note.source;
+    r.detail = op->in.note.detail;
+    if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
+        return -1;
+    op->out.ok = 1;
+    return 0;
+}
+
 int64_t queue_clock_ms(const struct cycle *c)
 {
     return c->q->clock_ms();

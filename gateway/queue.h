@@ -146,7 +146,8 @@ void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg);
 struct queue_job {
     int64_t job_id;
     int64_t lease;      /* this claim's token: name it in queue_complete / queue_release */
-    int64_t send_at_ms; /* a shared queue's limiter: not before this (0 = now) */
+    int64_t send_at_ms; /* a shared queue's limiter: not before this (0 = now), and not
+                           later than QUEUE_SEND_SLACK_MS after it, or the rate may slip */
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     int attempts;           /* attempts counted so far (429s and breaker holds excluded) */
@@ -163,6 +164,10 @@ typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next
  * lease ended before now, now by the backend's clock) to in_flight with a
  * lease of lease_ms and a new token. */
 int queue_claim(struct queue *q, int max_jobs, int64_t lease_ms, queue_claim_cb cb, void *arg);
+
+/* How late after its send_at_ms a granted job may go out before it can
+ * crowd the next second (the limiter keeps this much in hand). */
+#define QUEUE_SEND_SLACK_MS 40
 
 struct queue_outcome {
     int64_t job_id;

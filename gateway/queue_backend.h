@@ -203,6 +203,10 @@ int queue_view_from_row(const struct queue_row *row, struct queue_deletion_view 
  * trail does not hold. seq and mac may be NULL. */
 int queue_cycle_audit(struct cycle *c, const struct audit_record *r, uint64_t *seq, char mac[65]);
 void queue_cycle_note_due(struct cycle *c, int64_t due_ms);
+/* OP_NOTE needs no storage: one audit record about no deletion, committed
+ * with its cycle. Both backends' tables name it. */
+int queue_op_note(struct queue_store *s, struct cycle *c, struct op *op);
+
 /* The clock the backend claims by (queue_options.clock_ms). */
 int64_t queue_clock_ms(const struct cycle *c);
 

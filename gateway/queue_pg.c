@@ -49,7 +49,7 @@
 /* Grants are spread so that no one-second window holds more than the
  * rate: a window a little longer than a second absorbs the few
  * milliseconds between a grant and its DELETE leaving. */
-#define PG_WINDOW_MARGIN_MS 40
+#define PG_WINDOW_MARGIN_MS QUEUE_SEND_SLACK_MS
 #define PG_RING_MAX 1000    /* grants remembered: rate_per_second is at most 1000 */
 #define PG_FULL_RETRY_MS 25 /* every in-flight slot taken: when to ask again */
 /* A grant is for a moment this far ahead, and the replica sends then, not
@@ -1175,22 +1175,6 @@ static int pg_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
     return 0;
 }
 
-static int pg_op_note(struct queue_store *q, struct cycle *c, struct op *op)
-{
-    struct audit_record r;
-
-    (void)q;
-    memset(&r, 0, sizeof(r));
-    r.event = op->in.note.event;
-    r.time_ms = op->now_ms;
-    r.source = op->in.note.source;
-    r.detail = op->in.note.detail;
-    if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
-        return -1;
-    op->out.ok = 1;
-    return 0;
-}
-
 /* A pause holds every replica: their claims get nothing while it lasts. */
 static int pg_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
 {
@@ -1199,7 +1183,7 @@ static int pg_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
     arg_text(&a, op->in.note.paused ? "t" : "f");
     if (pg_do(q, "UPDATE dg_limiter SET paused = $1 WHERE account = 'default'", &a) != 0)
         return -1;
-    return pg_op_note(q, c, op);
+    return queue_op_note(q, c, op);
 }
 
 /* Retention, as queue_sqlite.c: finished jobs past it go, a bounded batch
@@ -1648,7 +1632,7 @@ const struct queue_backend queue_pg_backend = {
             [OP_LIST] = pg_op_list,
             [OP_RETRY] = pg_op_retry,
             [OP_CANCEL] = pg_op_cancel,
-            [OP_NOTE] = pg_op_note,
+            [OP_NOTE] = queue_op_note,
             [OP_PAUSE] = pg_op_pause,
             [OP_MAINTAIN] = pg_op_maintain,
             [OP_EXPORT] = pg_op_export,

@@ -1220,23 +1220,6 @@ static int q_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
     return 0;
 }
 
-/* An audit record about no deletion, committed with its cycle. */
-static int q_op_note(struct queue_store *q, struct cycle *c, struct op *op)
-{
-    struct audit_record r;
-
-    (void)q;
-    memset(&r, 0, sizeof(r));
-    r.event = op->in.note.event;
-    r.time_ms = op->now_ms;
-    r.source = op->in.note.source;
-    r.detail = op->in.note.detail;
-    if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
-        return -1;
-    op->out.ok = 1;
-    return 0;
-}
-
 /* The operator's pause outlives a restart: a paused gateway that comes
  * back must not start sending. */
 static int q_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
@@ -1246,7 +1229,7 @@ static int q_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
     sqlite3_bind_int(st, 1, op->in.note.paused);
     if (q_done(q, S_META_PAUSED) != 0)
         return -1;
-    return q_op_note(q, c, op);
+    return queue_op_note(q, c, op);
 }
 
 static int q_meta_audit(struct queue_store *q, uint64_t seq, const char *mac)
@@ -1741,7 +1724,7 @@ const struct queue_backend queue_sqlite_backend = {
             [OP_LIST] = q_op_list,
             [OP_RETRY] = q_op_retry,
             [OP_CANCEL] = q_op_cancel,
-            [OP_NOTE] = q_op_note,
+            [OP_NOTE] = queue_op_note,
             [OP_PAUSE] = q_op_pause,
             [OP_MAINTAIN] = q_op_maintain,
             [OP_EXPORT] = q_op_export,

@@ -14,21 +14,9 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 pg_dir=/tmp/dg-replicas-pg
 pg_port=55440
+# shellcheck source=scripts/dev-secrets.sh
+. scripts/dev-secrets.sh
 mkdir -p var/replicas
-chmod 700 var
-if [ ! -f var/dev-secrets.env ]; then
-    umask 077
-    {
-        echo "EXTEND_WEBHOOK_SECRET=wss_$(openssl rand -hex 24)"
-        echo "DG_CRM_SECRET=whsec_$(openssl rand -base64 32)"
-        echo "DG_ADMIN_TOKEN=$(openssl rand -hex 24)"
-        echo "DG_AUDIT_KEY=$(openssl rand -hex 32)"
-    } > var/dev-secrets.env
-fi
-set -a
-# shellcheck disable=SC1091
-. var/dev-secrets.env
-set +a
 export EXTEND_API_TOKEN=sk_dev_simulator
 
 pids=()

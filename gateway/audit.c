@@ -64,7 +64,7 @@ struct audit {
     char *buf;        /* records appended since the last sync */
     size_t len, cap;
     uint64_t committed; /* the queue's committed position (audit_set_committed) */
-    dev_t dev; /* the open file, to notice when the path no longer names it */
+    dev_t dev;          /* the open file, to notice when the path no longer names it */
     ino_t ino;
     int cut_pending;    /* a failed write is not cut back yet: write nothing */
     int no_file;        /* a rotation renamed the file but made no new one */

@@ -38,8 +38,8 @@ struct gateway {
     struct http_conn_listener *admin_conns;
     int max_connections;       /* public listener's cap, planned at start */
     int admin_max_connections; /* the admin listener's */
-    int pending;      /* requests waiting for the queue's answer */
-    int queue_failed; /* the last queue commit failed: not ready */
+    int pending;               /* requests waiting for the queue's answer */
+    int queue_failed;          /* the last queue commit failed: not ready */
     int shutting_down;
 };
 

@@ -473,8 +473,8 @@ int http_admin_start(struct gateway *gw)
         log_error(NULL, "cannot listen on %s:%d (admin)", cfg->admin.address, cfg->admin.port);
         return -1;
     }
-    if (http_attach_conns(gw, gw->admin, gw->admin_socket, "admin", gw->admin_max_connections,
-                          NULL, &gw->admin_conns) != 0)
+    if (http_attach_conns(gw, gw->admin, gw->admin_socket, "admin", gw->admin_max_connections, NULL,
+                          &gw->admin_conns) != 0)
         return -1;
     log_info(NULL, "admin listening on http://%s:%d", cfg->admin.address, cfg->admin.port);
     return 0;

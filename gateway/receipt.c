@@ -92,8 +92,7 @@ int receipt_default_key_path(const char *queue_path, char *out, size_t len)
     if (slash == NULL)
         n = snprintf(out, len, "%s", RECEIPT_KEY_FILE);
     else
-        n = snprintf(out, len, "%.*s/%s", (int)(slash - queue_path), queue_path,
-                     RECEIPT_KEY_FILE);
+        n = snprintf(out, len, "%.*s/%s", (int)(slash - queue_path), queue_path, RECEIPT_KEY_FILE);
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 

@@ -165,6 +165,12 @@ static const char *const migrations[] = {
      * worker, holding up every commit). */
     "CREATE INDEX IF NOT EXISTS deletions_accepted ON deletions (accepted_ms);"
     "CREATE INDEX IF NOT EXISTS jobs_resource_id ON jobs (resource_id);",
+    /* v8: one index by resource, not two. The partial unique one kept one
+     * pending job per resource, and cost two random-page writes in each
+     * job's life (in, and out when it finished) beside jobs_resource_id's
+     * one. This backend has one writer (its flock), so a lookup before the
+     * insert keeps the rule (q_op_submit). */
+    "DROP INDEX IF EXISTS jobs_pending;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -242,13 +248,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB_GET] = "SELECT status, body FROM submissions WHERE source = ?1 AND key = ?2",
     [S_SUB_PRUNE] = "DELETE FROM submissions WHERE rowid IN (SELECT rowid FROM submissions"
                     " WHERE created_ms <= ?1 ORDER BY created_ms LIMIT ?2)",
-    [S_JOB_FIND_PENDING] = "SELECT id, state, due_ms FROM jobs WHERE resource = ?1 AND"
-                           " resource_id = ?2 AND state IN ('queued', 'in_flight')",
-    /* Inserts nothing when the resource already has a pending job. */
+    /* A resource has one pending job at most: every insert looks first. */
+    [S_JOB_FIND_PENDING] = "SELECT id, state, due_ms FROM jobs INDEXED BY jobs_resource_id"
+                           " WHERE resource_id = ?2 AND resource = ?1"
+                           " AND state IN ('queued', 'in_flight')",
     [S_JOB_INSERT] = "INSERT INTO jobs (resource, resource_id, state, due_ms, clock_start_ms,"
-                     " created_ms, updated_ms) VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4)"
-                     " ON CONFLICT (resource, resource_id) WHERE state IN ('queued', 'in_flight')"
-                     " DO NOTHING",
+                     " created_ms, updated_ms) VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4)",
     [S_JOB_SET_DUE] = "UPDATE jobs SET due_ms = ?2, updated_ms = ?3 WHERE id = ?1",
     [S_DEL_INSERT] = "INSERT INTO deletions (id, job_id, source, key, request_id, reason,"
                      " not_before_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -440,16 +445,20 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
         int64_t due = it->not_before_ms > op->now_ms ? it->not_before_ms : op->now_ms;
         int64_t job_id;
 
-        /* A new job, unless the resource has a pending one already (the
-         * usual case first: one statement, not a lookup and an insert). */
-        st = q->st[S_JOB_INSERT];
+        /* A new job, unless the resource has a pending one already. */
+        st = q->st[S_JOB_FIND_PENDING];
         q_bind_text(st, 1, res);
         q_bind_text(st, 2, it->resource_id);
-        sqlite3_bind_int64(st, 3, due);
-        sqlite3_bind_int64(st, 4, op->now_ms);
-        if (q_done(q, S_JOB_INSERT) != 0)
-            return -1;
-        if (sqlite3_changes(q->db) == 1) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(st);
+            st = q->st[S_JOB_INSERT];
+            q_bind_text(st, 1, res);
+            q_bind_text(st, 2, it->resource_id);
+            sqlite3_bind_int64(st, 3, due);
+            sqlite3_bind_int64(st, 4, op->now_ms);
+            if (q_done(q, S_JOB_INSERT) != 0)
+                return -1;
             job_id = sqlite3_last_insert_rowid(q->db);
             queue_cycle_note_due(c, due);
             c->moves.state[DEL_QUEUED]++;
@@ -457,10 +466,7 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
         } else {
             /* Coalesce: one DELETE serves both. An urgent erasure is not held
              * back by an earlier request's retention delay. */
-            st = q->st[S_JOB_FIND_PENDING];
-            q_bind_text(st, 1, res);
-            q_bind_text(st, 2, it->resource_id);
-            if (sqlite3_step(st) != SQLITE_ROW) {
+            if (rc != SQLITE_ROW) {
                 sqlite3_reset(st);
                 q_sql_error(q, "pending job lookup");
                 return -1;

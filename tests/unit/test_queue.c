@@ -45,7 +45,7 @@ static int64_t test_clock(void)
 /* The lease token of each job's last claim, so completions name it. */
 #define MAX_JOBS 4096
 
-#define SCHEMA_NOW 7 /* the queue's schema version */
+#define SCHEMA_NOW 8 /* the queue's schema version */
 static int64_t leases[MAX_JOBS];
 
 /* ---- loop helpers ---- */

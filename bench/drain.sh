@@ -71,13 +71,15 @@ gateway_ctl() { # DIR VERB
 
 start() { # TARGET DIR -> target_pid, port
     port=$((PORT_BASE + 4))
-    if [ "$1" = gateway ]; then
+    if [ "$1" = gateway ] || [ "$1" = gateway-base ]; then
+        local bin="$root/$BUILD/deletion-gateway"
+        [ "$1" = gateway-base ] && bin=${BENCH_BASE_BIN:?gateway-base needs BENCH_BASE_BIN}
         # Write the config first so that the admin listener is in it.
         mkdir -p "$2"
         gateway_config "$2" "$port" 0 "$INFLIGHT"
         gateway_admin_config "$2"
         port_free "$port" || return 1
-        "$root/$BUILD/deletion-gateway" serve -c "$2/gateway.json" >"$2/log" 2>&1 &
+        "$bin" serve -c "$2/gateway.json" >"$2/log" 2>&1 &
         target_pid=$!
         bench_pids="$bench_pids $target_pid"
         wait_port "$port" 20 "$target_pid" || { tail -5 "$2/log" >&2; stop_pid "$target_pid"; return 1; }
@@ -107,7 +109,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         fi
         gen "$N" "$dir/drain.req" "$port"
         paused=no
-        if [ "$t" = gateway ] && gateway_ctl "$dir/drain" pause; then
+        if [ "${t%-base}" = gateway ] && gateway_ctl "$dir/drain" pause; then
             paused=yes
             lg send "$dir/drain.req" --port "$port" --conns 16 >"$dir/drain.send"
             since=$(date +%s.%N)
@@ -169,7 +171,7 @@ def med(t, k):
 out = ["## Drain and accept-to-DELETE latency (extend-sim, loopback TLS)\n", sys.argv[3] + ".\n",
        "| target | drain DELETEs/s (median) | vs peer memory | vs peer sqlite | accept-to-DELETE p50 | p99 | TLS connections opened | rounds |",
        "|---|---:|---:|---:|---:|---:|---:|---:|"]
-for t in ("gateway", "peer-memory", "peer-sqlite"):
+for t in ("gateway", "gateway-base", "peer-memory", "peer-sqlite"):
     if t not in by:
         continue
     d = med(t, "drain_rate")

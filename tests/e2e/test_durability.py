@@ -28,10 +28,8 @@ def accept_some(g, n, prefix):
 
 def start_fails(g, *extra):
     """Starts the gateway expecting it to refuse; returns its log."""
-    g.log = open(g.log_path, "ab")
     before = len(g.logs())
-    g.proc = h.subprocess.Popen([h.GATEWAY_BIN, "serve", "-c", g.config_path] + list(extra), env=g.env,
-                                stdout=g.log, stderr=g.log)
+    g.start(wait=False, args=extra)
     rc = g.proc.wait(15)
     g.log.close()
     assert rc != 0, "the gateway started:\n" + g.logs()[before:]
@@ -39,10 +37,7 @@ def start_fails(g, *extra):
 
 
 def start_with(g, *extra):
-    g.log = open(g.log_path, "ab")
-    g.proc = h.subprocess.Popen([h.GATEWAY_BIN, "serve", "-c", g.config_path] + list(extra), env=g.env,
-                                stdout=g.log, stderr=g.log)
-    h.wait_for(lambda: g.proc.poll() is None and _healthy(g), 20, what="gateway up")
+    g.start(args=extra)
 
 
 def _healthy(g):
@@ -138,10 +133,8 @@ def test_wal_deleted_after_kill_9_never_starts_without_what_was_acknowledged(ctx
         wal = os.path.join(g.workdir, "queue.db-wal")
         if os.path.exists(wal):
             os.unlink(wal)
-        g.log = open(g.log_path, "ab")
         before = len(g.logs())
-        g.proc = h.subprocess.Popen([h.GATEWAY_BIN, "serve", "-c", g.config_path], env=g.env,
-                                    stdout=g.log, stderr=g.log)
+        g.start(wait=False)
         up = h.wait_for(lambda: g.proc.poll() is not None or _healthy(g), 20, what="start or exit")
         if g.proc.poll() is not None:
             g.log.close()

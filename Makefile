@@ -23,12 +23,14 @@ build-asan:
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DDG_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 
-test-plain: build
-	@scripts/deps.sh test
+# The test packages come before the build: the build's configuration
+# registers the PostgreSQL tests only where PostgreSQL is installed.
+test-plain: deps
+	$(MAKE) --no-print-directory build
 	ctest --test-dir $(BUILD) --output-on-failure -j 2
 
-test-asan: build-asan
-	@scripts/deps.sh test
+test-asan: deps
+	$(MAKE) --no-print-directory build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j 2
 

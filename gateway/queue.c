@@ -793,10 +793,11 @@ int queue_export(struct queue *q, const struct queue_export_query *query, const 
     return q_enqueue(q, op);
 }
 
-int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
-                queue_count_cb cb, void *arg)
+/* retry and cancel: an operator's action on one deletion, answered with a count. */
+static int q_operator(struct queue *q, enum op_kind kind, const char *deletion_id,
+                      const char *actor, int64_t now_ms, queue_count_cb cb, void *arg)
 {
-    struct op *op = q_target(OP_RETRY, deletion_id, actor, now_ms, arg);
+    struct op *op = q_target(kind, deletion_id, actor, now_ms, arg);
 
     if (op == NULL)
         return -1;
@@ -804,15 +805,16 @@ int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int
     return q_enqueue(q, op);
 }
 
+int queue_retry(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
+                queue_count_cb cb, void *arg)
+{
+    return q_operator(q, OP_RETRY, deletion_id, actor, now_ms, cb, arg);
+}
+
 int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, int64_t now_ms,
                  queue_count_cb cb, void *arg)
 {
-    struct op *op = q_target(OP_CANCEL, deletion_id, actor, now_ms, arg);
-
-    if (op == NULL)
-        return -1;
-    op->cb.count = cb;
-    return q_enqueue(q, op);
+    return q_operator(q, OP_CANCEL, deletion_id, actor, now_ms, cb, arg);
 }
 
 /* A note (config_loaded on SIGHUP) and a pause are both one audit record;

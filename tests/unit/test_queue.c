@@ -1250,7 +1250,9 @@ static void test_audit_ahead_of_the_queue(void)
     uint64_t seq;
     char mac[65];
 
-    db_path("ahead.jsonl", apath, sizeof(apath));
+    /* The audit log is a file for every backend; only the queue is a
+     * schema on PostgreSQL. */
+    snprintf(apath, sizeof(apath), "%s/ahead.jsonl", dir);
     CHECK(audit_open(&a, apath, key, sizeof(key) - 1, 0, err, sizeof(err)) == 0);
     if (a == NULL)
         return;

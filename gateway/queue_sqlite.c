@@ -171,6 +171,13 @@ static const char *const migrations[] = {
      * one. This backend has one writer (its flock), so a lookup before the
      * insert keeps the rule (q_op_submit). */
     "DROP INDEX IF EXISTS jobs_pending;",
+    /* v9: the same finished-job index, with a predicate of two values.
+     * SQLite evaluates a partial index's predicate on every write to the
+     * table, and an IN list of more than two values is an ephemeral table
+     * built each time: five states made every claim, completion and insert
+     * build two, a quarter of the worker's instructions. */
+    "DROP INDEX IF EXISTS jobs_finished;"
+    "CREATE INDEX jobs_finished ON jobs (completed_ms) WHERE state NOT IN ('queued', 'in_flight');",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -315,9 +322,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_READ] = "SELECT audit_seq, audit_mac, paused FROM meta",
     [S_JOB_RELEASE] = "UPDATE jobs SET state = 'queued', due_ms = ?2, lease_until_ms = 0,"
                       " updated_ms = ?3 WHERE id = ?1",
-    [S_PRUNE_PICK] = "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE state IN"
-                     " ('deleted', 'not_found', 'rejected', 'dead', 'cancelled') AND"
-                     " completed_ms <= ?1 ORDER BY completed_ms LIMIT ?2",
+    [S_PRUNE_PICK] = "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE state NOT IN"
+                     " ('queued', 'in_flight') AND completed_ms <= ?1 ORDER BY completed_ms"
+                     " LIMIT ?2",
     [S_PRUNE_LIVE] = "SELECT count(*) FILTER (WHERE state IS NULL), count(*) FILTER (WHERE state"
                      " = 'cancelled') FROM deletions WHERE job_id = ?1",
     [S_PRUNE_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",

@@ -55,7 +55,7 @@ container-test: build
 	@scripts/deps.sh container
 	tests/container/run.sh
 
-# The reliability campaigns in their long form (README, "Reliability");
+# The reliability campaigns in their long form (docs/durability.md, "Reliability");
 # ctest runs the short form as campaign.crash and campaign.faults.
 campaign: build
 	DG_CAMPAIGN=long python3 tests/campaigns/crash.py; rc=$$?; \

@@ -4,7 +4,7 @@ import json
 
 import harness as h
 
-LIST_MAX = 1000  # QUEUE_LIST_MAX in gateway/queue.h, as the README documents
+LIST_MAX = 1000  # QUEUE_LIST_MAX in gateway/queue.h, as docs/http-api.md documents
 
 
 def queue_many(g, n):

@@ -584,7 +584,7 @@ static void test_truncated_files_fail_cleanly(void)
     CHECK(config_load_string(&cfg, "{\"bogus\": 1}", NULL, 0) == -1);
 }
 
-/* config/README.md carries the reference table exactly as the code prints it. */
+/* docs/configuration.md carries the reference table exactly as the code prints it. */
 static void test_reference_doc_matches_table(void)
 {
     const char *src = getenv("DG_SOURCE_DIR");
@@ -604,7 +604,7 @@ static void test_reference_doc_matches_table(void)
     CHECK(strstr(ref, "| `extend.rate_per_second` | number | `8` | 0..1000 |") != NULL);
     CHECK(strstr(ref, "| `clients[].id` |") != NULL);
 
-    snprintf(path, sizeof(path), "%s/config/README.md", src);
+    snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
     f = fopen(path, "rb");
     CHECK(f != NULL);
     if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < 1000000 &&
@@ -612,7 +612,7 @@ static void test_reference_doc_matches_table(void)
         CHECK(fread(doc, 1, (size_t)n, f) == (size_t)n);
         if (strstr(doc, ref) == NULL) {
             check_failed++;
-            fprintf(stderr, "config/README.md does not carry the current reference table:\n%s",
+            fprintf(stderr, "docs/configuration.md does not carry the current reference table:\n%s",
                     ref);
         } else {
             check_passed++;
@@ -638,7 +638,7 @@ static void cleanup(void)
 
 int main(int argc, char **argv)
 {
-    /* `test_config --reference` prints the table for config/README.md. */
+    /* `test_config --reference` prints the table for docs/configuration.md. */
     if (argc > 1 && strcmp(argv[1], "--reference") == 0) {
         config_print_reference(stdout);
         return 0;

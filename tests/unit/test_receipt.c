@@ -1,6 +1,6 @@
 /* test_receipt.c: signed deletion receipts: made, verified, refused when
  * tampered or signed by another key, and checked by the stock openssl CLI
- * with the exact commands the README gives. */
+ * with the exact commands docs/receipts.md gives. */
 #include "check.h"
 #include "queue.h"
 #include "receipt.h"
@@ -212,7 +212,7 @@ static void write_file(const char *name, const char *data, size_t len)
     }
 }
 
-/* The README's commands, verbatim. */
+/* The commands of docs/receipts.md, verbatim. */
 #define EXTRACT_PY                                                                                 \
     "python3 -c 'import base64,json,sys; r=json.load(open(sys.argv[1])); "                         \
     "open(\"statement.bin\",\"wb\").write(base64.b64decode(r[\"statement_b64\"])); "               \

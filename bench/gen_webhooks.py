@@ -16,7 +16,14 @@ in decimal, a newline, then the raw request bytes.
 Usage: gen_webhooks.py --secret S --count N [--threads T] [--host H:P]
                        [--path /webhooks/extend] --out PREFIX
 writes PREFIX.0 ... PREFIX.(T-1), N requests in all.
+
+With --items K, each request is instead an internal erasure batch for
+POST /v1/deletions: {"items": [K distinct extract runs]}, signed the
+Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature
+= "v1," + base64(HMAC-SHA256(key, id + "." + ts + "." + body)), key the
+base64 after "whsec_" in --secret).
 """
+import base64
 import argparse
 import hashlib
 import hmac
@@ -75,9 +82,12 @@ def main():
     ap.add_argument("--path", default="/webhooks/extend")
     ap.add_argument("--out", required=True)
     ap.add_argument("--timestamp", type=int, default=None)
+    ap.add_argument("--items", type=int, default=0)
     a = ap.parse_args()
-    if not (1 <= a.count <= 5_000_000 and 1 <= a.threads <= 256):
-        sys.exit("gen_webhooks: --count must be 1..5000000, --threads 1..256")
+    if not (1 <= a.count <= 5_000_000 and 1 <= a.threads <= 256 and 0 <= a.items <= 10000):
+        sys.exit("gen_webhooks: --count must be 1..5000000, --threads 1..256, --items 0..10000")
+    if a.items:
+        return internal(a)
 
     key = a.secret.encode()
     ts = str(a.timestamp if a.timestamp is not None else int(time.time()))
@@ -116,6 +126,33 @@ def main():
                     chunks = []
             f.write(b"".join(chunks))
     print("gen_webhooks: %d requests in %d files, ts=%s" % (n, a.threads, ts), file=sys.stderr)
+
+
+def internal(a):
+    """Internal erasure batches of a.items distinct runs each."""
+    secret = a.secret[len("whsec_"):] if a.secret.startswith("whsec_") else a.secret
+    key = base64.b64decode(secret)
+    ts = str(a.timestamp if a.timestamp is not None else int(time.time()))
+    rng = random.Random(os.urandom(16))
+    path = a.path if a.path != "/webhooks/extend" else "/v1/deletions"
+    head = ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            "webhook-timestamp: %s\r\n" % (path, a.host, ts))
+    per = [a.count // a.threads + (1 if t < a.count % a.threads else 0) for t in range(a.threads)]
+    for t in range(a.threads):
+        with open("%s.%d" % (a.out, t), "wb") as f:
+            for _ in range(per[t]):
+                items = ",".join('{"resource":"extract_run","id":"exr_%s","reason":"retention sweep"}'
+                                 % rand_id(rng) for _ in range(a.items))
+                body = ('{"items":[%s]}' % items).encode()
+                msg_id = "msg_" + rand_id(rng)
+                mac = hmac.new(key, ("%s.%s." % (msg_id, ts)).encode() + body, hashlib.sha256).digest()
+                req = (head + "webhook-id: %s\r\nwebhook-signature: v1,%s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (msg_id, base64.b64encode(mac).decode(), len(body))
+                       ).encode() + body
+                f.write(b"%d\n" % len(req))
+                f.write(req)
+    print("gen_webhooks: %d batches of %d items in %d files, ts=%s" % (a.count, a.items, a.threads, ts),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -262,8 +262,8 @@ enum verify_result verify_extend_signature(const struct secret *secrets, int n_s
     if (parse_timestamp(timestamp_header, &ts) != 0 || signature_header == NULL ||
         hex_decode_32(signature_header, got) != 0)
         return VERIFY_MALFORMED;
-    if (n_secrets > CONFIG_MAX_SECRETS)
-        n_secrets = CONFIG_MAX_SECRETS;
+    if (n_secrets > SECRET_LIST_MAX)
+        n_secrets = SECRET_LIST_MAX;
     /* Every secret is tried, even after a match, so the time taken does
      * not tell which secret of a rotation pair signed the request. */
     for (int i = 0; i < n_secrets; i++) {
@@ -345,8 +345,8 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
                                            const char *signature_header, const void *body,
                                            size_t body_len, int64_t now_s, int tolerance_s)
 {
-    unsigned char want[CONFIG_MAX_SECRETS][MAC_LEN], key[STD_KEY_MAX], got[48];
-    int have[CONFIG_MAX_SECRETS] = {0};
+    unsigned char want[SECRET_LIST_MAX][MAC_LEN], key[STD_KEY_MAX], got[48];
+    int have[SECRET_LIST_MAX] = {0};
     int well_formed = 0, matched = 0, examined = 0;
     enum verify_result result;
     const char *p;
@@ -358,8 +358,8 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
         signature_header == NULL || strnlen(signature_header, STD_SIG_HEADER_MAX + 1) == 0 ||
         strnlen(signature_header, STD_SIG_HEADER_MAX + 1) > STD_SIG_HEADER_MAX)
         return VERIFY_MALFORMED;
-    if (n_secrets > CONFIG_MAX_SECRETS)
-        n_secrets = CONFIG_MAX_SECRETS;
+    if (n_secrets > SECRET_LIST_MAX)
+        n_secrets = SECRET_LIST_MAX;
     for (int i = 0; i < n_secrets; i++) {
         long klen = standard_key(secrets[i].value, secrets[i].len, key, sizeof(key));
 

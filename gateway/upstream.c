@@ -32,6 +32,7 @@
 #include "upstream.h"
 #include "base_url.h"
 #include "log.h"
+#include "secret.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -129,7 +130,7 @@ static void headers_unref(struct up_headers *h)
     if (h == NULL || --h->refs > 0)
         return;
     for (struct curl_slist *s = h->list; s != NULL; s = s->next)
-        OPENSSL_cleanse(s->data, strlen(s->data));
+        secret_cleanse(s->data, strlen(s->data));
     curl_slist_free_all(h->list);
     free(h);
 }
@@ -186,12 +187,12 @@ static struct up_headers *headers_build(struct upstream *u, const struct secret 
         append_header(&h->list, "Accept", "application/json") != 0 ||
         append_header(&h->list, "User-Agent", "deletion-gateway/" DG_VERSION) != 0)
         goto fail;
-    OPENSSL_cleanse(auth, authlen);
+    secret_cleanse(auth, authlen);
     free(auth);
     return h;
 fail:
     if (auth != NULL) {
-        OPENSSL_cleanse(auth, authlen);
+        secret_cleanse(auth, authlen);
         free(auth);
     }
     if (h != NULL) {

@@ -2,10 +2,10 @@
  * config.h: the gateway's configuration, loaded from one JSON file.
  *
  * Every key is described once, in the table in config.c (key, type,
- * default, bounds, secret or not); validation, `check` output and the
- * example file follow that table. Unknown keys are an error. A secret is
- * never written in the file: "env:NAME" reads an environment variable,
- * "file:/path" reads a file (one trailing newline is dropped).
+ * default, bounds, secret or not); the engine in config_schema.c drives
+ * validation, `check` output and the reference from it. Unknown keys are
+ * an error. A secret is never written in the file: "env:NAME" reads an
+ * environment variable, "file:/path" reads a file (config_secret.c).
  */
 #ifndef DG_CONFIG_H
 #define DG_CONFIG_H
@@ -15,39 +15,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CONFIG_MAX_SECRETS 8 /* per list: rotation needs two, a few spare */
+#include "rule.h"
+#include "secret.h"
+#include "tls_config.h"
+
+#define CONFIG_MAX_SECRETS SECRET_LIST_MAX
 #define CONFIG_MAX_RULES 64
 #define CONFIG_MAX_CLIENTS 64
 #define CONFIG_CLIENT_ID_MAX 64
-
-/* A secret: where it comes from (ref, shown redacted by `check`) and its
- * bytes once resolved. value is NULL until config_resolve_secrets(). */
-struct secret {
-    char *ref;            /* "env:NAME" or "file:/path"; NULL = not configured */
-    unsigned char *value; /* resolved bytes, NUL-terminated for convenience */
-    size_t len;
-};
-
-#define RULE_DELETE_RUN 1u
-#define RULE_DELETE_FILE 2u
-
-struct rule {
-    char *event;      /* "extract_run.processed", or a prefix ending in '*' */
-    unsigned deletes; /* RULE_DELETE_RUN | RULE_DELETE_FILE */
-    int64_t delay_seconds;
-};
 
 struct client {
     char id[CONFIG_CLIENT_ID_MAX + 1];
     struct secret secrets[CONFIG_MAX_SECRETS];
     int n_secrets;
-    char *cert_subject; /* issue 5: mTLS certificate CN bound to this client, or NULL */
-};
-
-struct tls_config {
-    char *cert_file; /* NULL = plain HTTP */
-    char *key_file;
-    char *client_ca_file; /* NULL = no client certificates asked for */
+    char *cert_subject; /* mTLS certificate CN bound to this client, or NULL */
 };
 
 struct config {
@@ -158,7 +139,7 @@ void config_print_reference(FILE *out);
  * read "webhooks.rules[].event". Returns 0, or -1 past the last key. */
 int config_key_name(size_t i, char *out, size_t outlen);
 
-/* Wipes secrets (OPENSSL_cleanse) and frees everything. */
+/* Wipes secrets (secret_free) and frees everything. */
 void config_free(struct config *cfg);
 
 #endif

@@ -534,15 +534,6 @@ static int word_ok(const char *w)
     return resource_id_valid(w, strlen(w));
 }
 
-static void wipe(struct secret *s)
-{
-    if (s->value != NULL) {
-        OPENSSL_cleanse(s->value, s->len);
-        free(s->value);
-        s->value = NULL;
-    }
-}
-
 static int usage(void)
 {
     fprintf(stderr,
@@ -661,7 +652,7 @@ int ctl_main(int argc, char **argv)
         rc = find(&c, words[1]);
     else
         rc = usage();
-    wipe(&admin_token);
+    secret_wipe(&admin_token);
     config_free(&cfg);
     return rc;
 }

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 
@@ -49,11 +50,11 @@ struct dispatch {
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;             /* a claim is with the queue: one at a time */
-    int64_t next_send_us;     /* rate limit: no DELETE starts before this (mono us) */
-    struct ready_job *ready;  /* claimed, waiting for a free slot (prefetch): */
-    int ready_head, n_ready;  /* a ring of cap_ready, oldest at ready_head */
-    struct attempt *attempts; /* in flight, so a stop can free them */
+    int claiming;            /* a claim is with the queue: one at a time */
+    int64_t next_send_us;    /* rate limit: no DELETE starts before this (mono us) */
+    struct ready_job *ready; /* claimed, waiting for a free slot (prefetch): */
+    int ready_head, n_ready; /* a ring of cap_ready, oldest at ready_head */
+    LIST_HEAD(attempt_list, attempt) attempts; /* in flight, so a stop can free them */
     int cap_ready;
     int prefetch;          /* jobs to keep in hand beside those in flight */
     int claim_want;        /* how many the current claim asked for */
@@ -84,9 +85,9 @@ struct attempt {
     struct dispatch *d;
     struct queue_job job;
     int64_t started_ms;
-    int probe; /* sent while all sending was held */
-    struct attempt *prev, *next;
-    struct event *defer; /* a start failure, reported from the loop */
+    int probe;                /* sent while all sending was held */
+    LIST_ENTRY(attempt) link; /* in d->attempts */
+    struct event *defer;      /* a start failure, reported from the loop */
 };
 
 #define SHARED_POLL_MS 1000 /* a shared queue: how often to look for others' work */
@@ -95,14 +96,7 @@ static void pump(struct dispatch *d);
 
 static void attempt_unlink_free(struct attempt *a)
 {
-    struct dispatch *d = a->d;
-
-    if (a->prev != NULL)
-        a->prev->next = a->next;
-    else
-        d->attempts = a->next;
-    if (a->next != NULL)
-        a->next->prev = a->prev;
+    LIST_REMOVE(a, link);
     if (a->defer != NULL)
         event_free(a->defer);
     free(a);
@@ -402,10 +396,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     a->job = *job;
     a->started_ms = util_now_ms();
     a->probe = probing(d);
-    a->next = d->attempts;
-    if (d->attempts != NULL)
-        d->attempts->prev = a;
-    d->attempts = a;
+    LIST_INSERT_HEAD(&d->attempts, a, link);
     if (d->gw->cfg->extend.dry_run) {
         /* Everything but the DELETE: the job ends cancelled, and the audit
          * trail says it was a dry run. */
@@ -676,6 +667,7 @@ int dispatch_open(struct dispatch **out, struct gateway *gw)
     if (d == NULL)
         return -1;
     d->gw = gw;
+    LIST_INIT(&d->attempts);
     d->prefetch = gw->cfg->extend.max_in_flight;
     d->cap_ready = (PREFETCH_MAX + 1) * gw->cfg->extend.max_in_flight + 1;
     d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
@@ -710,8 +702,8 @@ void dispatch_close(struct dispatch *d)
         return;
     /* DELETEs still out at a stop were aborted by upstream_close() without
      * a callback; their jobs stay leased and are re-queued at next start. */
-    while (d->attempts != NULL)
-        attempt_unlink_free(d->attempts);
+    while (!LIST_EMPTY(&d->attempts))
+        attempt_unlink_free(LIST_FIRST(&d->attempts));
     event_free(d->timer);
     free(d->ready);
     free(d);

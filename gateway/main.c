@@ -162,15 +162,6 @@ static int cli_secret(const char *arg, struct secret *s)
     return 0;
 }
 
-static void secret_wipe(struct secret *s)
-{
-    if (s->value != NULL) {
-        OPENSSL_cleanse(s->value, s->len);
-        free(s->value);
-    }
-    s->value = NULL;
-}
-
 /* ---- sign ---- */
 
 static int cmd_sign(int argc, char **argv)

@@ -13,6 +13,7 @@
 #include "receipt.h"
 #include "queue.h"
 #include "resource.h"
+#include "secret.h"
 #include "util.h"
 
 #include <errno.h>
@@ -131,7 +132,7 @@ static int key_file_read(const char *path, EVP_PKEY **out, char *err, size_t err
     if (receipt_load_key(buf, len, out, err, errlen) == 0)
         rc = 0;
 fail:
-    OPENSSL_cleanse(buf, sizeof(buf));
+    secret_cleanse(buf, sizeof(buf));
     close(fd);
     return rc;
 }
@@ -188,7 +189,7 @@ fail:
         close(fd);
     unlink(tmp);
     if (pem != NULL)
-        OPENSSL_cleanse(pem, (size_t)pem_len);
+        secret_cleanse(pem, (size_t)pem_len);
     BIO_free(bio);
     EVP_PKEY_free(key);
     ERR_clear_error();

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "tls_config.h"
 
 struct event_base;
 struct bufferevent;

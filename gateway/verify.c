@@ -2,7 +2,6 @@
  * verify.c: the two signature schemes (see verify.h).
  *
  *   parse_timestamp, hex_decode_32, b64_decode, b64_encode: strict parsers
- *   hmac_sha256: one HMAC over up to five pieces, through EVP_MAC
  *   verify_extend_signature / verify_sign_extend: Extend's "v0" scheme
  *   verify_standard_webhook / verify_sign_standard: Standard Webhooks "v1"
  *
@@ -14,17 +13,14 @@
 #include "verify.h"
 
 #include <stdio.h>
-#include <pthread.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
+#include "hmac.h"
 #include "util.h"
 
-#define MAC_LEN ((size_t)32)
+#define MAC_LEN ((size_t)HMAC_SHA256_LEN)
 #define TS_DIGITS_MAX 12
 #define STD_SIG_HEADER_MAX 4096
 #define STD_SIG_ENTRIES_MAX 16
@@ -180,56 +176,6 @@ static int b64_encode(const unsigned char *in, size_t len, char *out, size_t out
     return 0;
 }
 
-struct piece {
-    const void *p;
-    size_t len;
-};
-
-/* OpenSSL 3 looks a MAC up in its provider store on every fetch, which
- * costs as much as hashing a webhook; fetch it once per process. The
- * reference is kept for the life of the process on purpose. */
-static EVP_MAC *hmac_method;
-static pthread_once_t hmac_method_once = PTHREAD_ONCE_INIT;
-
-static void hmac_method_fetch(void)
-{
-    hmac_method = EVP_MAC_fetch(NULL, "HMAC", NULL);
-}
-
-/* HMAC-SHA256 of the concatenated pieces. 0 or -1. */
-static int hmac_sha256(const unsigned char *key, size_t key_len, const struct piece *pieces,
-                       int n_pieces, unsigned char out[MAC_LEN])
-{
-    EVP_MAC_CTX *ctx = NULL;
-    OSSL_PARAM params[2];
-    size_t out_len = 0;
-    int rc = -1;
-
-    /* An empty key is a configuration mistake, never something to accept. */
-    if (key == NULL || key_len == 0)
-        goto fail;
-    pthread_once(&hmac_method_once, hmac_method_fetch);
-    if (hmac_method == NULL)
-        goto fail;
-    ctx = EVP_MAC_CTX_new(hmac_method);
-    if (ctx == NULL)
-        goto fail;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (EVP_MAC_init(ctx, key, key_len, params) != 1)
-        goto fail;
-    for (int i = 0; i < n_pieces; i++) {
-        if (pieces[i].len > 0 && EVP_MAC_update(ctx, pieces[i].p, pieces[i].len) != 1)
-            goto fail;
-    }
-    if (EVP_MAC_final(ctx, out, &out_len, MAC_LEN) != 1 || out_len != MAC_LEN)
-        goto fail;
-    rc = 0;
-fail:
-    EVP_MAC_CTX_free(ctx);
-    return rc;
-}
-
 static enum verify_result check_window(int64_t ts, int64_t now_s, int max_age_s, int max_future_s)
 {
     if (now_s - ts > max_age_s)
@@ -242,7 +188,7 @@ static enum verify_result check_window(int64_t ts, int64_t now_s, int max_age_s,
 static int extend_mac(const unsigned char *key, size_t key_len, const char *ts, const void *body,
                       size_t body_len, unsigned char out[MAC_LEN])
 {
-    struct piece pieces[4] = {{"v0:", 3}, {ts, strlen(ts)}, {":", 1}, {body, body_len}};
+    struct hmac_piece pieces[4] = {{"v0:", 3}, {ts, strlen(ts)}, {":", 1}, {body, body_len}};
 
     return hmac_sha256(key, key_len, pieces, 4, out);
 }
@@ -262,8 +208,8 @@ enum verify_result verify_extend_signature(const struct secret *secrets, int n_s
     if (parse_timestamp(timestamp_header, &ts) != 0 || signature_header == NULL ||
         hex_decode_32(signature_header, got) != 0)
         return VERIFY_MALFORMED;
-    if (n_secrets > CONFIG_MAX_SECRETS)
-        n_secrets = CONFIG_MAX_SECRETS;
+    if (n_secrets > SECRET_LIST_MAX)
+        n_secrets = SECRET_LIST_MAX;
     /* Every secret is tried, even after a match, so the time taken does
      * not tell which secret of a rotation pair signed the request. */
     for (int i = 0; i < n_secrets; i++) {
@@ -273,7 +219,7 @@ enum verify_result verify_extend_signature(const struct secret *secrets, int n_s
         if (CRYPTO_memcmp(got, want, MAC_LEN) == 0)
             matched = 1;
     }
-    OPENSSL_cleanse(want, sizeof(want));
+    secret_cleanse(want, sizeof(want));
     if (!matched)
         return VERIFY_BAD_SIGNATURE;
     return check_window(ts, now_s, max_age_s, max_future_s);
@@ -291,7 +237,7 @@ int verify_sign_extend(const void *secret, size_t secret_len, int64_t timestamp,
     if (extend_mac(secret, secret_len, ts, body, body_len, mac) != 0)
         return -1;
     util_hex(mac, MAC_LEN, hex_out);
-    OPENSSL_cleanse(mac, sizeof(mac));
+    secret_cleanse(mac, sizeof(mac));
     return 0;
 }
 
@@ -314,7 +260,7 @@ static long standard_key(const unsigned char *secret, size_t len, unsigned char 
 static int standard_mac(const unsigned char *key, size_t key_len, const char *id, const char *ts,
                         const void *body, size_t body_len, unsigned char out[MAC_LEN])
 {
-    struct piece pieces[5] = {
+    struct hmac_piece pieces[5] = {
         {id, strlen(id)}, {".", 1}, {ts, strlen(ts)}, {".", 1}, {body, body_len}};
 
     return hmac_sha256(key, key_len, pieces, 5, out);
@@ -345,8 +291,8 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
                                            const char *signature_header, const void *body,
                                            size_t body_len, int64_t now_s, int tolerance_s)
 {
-    unsigned char want[CONFIG_MAX_SECRETS][MAC_LEN], key[STD_KEY_MAX], got[48];
-    int have[CONFIG_MAX_SECRETS] = {0};
+    unsigned char want[SECRET_LIST_MAX][MAC_LEN], key[STD_KEY_MAX], got[48];
+    int have[SECRET_LIST_MAX] = {0};
     int well_formed = 0, matched = 0, examined = 0;
     enum verify_result result;
     const char *p;
@@ -358,15 +304,15 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
         signature_header == NULL || strnlen(signature_header, STD_SIG_HEADER_MAX + 1) == 0 ||
         strnlen(signature_header, STD_SIG_HEADER_MAX + 1) > STD_SIG_HEADER_MAX)
         return VERIFY_MALFORMED;
-    if (n_secrets > CONFIG_MAX_SECRETS)
-        n_secrets = CONFIG_MAX_SECRETS;
+    if (n_secrets > SECRET_LIST_MAX)
+        n_secrets = SECRET_LIST_MAX;
     for (int i = 0; i < n_secrets; i++) {
         long klen = standard_key(secrets[i].value, secrets[i].len, key, sizeof(key));
 
         have[i] = klen > 0 && standard_mac(key, (size_t)klen, id_header, timestamp_header, body,
                                            body_len, want[i]) == 0;
     }
-    OPENSSL_cleanse(key, sizeof(key));
+    secret_cleanse(key, sizeof(key));
 
     /* Entries are "version,signature" separated by spaces; other versions
      * (v1a asymmetric signatures...) are skipped, not refused. */
@@ -395,7 +341,7 @@ enum verify_result verify_standard_webhook(const struct secret *secrets, int n_s
         }
         p = end;
     }
-    OPENSSL_cleanse(want, sizeof(want));
+    secret_cleanse(want, sizeof(want));
     if (matched)
         result = check_window(ts, now_s, tolerance_s, tolerance_s);
     else
@@ -425,8 +371,8 @@ int verify_sign_standard(const char *secret, const char *id, int64_t timestamp, 
         goto fail;
     rc = 0;
 fail:
-    OPENSSL_cleanse(key, sizeof(key));
-    OPENSSL_cleanse(mac, sizeof(mac));
+    secret_cleanse(key, sizeof(key));
+    secret_cleanse(mac, sizeof(mac));
     if (rc != 0 && out != NULL && outlen > 0)
         out[0] = '\0';
     return rc;

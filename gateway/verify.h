@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "secret.h"
 
 enum verify_result {
     VERIFY_OK = 0,

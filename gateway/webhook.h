@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "api_error.h"
-#include "config.h"
+#include "rule.h"
 #include "resource.h"
 
 #define WEBHOOK_EVENT_ID_MAX 255

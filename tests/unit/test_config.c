@@ -293,6 +293,10 @@ static void test_base_url_rules(void)
     expect_error("{\"extend\": {\"base_url\": \"ftp://127.0.0.1\"}}", "extend.base_url:");
     expect_error("{\"extend\": {\"base_url\": \"https://\"}}", "extend.base_url: has no host");
     expect_error("{\"extend\": {\"base_url\": \"https://h:99999\"}}", "extend.base_url: bad port");
+    /* A host libcurl would refuse is refused here, not at the first DELETE. */
+    expect_error("{\"extend\": {\"base_url\": \"https://a{b}.example\"}}",
+                 "extend.base_url: host may only hold");
+    expect_error("{\"extend\": {\"base_url\": \"https://[]\"}}", "extend.base_url: has no host");
 
     CHECK(load_ok(&cfg, "{\"extend\": {\"base_url\": \"http://127.0.0.1:9000/\"}}") == 0);
     CHECK_STR(cfg.extend.base_url, "http://127.0.0.1:9000");

@@ -393,6 +393,54 @@ static void test_base_url_rules(void)
     }
 }
 
+/* `check` passes a base_url exactly when the dispatcher can open it: both
+ * go through one rule, so a config never validates and then fails at
+ * start (or the other way round). */
+static void test_config_and_upstream_agree_on_base_url(void)
+{
+    static const char *const urls[] = {
+        "https://api.extend.ai",
+        "https://api.extend.ai/v1/",
+        "https://h_1.example:443",
+        "http://127.0.0.1:9000/",
+        "http://LOCALHOST:1",
+        "http://[::1]:9000",
+        "https://[::1]",
+        "https://[]",
+        "https://a{b}.example",
+        "https://a%41.example",
+        "https://a$b.example",
+        "https://api.extend.ai:0",
+        "https://api.extend.ai:65536",
+        "https://api.extend.ai:",
+        "HTTPS://api.extend.ai",
+        "http://10.0.0.1",
+        "https://user@api.extend.ai",
+        "https://api.extend.ai/#x",
+        "ftp://127.0.0.1",
+    };
+    char url[128], err[256], json[256];
+
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        struct config loaded, cfg;
+        struct upstream *u = NULL;
+        int cfg_ok, up_ok;
+
+        snprintf(json, sizeof(json), "{\"extend\": {\"base_url\": \"%s\"}}", urls[i]);
+        cfg_ok = config_load_string(&loaded, json, err, sizeof(err)) == 0;
+        if (cfg_ok)
+            config_free(&loaded);
+        base_config(&cfg, url, sizeof(url), 1);
+        cfg.extend.base_url = (char *)urls[i];
+        up_ok = upstream_open(&u, base, &cfg, err, sizeof(err)) == 0;
+        upstream_close(u);
+        if (cfg_ok != up_ok)
+            fprintf(stderr, "base_url %s: config %s it, upstream %s it\n", urls[i],
+                    cfg_ok ? "accepts" : "refuses", up_ok ? "accepts" : "refuses");
+        CHECK(cfg_ok == up_ok);
+    }
+}
+
 static void test_scripted_answers(struct server *srv)
 {
     struct config cfg;
@@ -779,6 +827,7 @@ int main(void)
     }
 
     test_base_url_rules();
+    test_config_and_upstream_agree_on_base_url();
     test_scripted_answers(&srv);
     test_timeout_and_refused(&srv);
     test_many_bounded_in_flight(&srv);

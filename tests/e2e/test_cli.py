@@ -114,5 +114,50 @@ def test_health_c_under_mtls_needs_a_client_certificate(ctx):
     assert r.returncode == 0, (r.returncode, r.stderr)
 
 
+COMMANDS = ("serve", "check", "sign", "audit", "receipt", "ctl", "health")
+
+
+def test_every_command_answers_help_with_its_own_usage_and_exit_0(ctx):
+    top = h.run_cli("--help", check=True).stdout.decode()
+    for cmd in COMMANDS:
+        assert "\n  %s " % cmd in top, (cmd, top)
+        for flag in ("--help", "-h"):
+            # No config, no stdin, no gateway: help needs none of them.
+            r = h.run_cli(cmd, flag)
+            assert r.returncode == 0 and r.stderr == b"", (cmd, flag, r.returncode, r.stderr)
+            assert r.stdout.startswith(b"usage: deletion-gateway %s " % cmd.encode()), (cmd, r.stdout)
+            assert b"Exit: 0" in r.stdout, (cmd, r.stdout)
+        assert h.run_cli("help", cmd, check=True).stdout == r.stdout, cmd
+
+
+def test_every_command_refuses_an_unknown_option_with_exit_2_naming_it(ctx):
+    for cmd in COMMANDS:
+        r = h.run_cli(cmd, "--no-such-option")
+        assert r.returncode == 2 and r.stdout == b"", (cmd, r.returncode, r.stdout)
+        err = r.stderr.decode()
+        assert err.startswith("deletion-gateway %s: unknown option --no-such-option\n" % cmd), (cmd, err)
+        assert "usage: deletion-gateway %s " % cmd in err, (cmd, err)
+    r = h.run_cli("ctl", "-x")
+    assert r.returncode == 2 and r.stderr.startswith(b"deletion-gateway ctl: unknown option -x\n"), r.stderr
+    r = h.run_cli("health", "--url")
+    assert r.returncode == 2 and r.stderr.startswith(b"deletion-gateway health: --url needs a value\n"), r.stderr
+    # A required option missing is a usage error too, like any other.
+    for args in (("serve",), ("check",), ("sign", "extend")):
+        r = h.run_cli(*args)
+        assert r.returncode == 2 and b"usage: deletion-gateway %s " % args[0].encode() in r.stderr, (args, r.stderr)
+
+
+def test_ctl_and_health_reach_the_gateway_past_a_proxy_in_the_environment(ctx):
+    # They talk to the gateway's own listeners: a proxy (here one that
+    # is not even there) must neither see the admin token nor stand between.
+    g = ctx.gateway()
+    dead = "http://127.0.0.1:9"
+    env = dict(g.env, http_proxy=dead, https_proxy=dead, all_proxy=dead, ALL_PROXY=dead, no_proxy="")
+    r = h.run_cli("ctl", "-c", g.config_path, "show", "queue", env=env)
+    assert r.returncode == 0 and "paused" in json.loads(r.stdout), (r.returncode, r.stderr)
+    r = h.run_cli("health", "-c", g.config_path, env=env)
+    assert r.returncode == 0 and r.stdout == b"healthy\n", (r.returncode, r.stderr)
+
+
 if __name__ == "__main__":
     h.main()

@@ -6,7 +6,8 @@
  */
 #include "check.h"
 #include "config.h"
-#include "healthcheck.h"
+#include "cmd.h"
+#include "probe.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -38,8 +39,8 @@ static void *serve(void *arg)
 
 static int run(const char *url, const char *timeout)
 {
-    char *argv[] = {"--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
-    return healthcheck_main(4, argv);
+    char *argv[] = {"health", "--url", (char *)url, "--timeout-ms", (char *)timeout, NULL};
+    return cmd_health(5, argv);
 }
 
 static void test_parse_url(void)
@@ -47,35 +48,35 @@ static void test_parse_url(void)
     char host[64], port[8], path[64];
     int tls = -1;
 
-    CHECK(healthcheck_parse_url("http://127.0.0.1:8080/healthz", &tls, host, sizeof(host), port,
-                                sizeof(port), path, sizeof(path)) == 0);
+    CHECK(probe_parse_url("http://127.0.0.1:8080/healthz", &tls, host, sizeof(host), port,
+                          sizeof(port), path, sizeof(path)) == 0);
     CHECK_STR(host, "127.0.0.1");
     CHECK_STR(port, "8080");
     CHECK_STR(path, "/healthz");
     CHECK(tls == 0);
-    CHECK(healthcheck_parse_url("http://localhost", &tls, host, sizeof(host), port, sizeof(port),
-                                path, sizeof(path)) == 0);
+    CHECK(probe_parse_url("http://localhost", &tls, host, sizeof(host), port, sizeof(port), path,
+                          sizeof(path)) == 0);
     CHECK_STR(host, "localhost");
     CHECK_STR(port, "80");
     CHECK_STR(path, "/");
-    CHECK(healthcheck_parse_url("http://[::1]:9/readyz", &tls, host, sizeof(host), port,
-                                sizeof(port), path, sizeof(path)) == 0);
+    CHECK(probe_parse_url("http://[::1]:9/readyz", &tls, host, sizeof(host), port, sizeof(port),
+                          path, sizeof(path)) == 0);
     CHECK_STR(host, "::1");
     CHECK_STR(port, "9");
-    CHECK(healthcheck_parse_url("https://127.0.0.1/", &tls, host, sizeof(host), port, sizeof(port),
-                                path, sizeof(path)) == 0);
+    CHECK(probe_parse_url("https://127.0.0.1/", &tls, host, sizeof(host), port, sizeof(port), path,
+                          sizeof(path)) == 0);
     CHECK(tls == 1);
     CHECK_STR(port, "443");
-    CHECK(healthcheck_parse_url("ftp://127.0.0.1/", &tls, host, sizeof(host), port, sizeof(port),
-                                path, sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://127.0.0.1:0/", &tls, host, sizeof(host), port, sizeof(port),
-                                path, sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://127.0.0.1:99999/", &tls, host, sizeof(host), port,
-                                sizeof(port), path, sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://h/a b", &tls, host, sizeof(host), port, sizeof(port), path,
-                                sizeof(path)) == -1);
-    CHECK(healthcheck_parse_url("http://:80/", &tls, host, sizeof(host), port, sizeof(port), path,
-                                sizeof(path)) == -1);
+    CHECK(probe_parse_url("ftp://127.0.0.1/", &tls, host, sizeof(host), port, sizeof(port), path,
+                          sizeof(path)) == -1);
+    CHECK(probe_parse_url("http://127.0.0.1:0/", &tls, host, sizeof(host), port, sizeof(port), path,
+                          sizeof(path)) == -1);
+    CHECK(probe_parse_url("http://127.0.0.1:99999/", &tls, host, sizeof(host), port, sizeof(port),
+                          path, sizeof(path)) == -1);
+    CHECK(probe_parse_url("http://h/a b", &tls, host, sizeof(host), port, sizeof(port), path,
+                          sizeof(path)) == -1);
+    CHECK(probe_parse_url("http://:80/", &tls, host, sizeof(host), port, sizeof(port), path,
+                          sizeof(path)) == -1);
 }
 
 /* The URL health -c probes for a config whose listen block is listen. */
@@ -86,7 +87,7 @@ static void expect_config_url(const char *listen, const char *want)
 
     snprintf(json, sizeof(json), "{\"listen\": %s}", listen);
     CHECK(config_load_string(&cfg, json, err, sizeof(err)) == 0);
-    CHECK(healthcheck_config_url(&cfg, url, sizeof(url)) == 0);
+    CHECK(cmd_health_config_url(&cfg, url, sizeof(url)) == 0);
     CHECK_STR(url, want);
     config_free(&cfg);
 }
@@ -107,7 +108,7 @@ static void test_config_url(void)
                       "\"/tls/c.pem\", \"key_file\": \"/tls/k.pem\"}}",
                       "https://127.0.0.1:8443/healthz");
     CHECK(config_load_string(&cfg, "{}", err, sizeof(err)) == 0);
-    CHECK(healthcheck_config_url(&cfg, small, sizeof(small)) == -1);
+    CHECK(cmd_health_config_url(&cfg, small, sizeof(small)) == -1);
     config_free(&cfg);
 }
 
@@ -120,15 +121,15 @@ int main(void)
     char ok[64], bad[64], closed[64];
     pthread_t th;
     int fd;
-    char *usage[] = {"--bogus", NULL};
-    char *bad_timeout[] = {"--timeout-ms", "0", NULL};
-    char *no_value[] = {"--url", NULL};
+    char *usage[] = {"health", "--bogus", NULL};
+    char *bad_timeout[] = {"health", "--timeout-ms", "0", NULL};
+    char *no_value[] = {"health", "--url", NULL};
 
     test_parse_url();
     test_config_url();
-    CHECK(healthcheck_main(1, usage) == 2);
-    CHECK(healthcheck_main(2, bad_timeout) == 2);
-    CHECK(healthcheck_main(1, no_value) == 2);
+    CHECK(cmd_health(2, usage) == 2);
+    CHECK(cmd_health(3, bad_timeout) == 2);
+    CHECK(cmd_health(2, no_value) == 2);
     CHECK(run("ftp://127.0.0.1/", "1000") == 2);
 
     CHECK(evthread_use_pthreads() == 0);

@@ -8,7 +8,7 @@
  * answers with the CN that tls_peer_subject_cn() reports.
  */
 #include "check.h"
-#include "healthcheck.h"
+#include "cmd.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -293,14 +293,14 @@ static int probe(const char *opt1, const char *val1, const char *opt2, const cha
                  const char *opt3, const char *val3)
 {
     char url[64];
-    char *argv[10] = {"--url", url, "--timeout-ms", "3000"};
-    int argc = 4;
+    char *argv[11] = {"health", "--url", url, "--timeout-ms", "3000"};
+    int argc = 5;
     const char *extra[] = {opt1, val1, opt2, val2, opt3, val3};
 
     snprintf(url, sizeof(url), "https://127.0.0.1:%d/healthz", port);
     for (int i = 0; i < 6 && extra[i] != NULL; i++)
         argv[argc++] = (char *)extra[i];
-    return healthcheck_main(argc, argv);
+    return cmd_health(argc, argv);
 }
 
 /* ---- the tests ---- */

@@ -1,9 +1,9 @@
 /*
- * ctl.c: `deletion-gateway ctl`, the operator commands (see ctl.h).
+ * cmd_ctl.c: `deletion-gateway ctl`, the operator commands against the
+ * admin listener.
  *
- *   options    -c FILE, --url, --json / --table, and each command's own
- *   transport  one libcurl request to the admin listener, answer collected
- *              (bounded) and parsed
+ *   transport  one probe_http() request to the admin listener, answer
+ *              collected (bounded) and parsed
  *   output     a table for people (the default on a terminal), indented
  *              JSON for scripts (--json, and whenever stdout is not a
  *              terminal, so pipes keep working as before)
@@ -16,18 +16,17 @@
  * codes: 0 done, 1 the gateway refused (its error is printed), 2 usage,
  * configuration or connection errors.
  */
-#include "ctl.h"
-
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 
+#include "cmd.h"
 #include "config.h"
+#include "probe.h"
 #include "queue.h"
 #include "resource.h"
 #include "util.h"
@@ -43,79 +42,34 @@ struct ctl {
     int json; /* 1: JSON out; 0: a table */
 };
 
-struct body {
-    char *data;
-    size_t len;
-};
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t n = size * nmemb;
-    char *grown;
-
-    if (b->len + n > CTL_ANSWER_MAX)
-        return 0; /* bounded: an admin answer is never this large */
-    grown = realloc(b->data, b->len + n + 1);
-    if (grown == NULL)
-        return 0;
-    memcpy(grown + b->len, ptr, n);
-    b->data = grown;
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
-static const char *opt(int argc, char **argv, const char *name)
-{
-    for (int i = 0; i + 1 < argc; i++) {
-        if (strcmp(argv[i], name) == 0)
-            return argv[i + 1];
-    }
-    return NULL;
-}
-
 /* ---- transport ---- */
 
 /* One request. Returns the HTTP status with *answer (parsed JSON, or NULL
  * when the body is not JSON), or -1 on a connection error, said on stderr. */
 static long call(const struct ctl *c, const char *method, const char *path, json_t **answer)
 {
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdr = NULL;
-    struct body b = {NULL, 0};
-    char auth[600], url[1400];
-    long status = -1;
-    CURLcode rc;
+    struct probe_request rq = {
+        .method = method,
+        .bearer = c->token,
+        .agent = "deletion-gateway-ctl",
+        .timeout_ms = 60000,
+        .max_answer = CTL_ANSWER_MAX,
+    };
+    struct probe_answer a;
+    char url[1400], err[300];
+    long status;
 
     *answer = NULL;
-    if (h == NULL)
-        return -1;
     snprintf(url, sizeof(url), "%s%s", c->base, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token ? c->token : "");
-    hdr = curl_slist_append(hdr, auth);
-    OPENSSL_cleanse(auth, sizeof(auth));
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-    if (c->token != NULL)
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    rc = curl_easy_perform(h);
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "deletion-gateway: %s: %s\n", c->base, curl_easy_strerror(rc));
-    } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (b.data != NULL)
-            *answer = json_loads(b.data, 0, NULL);
+    rq.url = url;
+    if (probe_http(&rq, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "deletion-gateway: %s: %s\n", c->base, err);
+        return -1;
     }
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(h);
-    free(b.data);
+    if (a.body != NULL)
+        *answer = json_loads(a.body, 0, NULL);
+    status = a.status;
+    probe_answer_free(&a);
     return status;
 }
 
@@ -321,19 +275,6 @@ struct export_opts {
     int csv, receipts;
 };
 
-/* Appends "&name=escaped value" to q. */
-static void add_param(CURL *h, char *q, size_t len, const char *name, const char *value)
-{
-    char *esc;
-
-    if (value == NULL)
-        return;
-    esc = curl_easy_escape(h, value, 0);
-    if (esc != NULL)
-        snprintf(q + strlen(q), len - strlen(q), "&%s=%s", name, esc);
-    curl_free(esc);
-}
-
 /* One CSV cell, RFC 4180 quoted. A cell that a spreadsheet would run as a
  * formula (=, +, -, @, tab, CR first) gets a leading apostrophe: reasons
  * and keys come from outside, and the file is opened by people. Objects
@@ -429,7 +370,6 @@ static void csv_row(FILE *out, json_t *d, int receipts)
  * takes a partial file for a whole one. */
 static int export_rows(const struct ctl *c, const struct export_opts *o, int find, json_t *found)
 {
-    CURL *h = curl_easy_init();
     char query[1200], path[1400], cursor[QUEUE_CURSOR_MAX + 1] = "";
     json_t *answer = NULL, *list, *d;
     long long rows = 0;
@@ -437,16 +377,16 @@ static int export_rows(const struct ctl *c, const struct export_opts *o, int fin
     long status;
     size_t i;
 
-    if (h == NULL)
-        return 2;
     query[0] = '\0';
-    add_param(h, query, sizeof(query), "since", o->since);
-    add_param(h, query, sizeof(query), "until", o->until);
-    add_param(h, query, sizeof(query), "source", o->source);
-    add_param(h, query, sizeof(query), "resource_id", o->resource_id);
-    add_param(h, query, sizeof(query), "state", o->state);
-    if (o->receipts)
-        add_param(h, query, sizeof(query), "receipts", "true");
+    if (probe_query_add(query, sizeof(query), "since", o->since) != 0 ||
+        probe_query_add(query, sizeof(query), "until", o->until) != 0 ||
+        probe_query_add(query, sizeof(query), "source", o->source) != 0 ||
+        probe_query_add(query, sizeof(query), "resource_id", o->resource_id) != 0 ||
+        probe_query_add(query, sizeof(query), "state", o->state) != 0 ||
+        probe_query_add(query, sizeof(query), "receipts", o->receipts ? "true" : NULL) != 0) {
+        fprintf(stderr, "deletion-gateway: the export's filters are too long\n");
+        return 2;
+    }
     if (!find && o->csv) {
         for (i = 0; i < CSV_COLUMNS - !o->receipts; i++)
             printf("%s%s", csv_columns[i], i + 1 == CSV_COLUMNS - !o->receipts ? "\r\n" : ",");
@@ -454,7 +394,7 @@ static int export_rows(const struct ctl *c, const struct export_opts *o, int fin
     do {
         snprintf(path, sizeof(path), "/admin/export?limit=%d%s",
                  find ? QUEUE_EXPORT_MAX : CTL_EXPORT_PAGE, query);
-        add_param(h, path, sizeof(path), "cursor", cursor[0] ? cursor : NULL);
+        probe_query_add(path, sizeof(path), "cursor", cursor[0] ? cursor : NULL);
         for (tries = 1;; tries++) {
             status = call(c, "GET", path, &answer);
             if ((status >= 0 && status != 503) || tries == CTL_TRIES)
@@ -507,7 +447,6 @@ done:
                         : "\nexport stopped after %lld deletion(s)\n",
                 rows);
     json_decref(answer);
-    curl_easy_cleanup(h);
     return rc;
 }
 
@@ -534,125 +473,213 @@ static int word_ok(const char *w)
     return resource_id_valid(w, strlen(w));
 }
 
-static int usage(void)
+static const char usage[] =
+    "usage: deletion-gateway ctl [-c FILE] [--url URL] [--json | --table] COMMAND\n"
+    "\n"
+    "Operator commands against the gateway's admin listener.\n"
+    "\n"
+    "  show queue              counts by state, oldest pending job, ETA, paused,\n"
+    "                          breaker\n"
+    "  show ID                 one deletion with its attempts\n"
+    "  list STATE [--limit N]  deletions in STATE (queued, dead, rejected, ...),\n"
+    "                          oldest first, at most N (1..1000, default 100)\n"
+    "  retry ID                a dead or rejected deletion back to queued, its\n"
+    "                          give-up clock restarted\n"
+    "  retry --all-dead        every dead deletion back to queued\n"
+    "  cancel ID               cancel a deletion, only while it is queued\n"
+    "  pause | resume          hold all dispatching (jobs stay queued, and it\n"
+    "                          outlives a restart), or send again\n"
+    "  find RESOURCE_ID        every deletion that targeted this resource\n"
+    "  export [--since T] [--until T] [--source S] [--resource-id ID] [--state S]\n"
+    "         [--format csv|jsonl] [--receipts]\n"
+    "                          every deletion accepted in [since, until), oldest\n"
+    "                          first, as CSV (the default) or JSON lines; S of\n"
+    "                          --source is extend or a client id; --receipts adds\n"
+    "                          each deleted or not_found row's signed receipt\n"
+    "\n"
+    "  -c FILE      the gateway's config: the admin listener's address, and\n"
+    "               admin.token (no other secret is read)\n"
+    "  --url URL    the admin listener (default http://127.0.0.1:8081, or FILE's)\n"
+    "  --json       indented JSON (the default when stdout is not a terminal)\n"
+    "  --table      a table for people (the default on a terminal)\n"
+    "  -h, --help   this text\n"
+    "\n"
+    "The token is DG_ADMIN_TOKEN, else FILE's admin.token; never an argument, where\n"
+    "other users could read it. T is RFC 3339 or YYYY-MM-DD (UTC). An ID that begins\n"
+    "with - goes after --.\n"
+    "Exit: 0 done, 1 refused by the gateway, 2 usage, configuration or connection\n"
+    "error.\n";
+
+enum {
+    OPT_URL = 256,
+    OPT_JSON,
+    OPT_TABLE,
+    OPT_LIMIT,
+    OPT_ALL_DEAD,
+    OPT_SINCE,
+    OPT_UNTIL,
+    OPT_SOURCE,
+    OPT_RESOURCE_ID,
+    OPT_STATE,
+    OPT_FORMAT,
+    OPT_RECEIPTS,
+};
+
+static const struct option options[] = {
+    {"url", required_argument, NULL, OPT_URL},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"table", no_argument, NULL, OPT_TABLE},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"all-dead", no_argument, NULL, OPT_ALL_DEAD},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"until", required_argument, NULL, OPT_UNTIL},
+    {"source", required_argument, NULL, OPT_SOURCE},
+    {"resource-id", required_argument, NULL, OPT_RESOURCE_ID},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"receipts", no_argument, NULL, OPT_RECEIPTS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command words: one request, or the loops above. */
+static int ctl_run(const struct ctl *c, char **words, int nwords, int all_dead, int64_t limit_n,
+                   const struct export_opts *eo)
 {
-    fprintf(stderr,
-            "usage: deletion-gateway ctl [-c FILE] [--url URL] [--json | --table] COMMAND\n"
-            "  show queue | show ID | list STATE [--limit N] | retry ID | retry --all-dead\n"
-            "  cancel ID | pause | resume | find RESOURCE_ID\n"
-            "  export [--since T] [--until T] [--source S] [--resource-id ID] [--state S]\n"
-            "         [--format csv|jsonl] [--receipts]\n"
-            "T: RFC 3339 or YYYY-MM-DD (UTC). Exit: 0 done, 1 refused by the gateway,\n"
-            "2 usage, configuration or connection error.\n");
-    return 2;
+    char path[400];
+
+    if (nwords == 0)
+        return cmd_usage_error("ctl", usage, "no command");
+    if (strcmp(words[0], "show") == 0 && nwords == 2 && strcmp(words[1], "queue") == 0)
+        return simple(c, "GET", "/admin/queue");
+    if (strcmp(words[0], "show") == 0 && nwords == 2 && word_ok(words[1])) {
+        snprintf(path, sizeof(path), "/admin/deletions/%s", words[1]);
+        return simple(c, "GET", path);
+    }
+    if (strcmp(words[0], "list") == 0 && nwords == 2 && word_ok(words[1])) {
+        snprintf(path, sizeof(path), "/admin/deletions?state=%s&limit=%lld", words[1],
+                 (long long)limit_n);
+        return simple(c, "GET", path);
+    }
+    if (strcmp(words[0], "retry") == 0 && all_dead && nwords == 1)
+        return retry_all_dead(c);
+    if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) && nwords == 2 &&
+        word_ok(words[1])) {
+        snprintf(path, sizeof(path), "/admin/deletions/%s/%s", words[1], words[0]);
+        return simple(c, "POST", path);
+    }
+    if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
+        snprintf(path, sizeof(path), "/admin/%s", words[0]);
+        return simple(c, "POST", path);
+    }
+    if (strcmp(words[0], "export") == 0 && nwords == 1)
+        return export_rows(c, eo, 0, NULL);
+    if (strcmp(words[0], "find") == 0 && nwords == 2)
+        return find(c, words[1]);
+    return cmd_usage_error("ctl", usage, "not a command, or not with these arguments");
 }
 
-/* Options that take a value; everything else not starting with "--" is a word. */
-static const char *const valued[] = {"-c",       "--url",         "--limit", "--since", "--until",
-                                     "--source", "--resource-id", "--state", "--format"};
-
-int ctl_main(int argc, char **argv)
+/* Where the admin listener is, and its token, from the config at path:
+ * only admin.token is resolved, the others may not be set here. 0 or -1
+ * after saying why. */
+static int ctl_from_config(struct ctl *c, const char *path, int url_given, struct secret *token)
 {
-    const char *cfg_path = opt(argc, argv, "-c"), *url = opt(argc, argv, "--url");
-    const char *limit = opt(argc, argv, "--limit"), *format = opt(argc, argv, "--format");
-    const char *words[4] = {NULL, NULL, NULL, NULL};
-    struct export_opts eo = {
-        .since = opt(argc, argv, "--since"),
-        .until = opt(argc, argv, "--until"),
-        .source = opt(argc, argv, "--source"),
-        .resource_id = opt(argc, argv, "--resource-id"),
-        .state = opt(argc, argv, "--state"),
-        .csv = 1,
-    };
     struct config cfg;
+    char err[512];
+    int rc = -1;
+
+    if (config_load(&cfg, path, err, sizeof(err)) != 0 ||
+        (cfg.admin.token.ref != NULL && (c->token == NULL || *c->token == '\0') &&
+         config_resolve_ref(cfg.admin.token.ref, token, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "deletion-gateway: %s: %s\n", path, err);
+        goto fail;
+    }
+    if (!url_given)
+        snprintf(c->base, sizeof(c->base), "http://%s:%d", cfg.admin.address, cfg.admin.port);
+    if ((c->token == NULL || *c->token == '\0') && token->value != NULL)
+        c->token = (const char *)token->value;
+    rc = 0;
+fail:
+    config_free(&cfg);
+    return rc;
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+    const char *cfg_path = NULL, *url = NULL, *limit = NULL, *format = NULL;
+    struct export_opts eo = {.csv = 1};
     struct secret admin_token = {NULL, NULL, 0};
     struct ctl c = {.token = getenv("DG_ADMIN_TOKEN")};
-    char path[400], err[512];
-    int nwords = 0, all_dead = 0, force_json = 0, force_table = 0, rc = 2;
+    char host[256], port[8], path[512];
+    int ch, tls, all_dead = 0, force_json = 0, force_table = 0, rc = CMD_USAGE;
     int64_t limit_n = 100;
 
+    cmd_getopt_reset();
+    while ((ch = getopt_long(argc, argv, ":c:h", options, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            cfg_path = optarg;
+            break;
+        case OPT_URL:
+            url = optarg;
+            break;
+        case OPT_JSON:
+            force_json = 1;
+            break;
+        case OPT_TABLE:
+            force_table = 1;
+            break;
+        case OPT_LIMIT:
+            limit = optarg;
+            break;
+        case OPT_ALL_DEAD:
+            all_dead = 1;
+            break;
+        case OPT_SINCE:
+            eo.since = optarg;
+            break;
+        case OPT_UNTIL:
+            eo.until = optarg;
+            break;
+        case OPT_SOURCE:
+            eo.source = optarg;
+            break;
+        case OPT_RESOURCE_ID:
+            eo.resource_id = optarg;
+            break;
+        case OPT_STATE:
+            eo.state = optarg;
+            break;
+        case OPT_FORMAT:
+            format = optarg;
+            break;
+        case OPT_RECEIPTS:
+            eo.receipts = 1;
+            break;
+        case 'h':
+            return cmd_help(usage);
+        default:
+            return cmd_bad_option("ctl", usage, ch, argv);
+        }
+    }
     /* The gateway checks it too; checked here, an operator's typo is named
      * before anything is sent. */
     if (limit != NULL && util_parse_int64(limit, 1, QUEUE_LIST_MAX, &limit_n) != 0) {
         fprintf(stderr, "deletion-gateway: --limit must be 1..%d\n", QUEUE_LIST_MAX);
-        return 2;
+        return CMD_USAGE;
     }
     if (format != NULL && strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0) {
         fprintf(stderr, "deletion-gateway: --format must be csv or jsonl\n");
-        return 2;
+        return CMD_USAGE;
     }
+    if (url != NULL &&
+        probe_parse_url(url, &tls, host, sizeof(host), port, sizeof(port), path, sizeof(path)) != 0)
+        return cmd_usage_error("ctl", usage, "--url must be http(s)://HOST[:PORT][/PATH]");
     eo.csv = format == NULL || strcmp(format, "csv") == 0;
-    memset(&cfg, 0, sizeof(cfg));
-    for (int i = 0; i < argc; i++) {
-        size_t k;
-
-        for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
-            if (strcmp(argv[i], valued[k]) == 0)
-                break;
-        }
-        if (k < sizeof(valued) / sizeof(valued[0])) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "deletion-gateway: %s needs a value\n", argv[i]);
-                return 2;
-            }
-            i++;
-        } else if (strcmp(argv[i], "--all-dead") == 0)
-            all_dead = 1;
-        else if (strcmp(argv[i], "--json") == 0)
-            force_json = 1;
-        else if (strcmp(argv[i], "--table") == 0)
-            force_table = 1;
-        else if (strcmp(argv[i], "--receipts") == 0)
-            eo.receipts = 1;
-        else if (strncmp(argv[i], "--", 2) == 0) {
-            fprintf(stderr, "deletion-gateway: unknown option %s\n", argv[i]);
-            return usage();
-        } else if (nwords < 4)
-            words[nwords++] = argv[i];
-    }
     c.json = force_json || (!force_table && !isatty(STDOUT_FILENO));
     snprintf(c.base, sizeof(c.base), "%s", url ? url : "http://127.0.0.1:8081");
-    if (cfg_path != NULL) {
-        /* Only the admin token is needed: the others may not be set here. */
-        if (config_load(&cfg, cfg_path, err, sizeof(err)) != 0 ||
-            (cfg.admin.token.ref != NULL && (c.token == NULL || *c.token == '\0') &&
-             config_resolve_ref(cfg.admin.token.ref, &admin_token, err, sizeof(err)) != 0)) {
-            fprintf(stderr, "deletion-gateway: %s: %s\n", cfg_path, err);
-            config_free(&cfg);
-            return 2;
-        }
-        if (url == NULL)
-            snprintf(c.base, sizeof(c.base), "http://%s:%d", cfg.admin.address, cfg.admin.port);
-        if ((c.token == NULL || *c.token == '\0') && admin_token.value != NULL)
-            c.token = (const char *)admin_token.value;
-    }
-    if (nwords == 0)
-        rc = usage();
-    else if (strcmp(words[0], "show") == 0 && nwords == 2 && strcmp(words[1], "queue") == 0)
-        rc = simple(&c, "GET", "/admin/queue");
-    else if (strcmp(words[0], "show") == 0 && nwords == 2 && word_ok(words[1])) {
-        snprintf(path, sizeof(path), "/admin/deletions/%s", words[1]);
-        rc = simple(&c, "GET", path);
-    } else if (strcmp(words[0], "list") == 0 && nwords == 2 && word_ok(words[1])) {
-        snprintf(path, sizeof(path), "/admin/deletions?state=%s&limit=%lld", words[1],
-                 (long long)limit_n);
-        rc = simple(&c, "GET", path);
-    } else if (strcmp(words[0], "retry") == 0 && all_dead && nwords == 1)
-        rc = retry_all_dead(&c);
-    else if ((strcmp(words[0], "retry") == 0 || strcmp(words[0], "cancel") == 0) && nwords == 2 &&
-             word_ok(words[1])) {
-        snprintf(path, sizeof(path), "/admin/deletions/%s/%s", words[1], words[0]);
-        rc = simple(&c, "POST", path);
-    } else if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
-        snprintf(path, sizeof(path), "/admin/%s", words[0]);
-        rc = simple(&c, "POST", path);
-    } else if (strcmp(words[0], "export") == 0 && nwords == 1)
-        rc = export_rows(&c, &eo, 0, NULL);
-    else if (strcmp(words[0], "find") == 0 && nwords == 2)
-        rc = find(&c, words[1]);
-    else
-        rc = usage();
+    if (cfg_path == NULL || ctl_from_config(&c, cfg_path, url != NULL, &admin_token) == 0)
+        rc = ctl_run(&c, argv + optind, argc - optind, all_dead, limit_n, &eo);
     secret_wipe(&admin_token);
-    config_free(&cfg);
     return rc;
 }

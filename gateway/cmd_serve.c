@@ -29,7 +29,6 @@
 #include "fdlimit.h"
 #include "gateway.h"
 #include "http.h"
-#include "http_conn.h"
 #include "log.h"
 #include "queue.h"
 #include "receipt.h"
@@ -93,7 +92,7 @@ static int64_t drain_deadline_ms;
 static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
     struct timeval tick = {0, 50000};
-    int busy = gw.pending > 0 || dispatch_in_flight(gw.dispatch) > 0;
+    int busy = http_in_flight(gw.http) > 0 || dispatch_in_flight(gw.dispatch) > 0;
 
     (void)fd, (void)what, (void)arg;
     if (busy && util_mono_ms() < drain_deadline_ms) {
@@ -116,12 +115,12 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     int64_t wait_ms = gw.cfg->extend.timeout_ms < 8000 ? gw.cfg->extend.timeout_ms : 8000;
 
     (void)what, (void)arg;
-    if (gw.shutting_down)
+    if (readiness_stopping(&gw.ready))
         return;
-    gw.shutting_down = 1;
+    readiness_set_stopping(&gw.ready);
     log_info(NULL, "signal %d: no new requests; waiting up to %lld ms for requests in flight",
              (int)sig, (long long)wait_ms);
-    http_stop_accepting(&gw);
+    http_stop_accepting(gw.http);
     dispatch_stop(gw.dispatch);
     drain_deadline_ms = util_mono_ms() + wait_ms;
     evtimer_add(drain_timer, &now);
@@ -269,7 +268,7 @@ int cmd_serve(int argc, char **argv)
         log_error(NULL, "limits.max_connections: %s", err);
         goto done;
     }
-    if (dispatch_open(&gw.dispatch, &gw) != 0 || http_start(&gw) != 0 || http_admin_start(&gw) != 0)
+    if (dispatch_open(&gw.dispatch, &gw) != 0 || http_open(&gw.http, &gw) != 0)
         goto done;
     drain_timer = evtimer_new(gw.base, drain_check, NULL);
     sig_term = evsignal_new(gw.base, SIGTERM, on_stop, NULL);
@@ -298,12 +297,7 @@ done:
     if (gw.queue != NULL)
         queue_close(gw.queue);
     dispatch_close(gw.dispatch);
-    http_conn_stop(gw.http_conns);
-    http_conn_stop(gw.admin_conns);
-    if (gw.http != NULL)
-        evhttp_free(gw.http);
-    if (gw.admin != NULL)
-        evhttp_free(gw.admin);
+    http_close(gw.http);
     if (gw.audit != NULL)
         audit_close(gw.audit);
     if (gw.tls != NULL)
@@ -321,8 +315,7 @@ done:
         event_base_free(gw.base);
     /* After the base: its finalizers free the connections, which point
      * at their listener. */
-    http_conn_free(gw.http_conns);
-    http_conn_free(gw.admin_conns);
+    http_free(gw.http);
     config_free(&cfg);
     curl_global_cleanup();
     return rc;

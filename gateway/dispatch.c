@@ -41,6 +41,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "readiness.h"
 #include "retry.h"
 #include "upstream.h"
 #include "util.h"
@@ -147,11 +148,10 @@ static void outcome_committed(int failed, void *arg)
 {
     struct dispatch *d = arg;
 
-    d->gw->queue_failed = failed;
+    readiness_set_queue_failing(&d->gw->ready, failed);
     if (failed) {
         /* The outcome is not recorded: the job stays in_flight until its
          * lease ends and is then sent again. Nothing is lost. */
-        d->gw->queue_failed = 1;
         log_error(NULL, "dispatch: could not record an outcome; the job will be retried");
     }
 }
@@ -169,9 +169,10 @@ static int *hold_flag(struct dispatch *d, enum retry_hold why)
 static void hold_set(struct dispatch *d, enum retry_hold why, int on)
 {
     *hold_flag(d, why) = on;
-    if (why == RETRY_HOLD_CREDENTIALS)
+    if (why == RETRY_HOLD_CREDENTIALS) {
         metrics_set_breaker(on);
-    else
+        readiness_set_breaker_open(&d->gw->ready, on);
+    } else
         metrics_set_unreachable(on);
 }
 
@@ -541,11 +542,11 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     if (n == d->claim_want && !probing(d))
         prefetch_learn(d);
     if (failed) {
-        d->gw->queue_failed = 1;
+        readiness_set_queue_failing(&d->gw->ready, 1);
         arm(d, 1000);
         return;
     }
-    d->gw->queue_failed = 0;
+    readiness_set_queue_failing(&d->gw->ready, 0);
     /* pump() never asks for more than the ring holds. */
     for (int i = 0; i < n; i++) {
         if (d->unreachable && given_up(d->gw->cfg, &jobs[i], now)) {

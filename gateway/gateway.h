@@ -1,5 +1,9 @@
 /*
- * gateway.h: the running daemon's parts, wired together by main.c.
+ * gateway.h: the running daemon's parts, opened and wired together by
+ * serve, which alone writes this struct. The modules it wires are handed
+ * what they need when they open (http_open, dispatch_open) and keep their
+ * own state; readiness is the one shared record, written through
+ * readiness.h.
  *
  * One event loop owns everything here; only the queue's worker thread runs
  * beside it, and it talks to the loop through queue callbacks alone.
@@ -10,16 +14,15 @@
 #include <openssl/evp.h>
 
 #include "config.h"
+#include "readiness.h"
 
 struct event_base;
-struct evhttp;
-struct evhttp_bound_socket;
 struct queue;
 struct upstream;
 struct dispatch;
 struct audit;
 struct tls_server;
-struct http_conn_listener;
+struct http;
 
 struct gateway {
     struct config *cfg;
@@ -29,18 +32,11 @@ struct gateway {
     struct dispatch *dispatch;
     struct audit *audit;
     struct tls_server *tls;
-    EVP_PKEY *receipt_key; /* NULL = receipts not configured */
-    struct evhttp *http;   /* public listener: webhooks, internal API, health */
-    struct evhttp *admin;  /* operators, NULL when off */
-    struct evhttp_bound_socket *http_socket;
-    struct evhttp_bound_socket *admin_socket;
-    struct http_conn_listener *http_conns; /* framing, deadline, cap (http_conn.c) */
-    struct http_conn_listener *admin_conns;
+    EVP_PKEY *receipt_key;     /* NULL = receipts not configured */
+    struct readiness ready;    /* queue failing, breaker, stopping */
+    struct http *http;         /* both listeners and their routes (http.c) */
     int max_connections;       /* public listener's cap, planned at start */
     int admin_max_connections; /* the admin listener's */
-    int pending;               /* requests waiting for the queue's answer */
-    int queue_failed;          /* the last queue commit failed: not ready */
-    int shutting_down;
 };
 
 #endif

@@ -1,350 +1,151 @@
 /*
- * http.c: the public listener, its limits and routing, and the helpers
- * every route uses (request ids, JSON errors, header checks).
+ * http.c: the two listeners, their limits and the router.
+ *
+ * Each listener has a route table (http_route.h) and a guard that runs
+ * before it: the public one refuses plain text on a TLS listener, the
+ * admin one wants the bearer token. The router matches once, and the
+ * match gives both the handler and the label the answer is counted under.
  *
  * evhttp gets every limit it has: body size, header size, read/write
  * time-outs (an idle client is cut off; none can hold the loop, which
- * never waits on a client), and the methods it will parse at all. A body over limits.max_body_bytes
- * is refused by evhttp itself with 413 before any of our code runs; libevent 2.1 gives no hook to
- * make that one answer JSON.
+ * never waits on a client), and the methods it will parse at all. A body
+ * over limits.max_body_bytes is refused by evhttp itself with 413 before
+ * any of our code runs; libevent 2.1 gives no hook to make that one
+ * answer JSON.
  */
 #include "http.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include <event2/buffer.h>
-#include <event2/event.h>
 #include <event2/http.h>
-#include <sys/queue.h>
 
-#include <event2/keyvalq_struct.h>
-
-#include "audit.h"
-#include "dispatch.h"
+#include "gateway.h"
+#include "http_admin.h"
 #include "http_conn.h"
-#include "http_routes.h"
+#include "http_health.h"
+#include "http_ingest.h"
+#include "http_reply.h"
+#include "http_route.h"
 #include "log.h"
-#include "metrics.h"
-#include "queue.h"
 #include "tls.h"
-#include "util.h"
 
-const char *http_request_id(struct evhttp_request *req, char *buf, size_t len)
-{
-    if (util_random_id("req_", buf, len) != 0)
-        snprintf(buf, len, "req_unknown");
-    evhttp_add_header(evhttp_request_get_output_headers(req), "x-request-id", buf);
-    return buf;
-}
+/* The public routes; the webhook's path is the configured one, set at
+ * open. A receipt is told from a plain read by its suffix, for its label. */
+static const struct http_route public_routes[] = {
+    {HTTP_POST, HTTP_EXACT, NULL, NULL, NULL, http_ingest_webhook, MR_WEBHOOK},
+    {HTTP_POST, HTTP_EXACT, "/v1/deletions", NULL, NULL, http_ingest_create, MR_DELETIONS_CREATE},
+    {HTTP_GET, HTTP_PREFIX, "/v1/deletions/", "/receipt", NULL, http_ingest_get, MR_RECEIPT},
+    {HTTP_GET, HTTP_PREFIX, "/v1/deletions/", NULL, NULL, http_ingest_get, MR_DELETIONS_GET},
+    /* Probes use HEAD; the answer keeps its length and drops its body. */
+    {HTTP_PROBE, HTTP_EXACT, "/healthz", NULL, NULL, http_health_live, MR_HEALTHZ},
+    {HTTP_PROBE, HTTP_EXACT, "/readyz", NULL, NULL, http_health_ready, MR_READYZ},
+    {HTTP_PROBE, HTTP_EXACT, "/metrics", NULL, NULL, http_health_metrics, MR_METRICS},
+};
+#define N_PUBLIC (sizeof(public_routes) / sizeof(public_routes[0]))
 
-/* Set by http_start: the webhook route's configured path, for metrics. */
-static const char *webhook_path = "/webhooks/extend";
-
-/* The metrics route of a request path. Counting at the reply sees every
- * answer, errors and asynchronous ones included. */
-enum metrics_route http_metrics_route(const char *path)
-{
-    size_t n;
-
-    if (path == NULL)
-        return MR_OTHER;
-    if (strcmp(path, webhook_path) == 0)
-        return MR_WEBHOOK;
-    if (strcmp(path, "/v1/deletions") == 0)
-        return MR_DELETIONS_CREATE;
-    if (strncmp(path, "/v1/deletions/", 14) == 0) {
-        n = strlen(path);
-        return n > 8 && strcmp(path + n - 8, "/receipt") == 0 ? MR_RECEIPT : MR_DELETIONS_GET;
-    }
-    if (strcmp(path, "/healthz") == 0)
-        return MR_HEALTHZ;
-    if (strcmp(path, "/readyz") == 0)
-        return MR_READYZ;
-    if (strcmp(path, "/metrics") == 0)
-        return MR_METRICS;
-    if (strncmp(path, "/admin/", 7) == 0)
-        return MR_ADMIN;
-    return MR_OTHER;
-}
-
-static enum metrics_route route_of(struct evhttp_request *req)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-
-    return http_metrics_route(uri != NULL ? evhttp_uri_get_path(uri) : NULL);
-}
-
-/* evhttp leaves the body out of a HEAD answer's framing but still sends
- * what is in the output buffer; keep the length a GET would have, drop
- * the bytes. */
-static void http_head_strip(struct evhttp_request *req)
-{
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    char len[24];
-
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
-        return;
-    snprintf(len, sizeof(len), "%zu", evbuffer_get_length(out));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
-    evbuffer_drain(out, evbuffer_get_length(out));
-}
-
-void http_send_json(struct evhttp_request *req, int status, const char *body)
-{
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evbuffer_add(out, body, strlen(body));
-    evbuffer_add(out, "\n", 1);
-    http_head_strip(req);
-    metrics_request(route_of(req), status);
-    evhttp_send_reply(req, status, NULL, NULL);
-}
-
-void http_send_error(struct evhttp_request *req, const char *rid, int status, const char *code,
-                     const char *fmt, ...)
-{
-    char msg[512], emsg[1100], ecode[160], erid[100], body[1600];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    util_json_escape(msg, emsg, sizeof(emsg));
-    util_json_escape(code, ecode, sizeof(ecode));
-    util_json_escape(rid, erid, sizeof(erid));
-    snprintf(body, sizeof(body), "{\"error\":{\"code\":%s,\"message\":%s,\"request_id\":%s}}",
-             ecode, emsg, erid);
-    metrics_rejection(code);
-    log_info(rid, "%d %s: %s", status, code, msg);
-    http_send_json(req, status, body);
-}
-
-int http_single_header(struct evhttp_request *req, const char *rid, const char *name,
-                       const char **value)
-{
-    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-    struct evkeyval *kv;
-    int count = 0;
-
-    *value = NULL;
-    TAILQ_FOREACH(kv, headers, next)
-    {
-        if (strcasecmp(kv->key, name) == 0) {
-            count++;
-            *value = kv->value;
-        }
-    }
-    if (count == 0) {
-        http_send_error(req, rid, 400, "missing_header", "header %s is required", name);
-        return -1;
-    }
-    if (count > 1) {
-        http_send_error(req, rid, 400, "duplicate_header", "header %s must appear once", name);
-        return -1;
-    }
-    return 0;
-}
-
-int http_require_json(struct evhttp_request *req, const char *rid)
-{
-    const char *ct;
-    size_t n = strlen("application/json");
-
-    if (http_single_header(req, rid, "Content-Type", &ct) != 0)
-        return -1;
-    if (strncasecmp(ct, "application/json", n) != 0 ||
-        (ct[n] != '\0' && ct[n] != ';' && ct[n] != ' ')) {
-        http_send_error(req, rid, 415, "unsupported_media_type",
-                        "Content-Type must be application/json");
-        return -1;
-    }
-    return 0;
-}
-
-const char *http_body(struct evhttp_request *req, size_t *len)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-
-    *len = evbuffer_get_length(in);
-    if (*len == 0)
-        return "";
-    return (const char *)evbuffer_pullup(in, -1);
-}
-
-/* The path without the query; NULL when the URI is unusable. */
-static const char *request_path(struct evhttp_request *req)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-
-    return uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-}
-
-static void route_healthz(struct evhttp_request *req, struct gateway *gw)
-{
-    (void)gw;
-    http_send_json(req, 200, "{\"status\":\"ok\"}");
-}
-
-/* A cycle that commits, as the dispatcher's claims do, says the queue and
- * the audit log take changes again (or still do not). */
-static void readyz_cycle_done(const struct queue_stats *stats, int failed, void *arg)
-{
-    struct gateway *gw = arg;
-
-    (void)stats;
-    gw->queue_failed = failed;
-}
-
-/* One definition of ready, for /readyz and dg_ready alike; *audit_ok says
- * whether the audit log takes records. Extend out of reach leaves the
- * gateway ready: accepting and queueing through an outage is its job, and
- * nobody needs to act on the gateway. Rejected credentials and an audit log
- * that takes no record do need someone. */
-static int gateway_ready(const struct gateway *gw, const char **audit, int *audit_ok)
-{
-    int ok = audit_healthy(gw->audit, audit);
-
-    if (audit_ok != NULL)
-        *audit_ok = ok;
-    return ok && !gw->queue_failed && !dispatch_breaker_open(gw->dispatch) && !gw->shutting_down;
-}
-
-static void route_readyz(struct evhttp_request *req, struct gateway *gw)
-{
-    char body[320];
-    const char *audit = "ok";
-    int audit_ok, ready = gateway_ready(gw, &audit, &audit_ok);
-
-    /* The audit log repairs itself, and a failed commit is found to work
-     * again, only when the queue runs a cycle; an idle gateway runs none,
-     * and one kept out of service by this answer gets no traffic to run
-     * one. A read-only cycle gives them the chance. */
-    if ((!audit_ok || gw->queue_failed) && !gw->shutting_down)
-        (void)queue_stats(gw->queue, readyz_cycle_done, gw);
-    snprintf(body, sizeof(body),
-             "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
-             "\"upstream_connection\":\"%s\",\"dispatch\":\"%s\",\"audit\":\"%s\"}",
-             ready ? "ready" : "not_ready", gw->queue_failed ? "failing" : "ok",
-             dispatch_breaker_open(gw->dispatch) ? "rejected" : "ok",
-             dispatch_unreachable(gw->dispatch) ? "unreachable" : "ok",
-             gw->shutting_down               ? "stopping"
-             : dispatch_paused(gw->dispatch) ? "paused"
-                                             : "running",
-             audit);
-    http_send_json(req, ready ? 200 : 503, body);
-}
-
-struct metrics_ctx {
-    struct evhttp_request *req;
-    struct gateway *gw;
+struct http_listener {
+    const char *name; /* "public", "admin": for logs */
+    struct evhttp *evh;
+    struct evhttp_bound_socket *sock;
+    struct http_conn_listener *conns; /* framing, deadline, cap (http_conn.c) */
+    const struct http_route *routes;
+    size_t n_routes;
+    int (*guard)(const struct http_req *r, const char *path);
+    struct http_ctx *ctx;
 };
 
-static void metrics_stats_done(const struct queue_stats *stats, int failed, void *arg)
+struct http {
+    struct http_ctx ctx;
+    struct http_route public_routes[N_PUBLIC];
+    struct http_listener pub;
+    struct http_listener admin; /* evh NULL when off */
+};
+
+/* evhttp falls back to plain TCP when a TLS bufferevent cannot be made;
+ * never serve a TLS listener's routes in the clear. */
+static int public_guard(const struct http_req *r, const char *path)
 {
-    struct metrics_ctx *mc = arg;
-    struct evbuffer *out = evhttp_request_get_output_buffer(mc->req);
-
-    mc->gw->pending--;
-    metrics_request(MR_METRICS, 200);
-    metrics_set_ready(gateway_ready(mc->gw, NULL, NULL));
-    metrics_render(out, failed ? NULL : stats, util_now_ms());
-    metrics_render_audit(out, mc->gw->audit);
-    evhttp_add_header(evhttp_request_get_output_headers(mc->req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
-    http_head_strip(mc->req);
-    evhttp_send_reply(mc->req, 200, "OK", NULL);
-    free(mc);
-}
-
-static void route_metrics(struct evhttp_request *req, struct gateway *gw, const char *rid)
-{
-    struct metrics_ctx *mc = malloc(sizeof(*mc));
-
-    if (mc == NULL) {
-        http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
-        return;
-    }
-    mc->req = req;
-    mc->gw = gw;
-    gw->pending++;
-    if (queue_stats(gw->queue, metrics_stats_done, mc) != 0) {
-        gw->pending--;
-        free(mc);
-        http_send_error(req, rid, 503, "queue_unavailable", "the queue is closing");
-    }
-}
-
-static void http_route(struct evhttp_request *req, void *arg)
-{
-    struct gateway *gw = arg;
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    const char *path = request_path(req);
-    char rid[48];
-
-    http_request_id(req, rid, sizeof(rid));
-    if (gw->tls != NULL && !tls_request_is_tls(req)) {
-        /* evhttp falls back to plain TCP when a TLS bufferevent cannot be
-         * made; never serve a TLS listener's routes in the clear. */
-        http_send_error(req, rid, 400, "tls_required", "this listener requires TLS");
-        return;
+    if (r->ctx->tls != NULL && !tls_request_is_tls(r->req)) {
+        http_reply_error(r, 400, "tls_required", "this listener requires TLS");
+        return -1;
     }
     if (path == NULL) {
-        http_send_error(req, rid, 400, "invalid_body", "unusable request URI");
-        return;
+        http_reply_error(r, 400, "invalid_body", "unusable request URI");
+        return -1;
     }
-    if (strcmp(path, gw->cfg->webhooks.path) == 0) {
-        if (method != EVHTTP_REQ_POST)
-            goto not_allowed;
-        http_route_webhook(req, gw, rid);
-        return;
-    }
-    if (strcmp(path, "/v1/deletions") == 0) {
-        if (method != EVHTTP_REQ_POST)
-            goto not_allowed;
-        http_route_deletions_create(req, gw, rid);
-        return;
-    }
-    if (strncmp(path, "/v1/deletions/", 14) == 0) {
-        if (method != EVHTTP_REQ_GET)
-            goto not_allowed;
-        http_route_deletions_get(req, gw, rid, path + 14);
-        return;
-    }
-    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
-        strcmp(path, "/metrics") == 0) {
-        /* Probes use HEAD; evhttp sends HEAD answers without the body. */
-        if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD)
-            goto not_allowed;
-        if (path[1] == 'h')
-            route_healthz(req, gw);
-        else if (path[1] == 'r')
-            route_readyz(req, gw);
-        else
-            route_metrics(req, gw, rid);
-        return;
-    }
-    http_send_error(req, rid, 404, "not_found", "no such route");
-    return;
-not_allowed:
-    http_send_error(req, rid, 405, "method_not_allowed", "method not allowed on this route");
+    return 0;
 }
 
-int http_attach_conns(struct gateway *gw, struct evhttp *http, struct evhttp_bound_socket *bound,
-                      const char *name, int max_connections, struct tls_server *tls,
-                      struct http_conn_listener **out)
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct http_listener *l = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    struct http_match m;
+    struct http_req r;
+
+    http_route_match(l->routes, l->n_routes, (unsigned)evhttp_request_get_command(req), path, &m);
+    http_reply_init(&r, req, l->ctx, m.label);
+    if (l->guard(&r, path) != 0)
+        return;
+    switch (m.found) {
+    case HTTP_FOUND:
+        m.route->handler(&r, m.arg);
+        break;
+    case HTTP_NO_METHOD:
+        http_reply_error(&r, 405, "method_not_allowed", "method not allowed on this route");
+        break;
+    case HTTP_BAD_ID:
+        http_reply_error(&r, 404, "not_found", "no deletion with this id");
+        break;
+    case HTTP_NO_ROUTE:
+    default:
+        http_reply_error(&r, 404, "not_found", "no such route");
+        break;
+    }
+}
+
+/* Applies every evhttp limit of cfg (body, headers, time-outs, methods). */
+static void apply_limits(struct evhttp *evh, const struct config *cfg)
+{
+    evhttp_set_max_body_size(evh, (ev_ssize_t)cfg->limits.max_body_bytes);
+    evhttp_set_max_headers_size(evh, (ev_ssize_t)cfg->limits.max_header_bytes);
+    /* The whole-request deadline is http_conn.c's, exactly
+     * request_timeout_seconds from a request's first byte; evhttp's own
+     * time-out (per read, per write, and for idle keep-alive connections)
+     * is a second longer so the deadline answers first, in JSON. */
+    evhttp_set_timeout(evh, cfg->limits.request_timeout_seconds + 1);
+    /* evhttp refuses other methods itself, with an HTML page; these it
+     * passes on, so the router can refuse them in JSON (405). TRACE and
+     * CONNECT never reach us. */
+    evhttp_set_allowed_methods(evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                        EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(evh, "application/json");
+}
+
+/* Binds one listener and puts http_conn.c's framing check, deadline and
+ * connection cap in front of it. max_connections 0 = limits.max_connections. */
+static int listener_open(struct http_listener *l, const struct gateway *gw, const char *address,
+                         int port, int max_connections, struct tls_server *tls)
 {
     const struct config *cfg = gw->cfg;
     struct http_conn_options o;
 
+    if ((l->evh = evhttp_new(gw->base)) == NULL)
+        return -1;
+    apply_limits(l->evh, cfg);
+    evhttp_set_gencb(l->evh, on_request, l);
+    l->sock = evhttp_bind_socket_with_handle(l->evh, address, (ev_uint16_t)port);
+    if (l->sock == NULL) {
+        log_error(NULL, "cannot listen on %s:%d%s", address, port,
+                  strcmp(l->name, "admin") == 0 ? " (admin)" : "");
+        return -1;
+    }
     memset(&o, 0, sizeof(o));
-    o.name = name;
+    o.name = l->name;
     o.max_connections = max_connections > 0 ? max_connections : (int)cfg->limits.max_connections;
     o.request_timeout_seconds = cfg->limits.request_timeout_seconds;
     o.limits.max_head = (size_t)cfg->limits.max_header_bytes;
@@ -353,65 +154,99 @@ int http_attach_conns(struct gateway *gw, struct evhttp *http, struct evhttp_bou
     o.limits.max_line = o.limits.max_head < 8192 ? o.limits.max_head : 8192;
     o.limits.max_body = (uint64_t)cfg->limits.max_body_bytes;
     o.tls = tls;
-    if (http_conn_attach(out, gw->base, http, bound, &o) != 0) {
-        log_error(NULL, "%s listener: out of memory", name);
+    o.routes = l->routes;
+    o.n_routes = l->n_routes;
+    if (http_conn_attach(&l->conns, gw->base, l->evh, l->sock, &o) != 0) {
+        log_error(NULL, "%s listener: out of memory", l->name);
         return -1;
     }
     return 0;
 }
 
-void http_apply_limits(struct evhttp *http, const struct config *cfg)
-{
-    evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.max_body_bytes);
-    evhttp_set_max_headers_size(http, (ev_ssize_t)cfg->limits.max_header_bytes);
-    /* The whole-request deadline is http_conn.c's, exactly
-     * request_timeout_seconds from a request's first byte; evhttp's own
-     * time-out (per read, per write, and for idle keep-alive connections)
-     * is a second longer so the deadline answers first, in JSON. */
-    evhttp_set_timeout(http, cfg->limits.request_timeout_seconds + 1);
-    /* evhttp refuses other methods itself, with an HTML page; these it
-     * passes on, so the router can refuse them in JSON (405). TRACE and
-     * CONNECT never reach us. */
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                         EVHTTP_REQ_OPTIONS);
-    evhttp_set_default_content_type(http, "application/json");
-}
-
-int http_start(struct gateway *gw)
+int http_open(struct http **out, struct gateway *gw)
 {
     const struct config *cfg = gw->cfg;
+    struct http *h = calloc(1, sizeof(*h));
 
-    webhook_path = cfg->webhooks.path;
-    gw->http = evhttp_new(gw->base);
-    if (gw->http == NULL)
+    *out = h;
+    if (h == NULL)
         return -1;
-    http_apply_limits(gw->http, cfg);
-    evhttp_set_gencb(gw->http, http_route, gw);
-    gw->http_socket = evhttp_bind_socket_with_handle(gw->http, cfg->listen.address,
-                                                     (ev_uint16_t)cfg->listen.port);
-    if (gw->http_socket == NULL) {
-        log_error(NULL, "cannot listen on %s:%d", cfg->listen.address, cfg->listen.port);
-        return -1;
-    }
-    if (http_attach_conns(gw, gw->http, gw->http_socket, "public", gw->max_connections, gw->tls,
-                          &gw->http_conns) != 0)
+    h->ctx.cfg = cfg;
+    h->ctx.queue = gw->queue;
+    h->ctx.dispatch = gw->dispatch;
+    h->ctx.audit = gw->audit;
+    h->ctx.ready = &gw->ready;
+    h->ctx.tls = gw->tls;
+    h->ctx.receipt_key = gw->receipt_key;
+    memcpy(h->public_routes, public_routes, sizeof(public_routes));
+    h->public_routes[0].path = cfg->webhooks.path;
+    h->pub = (struct http_listener){.name = "public",
+                                    .routes = h->public_routes,
+                                    .n_routes = N_PUBLIC,
+                                    .guard = public_guard,
+                                    .ctx = &h->ctx};
+    h->admin = (struct http_listener){.name = "admin",
+                                      .routes = http_admin_routes,
+                                      .n_routes = http_admin_n_routes,
+                                      .guard = http_admin_guard,
+                                      .ctx = &h->ctx};
+    if (listener_open(&h->pub, gw, cfg->listen.address, cfg->listen.port, gw->max_connections,
+                      gw->tls) != 0)
         return -1;
     log_info(NULL, "listening on %s://%s:%d", gw->tls ? "https" : "http", cfg->listen.address,
              cfg->listen.port);
+    if (cfg->admin.port == 0 || cfg->admin.token.value == NULL) {
+        log_info(NULL, "admin listener off (admin.port 0 or no admin.token)");
+        return 0;
+    }
+    if (listener_open(&h->admin, gw, cfg->admin.address, cfg->admin.port, gw->admin_max_connections,
+                      NULL) != 0)
+        return -1;
+    log_info(NULL, "admin listening on http://%s:%d", cfg->admin.address, cfg->admin.port);
     return 0;
 }
 
-void http_stop_accepting(struct gateway *gw)
+static void listener_stop(struct http_listener *l)
 {
-    /* Closing the listening sockets refuses new connections at once, while
+    /* Closing the listening socket refuses new connections at once, while
      * connections already open keep being served until their answers go. */
-    http_conn_stop(gw->http_conns);
-    http_conn_stop(gw->admin_conns);
-    if (gw->http_socket != NULL)
-        evhttp_del_accept_socket(gw->http, gw->http_socket);
-    gw->http_socket = NULL;
-    if (gw->admin_socket != NULL)
-        evhttp_del_accept_socket(gw->admin, gw->admin_socket);
-    gw->admin_socket = NULL;
+    http_conn_stop(l->conns);
+    if (l->sock != NULL)
+        evhttp_del_accept_socket(l->evh, l->sock);
+    l->sock = NULL;
+}
+
+void http_stop_accepting(struct http *h)
+{
+    if (h == NULL)
+        return;
+    listener_stop(&h->pub);
+    listener_stop(&h->admin);
+}
+
+int http_in_flight(const struct http *h)
+{
+    return h != NULL ? http_reply_in_flight(&h->ctx) : 0;
+}
+
+void http_close(struct http *h)
+{
+    if (h == NULL)
+        return;
+    http_conn_stop(h->pub.conns);
+    http_conn_stop(h->admin.conns);
+    if (h->pub.evh != NULL)
+        evhttp_free(h->pub.evh);
+    if (h->admin.evh != NULL)
+        evhttp_free(h->admin.evh);
+    h->pub.evh = h->admin.evh = NULL;
+}
+
+void http_free(struct http *h)
+{
+    if (h == NULL)
+        return;
+    http_conn_free(h->pub.conns);
+    http_conn_free(h->admin.conns);
+    free(h);
 }

@@ -24,69 +24,69 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "config.h"
 #include "dispatch.h"
-#include "http.h"
-#include "http_routes.h"
+#include "http_admin.h"
+#include "http_reply.h"
+#include "http_view.h"
 #include "log.h"
 #include "queue.h"
+#include "readiness.h"
 #include "receipt.h"
 #include "resource.h"
 #include "util.h"
 
+/* One operator request waiting for the queue's answer. */
 struct admin_ctx {
-    struct evhttp_request *req;
-    struct gateway *gw;
-    char rid[48];
+    struct http_req r;
     char what[16];
     int with_receipts; /* export */
 };
 
-static struct admin_ctx *admin_ctx_new(struct evhttp_request *req, struct gateway *gw,
-                                       const char *rid, const char *what)
+static struct admin_ctx *admin_ctx_new(const struct http_req *r, const char *what)
 {
     struct admin_ctx *a = calloc(1, sizeof(*a));
 
     if (a == NULL) {
-        http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
+        http_reply_error(r, 503, "queue_unavailable", "out of memory");
         return NULL;
     }
-    a->req = req;
-    a->gw = gw;
-    snprintf(a->rid, sizeof(a->rid), "%s", rid);
+    a->r = *r;
     snprintf(a->what, sizeof(a->what), "%s", what);
-    gw->pending++;
+    http_reply_hold(r);
     return a;
 }
 
 static void admin_ctx_free(struct admin_ctx *a)
 {
-    a->gw->pending--;
+    http_reply_release(&a->r);
     free(a);
 }
 
-static void send_json_value(struct evhttp_request *req, const char *rid, int status, json_t *v)
+/* After a was handed to the queue: rc != 0 says the queue refused it
+ * (closing), so nobody will answer but us. */
+static void admin_handed(struct admin_ctx *a, int rc)
 {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    struct http_req r;
 
-    json_decref(v);
-    if (text == NULL) {
-        http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
+    if (a == NULL || rc == 0)
         return;
-    }
-    http_send_json(req, status, text);
-    free(text);
+    r = a->r;
+    admin_ctx_free(a);
+    http_reply_error(&r, 503, "queue_unavailable", "the gateway is stopping");
 }
 
 static void stats_done(const struct queue_stats *st, int failed, void *arg)
 {
     struct admin_ctx *a = arg;
-    const struct config *cfg = a->gw->cfg;
+    const struct http_ctx *ctx = a->r.ctx;
+    const struct config *cfg = ctx->cfg;
     json_t *o, *counts;
     int64_t now = util_now_ms();
     char when[40];
 
     if (failed) {
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
+        http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not answer");
         admin_ctx_free(a);
         return;
     }
@@ -112,23 +112,13 @@ static void stats_done(const struct queue_stats *st, int failed, void *arg)
     else
         json_object_set_new(o, "eta_seconds", json_null());
     json_object_set_new(o, "rate_per_second", json_real(cfg->extend.rate_per_second));
-    json_object_set_new(o, "paused", json_boolean(dispatch_paused(a->gw->dispatch)));
-    json_object_set_new(o, "breaker_open", json_boolean(dispatch_breaker_open(a->gw->dispatch)));
+    json_object_set_new(o, "paused", json_boolean(dispatch_paused(ctx->dispatch)));
+    json_object_set_new(o, "breaker_open", json_boolean(readiness_breaker_open(ctx->ready)));
     json_object_set_new(o, "upstream_unreachable",
-                        json_boolean(dispatch_unreachable(a->gw->dispatch)));
-    json_object_set_new(o, "in_flight", json_integer(dispatch_in_flight(a->gw->dispatch)));
-    send_json_value(a->req, a->rid, 200, o);
+                        json_boolean(dispatch_unreachable(ctx->dispatch)));
+    json_object_set_new(o, "in_flight", json_integer(dispatch_in_flight(ctx->dispatch)));
+    http_reply_value(&a->r, 200, o);
     admin_ctx_free(a);
-}
-
-/* A row as http_render_view writes it (malloc'd text), back as JSON. */
-static json_t *view_json(const struct queue_deletion_view *v)
-{
-    char *text = http_render_view(v, 0);
-    json_t *o = text != NULL ? json_loads(text, 0, NULL) : NULL;
-
-    free(text);
-    return o;
 }
 
 /* Rows as the API shows them; with key, each deleted or not_found row also
@@ -143,7 +133,7 @@ static json_t *rows_json(const struct queue_deletion_view *views, int n, EVP_PKE
         char *receipt = NULL;
         json_t *r = NULL;
 
-        if ((o = view_json(&views[i])) == NULL)
+        if ((o = http_view_json(&views[i], 0)) == NULL)
             continue;
         if (key != NULL) {
             if ((views[i].state == DEL_DELETED || views[i].state == DEL_NOT_FOUND) &&
@@ -165,7 +155,7 @@ static void send_rows(struct admin_ctx *a, const struct queue_deletion_view *vie
     json_t *arr, *o;
 
     if (failed) {
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
+        http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not answer");
         admin_ctx_free(a);
         return;
     }
@@ -173,7 +163,7 @@ static void send_rows(struct admin_ctx *a, const struct queue_deletion_view *vie
     o = json_pack("{s:i,s:o}", "count", (int)json_array_size(arr), "deletions", arr);
     if (o != NULL && next != NULL)
         json_object_set_new(o, "next_cursor", next[0] != '\0' ? json_string(next) : json_null());
-    send_json_value(a->req, a->rid, 200, o);
+    http_reply_value(&a->r, 200, o);
     admin_ctx_free(a);
 }
 
@@ -187,7 +177,7 @@ static void export_done(const struct queue_deletion_view *views, int n, const ch
 {
     struct admin_ctx *a = arg;
 
-    send_rows(a, views, n, failed, next, a->with_receipts ? a->gw->receipt_key : NULL);
+    send_rows(a, views, n, failed, next, a->with_receipts ? a->r.ctx->receipt_key : NULL);
 }
 
 /* since/until: RFC 3339, or a date (midnight UTC). */
@@ -204,11 +194,12 @@ static int parse_when(const char *s, int64_t *ms)
     return util_parse_rfc3339(s, ms);
 }
 
-/* Checks every parameter, then asks the queue for one page; on a refusal
- * the error is sent and *a stays NULL. */
-static int route_export(struct evhttp_request *req, struct gateway *gw, const char *rid,
-                        const char *query, struct admin_ctx **out)
+/* GET /admin/export: checks every parameter, then asks the queue for one
+ * page. */
+static void admin_export(struct http_req *r, const char *arg)
 {
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+    struct admin_ctx *a = NULL;
     struct evkeyvalq q;
     struct queue_export_query eq = {.state = -1};
     const char *since, *until, *st, *lim, *cursor, *rcp, *bad = NULL;
@@ -216,11 +207,11 @@ static int route_export(struct evhttp_request *req, struct gateway *gw, const ch
     int64_t limit = 500, ms, seq;
     int with_receipts = 0, rc = 0;
 
-    *out = NULL;
+    (void)arg;
     TAILQ_INIT(&q);
     if (evhttp_parse_query_str(query != NULL ? query : "", &q) != 0) {
-        http_send_error(req, rid, 400, "invalid_query", "the query string is malformed");
-        return 0;
+        http_reply_error(r, 400, "invalid_query", "the query string is malformed");
+        return;
     }
     since = evhttp_find_header(&q, "since");
     until = evhttp_find_header(&q, "until");
@@ -249,39 +240,35 @@ static int route_export(struct evhttp_request *req, struct gateway *gw, const ch
     else if (rcp != NULL && strcmp(rcp, "true") != 0 && strcmp(rcp, "false") != 0)
         bad = "receipts must be true or false";
     if (bad != NULL) {
-        http_send_error(req, rid, 400, "invalid_query", "%s", bad);
+        http_reply_error(r, 400, "invalid_query", "%s", bad);
         goto done;
     }
     if (st != NULL)
         eq.state = (int)state;
     with_receipts = rcp != NULL && strcmp(rcp, "true") == 0;
-    if (with_receipts && gw->receipt_key == NULL) {
-        http_send_error(req, rid, 409, "receipts_disabled", "receipts are turned off");
+    if (with_receipts && r->ctx->receipt_key == NULL) {
+        http_reply_error(r, 409, "receipts_disabled", "receipts are turned off");
         goto done;
     }
-    if ((*out = admin_ctx_new(req, gw, rid, "export")) != NULL) {
-        (*out)->with_receipts = with_receipts;
-        rc = queue_export(gw->queue, &eq, cursor, (int)limit, export_done, *out);
+    if ((a = admin_ctx_new(r, "export")) != NULL) {
+        a->with_receipts = with_receipts;
+        rc = queue_export(r->ctx->queue, &eq, cursor, (int)limit, export_done, a);
     }
 done:
     evhttp_clear_headers(&q);
-    return rc;
+    admin_handed(a, rc);
 }
 
 static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
 {
     struct admin_ctx *a = arg;
-    char *text;
 
     if (failed)
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
+        http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not answer");
     else if (v == NULL)
-        http_send_error(a->req, a->rid, 404, "not_found", "no deletion with this id");
-    else if ((text = http_render_view(v, 1)) != NULL) {
-        http_send_json(a->req, 200, text);
-        free(text);
-    } else
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "out of memory");
+        http_reply_error(&a->r, 404, "not_found", "no deletion with this id");
+    else
+        http_reply_value(&a->r, 200, http_view_json(v, 1));
     admin_ctx_free(a);
 }
 
@@ -291,13 +278,13 @@ static void pause_done(int failed, void *arg)
     int pause = strcmp(a->what, "pause") == 0;
 
     if (failed) {
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not record the %s",
-                        a->what);
+        http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not record the %s",
+                         a->what);
     } else {
         if (!pause)
-            dispatch_set_paused(a->gw->dispatch, 0);
-        log_info(a->rid, "admin: dispatching %s", pause ? "paused" : "resumed");
-        http_send_json(a->req, 200, pause ? "{\"paused\":true}" : "{\"paused\":false}");
+            dispatch_set_paused(a->r.ctx->dispatch, 0);
+        log_info(a->r.rid, "admin: dispatching %s", pause ? "paused" : "resumed");
+        http_reply_json(&a->r, 200, pause ? "{\"paused\":true}" : "{\"paused\":false}");
     }
     admin_ctx_free(a);
 }
@@ -307,175 +294,147 @@ static void count_done(int64_t count, int failed, void *arg)
     struct admin_ctx *a = arg;
 
     if (failed) {
-        http_send_error(a->req, a->rid, 503, "queue_unavailable", "the queue did not answer");
+        http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not answer");
     } else if (count == 0 && strcmp(a->what, "retry-dead") != 0) {
-        http_send_error(a->req, a->rid, 409, "not_applicable", "%s applies to %s deletions only",
-                        a->what, strcmp(a->what, "cancel") == 0 ? "queued" : "dead or rejected");
+        http_reply_error(&a->r, 409, "not_applicable", "%s applies to %s deletions only", a->what,
+                         strcmp(a->what, "cancel") == 0 ? "queued" : "dead or rejected");
     } else {
-        log_info(a->rid, "admin: %s changed %lld deletion(s)", a->what, (long long)count);
-        send_json_value(a->req, a->rid, 200,
-                        json_pack("{s:s,s:I}", "action", a->what, "changed", (json_int_t)count));
+        log_info(a->r.rid, "admin: %s changed %lld deletion(s)", a->what, (long long)count);
+        http_reply_value(&a->r, 200,
+                         json_pack("{s:s,s:I}", "action", a->what, "changed", (json_int_t)count));
     }
     admin_ctx_free(a);
 }
 
-static int authorized(struct evhttp_request *req, struct gateway *gw, const char *rid)
+int http_admin_guard(const struct http_req *r, const char *path)
 {
-    const struct secret *tok = &gw->cfg->admin.token;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    const struct secret *tok = &r->ctx->cfg->admin.token;
+    const char *h;
     size_t n;
 
+    if (path == NULL || strncmp(path, "/admin/", 7) != 0) {
+        http_reply_error(r, 404, "not_found", "no such route");
+        return -1;
+    }
+    h = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || tok->value == NULL)
         goto deny;
     h += 7;
     n = strlen(h);
     if (n == tok->len && CRYPTO_memcmp(h, tok->value, n) == 0)
-        return 1;
+        return 0;
 deny:
-    http_send_error(req, rid, 401, "unauthorized", "a valid admin bearer token is required");
-    return 0;
+    http_reply_error(r, 401, "unauthorized", "a valid admin bearer token is required");
+    return -1;
 }
 
-/* Whether path is one of the admin routes, whatever the method: a known
- * route asked with the wrong method is a 405, not a 404. */
-static int admin_known_path(const char *path)
+static void admin_queue(struct http_req *r, const char *arg)
 {
-    static const char *const fixed[] = {"/admin/queue", "/admin/deletions", "/admin/retry-dead",
-                                        "/admin/pause", "/admin/resume",    "/admin/export"};
-    const char *rest, *slash;
+    struct admin_ctx *a = admin_ctx_new(r, "stats");
 
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        if (strcmp(path, fixed[i]) == 0)
-            return 1;
-    }
-    if (strncmp(path, "/admin/deletions/", 17) != 0)
-        return 0;
-    rest = path + 17;
-    slash = strchr(rest, '/');
-    return slash == NULL || strcmp(slash, "/retry") == 0 || strcmp(slash, "/cancel") == 0;
+    (void)arg;
+    if (a != NULL)
+        admin_handed(a, queue_stats(r->ctx->queue, stats_done, a));
 }
 
-static void admin_not_found(struct evhttp_request *req, const char *rid, const char *path)
+static void admin_list(struct http_req *r, const char *arg)
 {
-    if (admin_known_path(path))
-        http_send_error(req, rid, 405, "method_not_allowed", "method not allowed on this route");
-    else
-        http_send_error(req, rid, 404, "not_found", "no such route");
-}
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+    struct admin_ctx *a;
+    struct evkeyvalq q;
+    const char *st, *lim;
+    enum deletion_state state = DEL_DEAD;
+    int64_t limit = 100;
 
-static void admin_route(struct evhttp_request *req, void *arg)
-{
-    struct gateway *gw = arg;
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    char rid[48], id[QUEUE_DELETION_ID_MAX + 1];
-    struct admin_ctx *a = NULL;
-    const char *rest, *slash;
-    size_t idlen;
-    int rc = 0;
-
-    http_request_id(req, rid, sizeof(rid));
-    if (path == NULL || strncmp(path, "/admin/", 7) != 0) {
-        http_send_error(req, rid, 404, "not_found", "no such route");
-        return;
-    }
-    if (!authorized(req, gw, rid))
-        return;
-    if (method == EVHTTP_REQ_GET && strcmp(path, "/admin/queue") == 0) {
-        if ((a = admin_ctx_new(req, gw, rid, "stats")) != NULL)
-            rc = queue_stats(gw->queue, stats_done, a);
-    } else if (method == EVHTTP_REQ_GET && strcmp(path, "/admin/deletions") == 0) {
-        struct evkeyvalq q;
-        const char *st, *lim;
-        enum deletion_state state = DEL_DEAD;
-        int64_t limit = 100;
-
-        TAILQ_INIT(&q);
-        evhttp_parse_query_str(evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "", &q);
-        st = evhttp_find_header(&q, "state");
-        lim = evhttp_find_header(&q, "limit");
-        if ((st != NULL && deletion_state_from_name(st, &state) != 0) ||
-            (lim != NULL && util_parse_int64(lim, 1, QUEUE_LIST_MAX, &limit) != 0)) {
-            evhttp_clear_headers(&q);
-            http_send_error(req, rid, 400, "invalid_body",
-                            "state must be a deletion state, limit 1..%d", QUEUE_LIST_MAX);
-            return;
-        }
+    (void)arg;
+    TAILQ_INIT(&q);
+    evhttp_parse_query_str(query != NULL ? query : "", &q);
+    st = evhttp_find_header(&q, "state");
+    lim = evhttp_find_header(&q, "limit");
+    if ((st != NULL && deletion_state_from_name(st, &state) != 0) ||
+        (lim != NULL && util_parse_int64(lim, 1, QUEUE_LIST_MAX, &limit) != 0)) {
         evhttp_clear_headers(&q);
-        if ((a = admin_ctx_new(req, gw, rid, "list")) != NULL)
-            rc = queue_list(gw->queue, state, (int)limit, list_done, a);
-    } else if (method == EVHTTP_REQ_GET && strcmp(path, "/admin/export") == 0) {
-        rc = route_export(req, gw, rid, evhttp_uri_get_query(uri), &a);
-    } else if (method == EVHTTP_REQ_POST && strcmp(path, "/admin/retry-dead") == 0) {
-        if ((a = admin_ctx_new(req, gw, rid, "retry-dead")) != NULL)
-            rc = queue_retry(gw->queue, NULL, "admin", util_now_ms(), count_done, a);
-    } else if (method == EVHTTP_REQ_POST &&
-               (strcmp(path, "/admin/pause") == 0 || strcmp(path, "/admin/resume") == 0)) {
-        int pause = strcmp(path, "/admin/pause") == 0;
-
-        /* A pause holds sending at once; the answer waits for the commit
-         * that makes it outlive a restart. A resume sends only once it is
-         * committed, so a restart cannot undo it either. */
-        if (pause)
-            dispatch_set_paused(gw->dispatch, 1);
-        if ((a = admin_ctx_new(req, gw, rid, pause ? "pause" : "resume")) != NULL)
-            rc = queue_set_paused(gw->queue, pause, "admin", pause_done, a);
-    } else if (strncmp(path, "/admin/deletions/", 17) == 0) {
-        rest = path + 17;
-        slash = strchr(rest, '/');
-        idlen = slash ? (size_t)(slash - rest) : strlen(rest);
-        if (!http_deletion_id_valid(rest, idlen)) {
-            http_send_error(req, rid, 404, "not_found", "no deletion with this id");
-            return;
-        }
-        memcpy(id, rest, idlen);
-        id[idlen] = '\0';
-        if (method == EVHTTP_REQ_GET && slash == NULL) {
-            if ((a = admin_ctx_new(req, gw, rid, "show")) != NULL)
-                rc = queue_get(gw->queue, id, get_done, a);
-        } else if (method == EVHTTP_REQ_POST && slash && strcmp(slash, "/retry") == 0) {
-            if ((a = admin_ctx_new(req, gw, rid, "retry")) != NULL)
-                rc = queue_retry(gw->queue, id, "admin", util_now_ms(), count_done, a);
-        } else if (method == EVHTTP_REQ_POST && slash && strcmp(slash, "/cancel") == 0) {
-            if ((a = admin_ctx_new(req, gw, rid, "cancel")) != NULL)
-                rc = queue_cancel(gw->queue, id, "admin", util_now_ms(), count_done, a);
-        } else {
-            admin_not_found(req, rid, path);
-            return;
-        }
-    } else {
-        admin_not_found(req, rid, path);
+        http_reply_error(r, 400, "invalid_body", "state must be a deletion state, limit 1..%d",
+                         QUEUE_LIST_MAX);
         return;
     }
-    if (a != NULL && rc != 0) {
-        admin_ctx_free(a);
-        http_send_error(req, rid, 503, "queue_unavailable", "the gateway is stopping");
-    }
+    evhttp_clear_headers(&q);
+    if ((a = admin_ctx_new(r, "list")) != NULL)
+        admin_handed(a, queue_list(r->ctx->queue, state, (int)limit, list_done, a));
 }
 
-int http_admin_start(struct gateway *gw)
+static void admin_retry_dead(struct http_req *r, const char *arg)
 {
-    const struct config *cfg = gw->cfg;
+    struct admin_ctx *a = admin_ctx_new(r, "retry-dead");
 
-    if (cfg->admin.port == 0 || cfg->admin.token.value == NULL) {
-        log_info(NULL, "admin listener off (admin.port 0 or no admin.token)");
-        return 0;
-    }
-    gw->admin = evhttp_new(gw->base);
-    if (gw->admin == NULL)
-        return -1;
-    http_apply_limits(gw->admin, cfg);
-    evhttp_set_gencb(gw->admin, admin_route, gw);
-    gw->admin_socket =
-        evhttp_bind_socket_with_handle(gw->admin, cfg->admin.address, (ev_uint16_t)cfg->admin.port);
-    if (gw->admin_socket == NULL) {
-        log_error(NULL, "cannot listen on %s:%d (admin)", cfg->admin.address, cfg->admin.port);
-        return -1;
-    }
-    if (http_attach_conns(gw, gw->admin, gw->admin_socket, "admin", gw->admin_max_connections, NULL,
-                          &gw->admin_conns) != 0)
-        return -1;
-    log_info(NULL, "admin listening on http://%s:%d", cfg->admin.address, cfg->admin.port);
-    return 0;
+    (void)arg;
+    if (a != NULL)
+        admin_handed(a, queue_retry(r->ctx->queue, NULL, "admin", util_now_ms(), count_done, a));
 }
+
+/* A pause holds sending at once; the answer waits for the commit that
+ * makes it outlive a restart. A resume sends only once it is committed,
+ * so a restart cannot undo it either. */
+static void admin_set_paused(struct http_req *r, int pause)
+{
+    struct admin_ctx *a;
+
+    if (pause)
+        dispatch_set_paused(r->ctx->dispatch, 1);
+    if ((a = admin_ctx_new(r, pause ? "pause" : "resume")) != NULL)
+        admin_handed(a, queue_set_paused(r->ctx->queue, pause, "admin", pause_done, a));
+}
+
+static void admin_pause(struct http_req *r, const char *arg)
+{
+    (void)arg;
+    admin_set_paused(r, 1);
+}
+
+static void admin_resume(struct http_req *r, const char *arg)
+{
+    (void)arg;
+    admin_set_paused(r, 0);
+}
+
+static void admin_show(struct http_req *r, const char *id)
+{
+    struct admin_ctx *a = admin_ctx_new(r, "show");
+
+    if (a != NULL)
+        admin_handed(a, queue_get(r->ctx->queue, id, get_done, a));
+}
+
+static void admin_retry(struct http_req *r, const char *id)
+{
+    struct admin_ctx *a = admin_ctx_new(r, "retry");
+
+    if (a != NULL)
+        admin_handed(a, queue_retry(r->ctx->queue, id, "admin", util_now_ms(), count_done, a));
+}
+
+static void admin_cancel(struct http_req *r, const char *id)
+{
+    struct admin_ctx *a = admin_ctx_new(r, "cancel");
+
+    if (a != NULL)
+        admin_handed(a, queue_cancel(r->ctx->queue, id, "admin", util_now_ms(), count_done, a));
+}
+
+/* A malformed id is a 404 whatever follows it; a known path asked with
+ * another method is a 405; the last entry counts every other /admin/ path
+ * under the admin label and answers 404. */
+const struct http_route http_admin_routes[] = {
+    {HTTP_GET, HTTP_EXACT, "/admin/queue", NULL, NULL, admin_queue, MR_ADMIN},
+    {HTTP_GET, HTTP_EXACT, "/admin/deletions", NULL, NULL, admin_list, MR_ADMIN},
+    {HTTP_GET, HTTP_EXACT, "/admin/export", NULL, NULL, admin_export, MR_ADMIN},
+    {HTTP_POST, HTTP_EXACT, "/admin/retry-dead", NULL, NULL, admin_retry_dead, MR_ADMIN},
+    {HTTP_POST, HTTP_EXACT, "/admin/pause", NULL, NULL, admin_pause, MR_ADMIN},
+    {HTTP_POST, HTTP_EXACT, "/admin/resume", NULL, NULL, admin_resume, MR_ADMIN},
+    {HTTP_GET, HTTP_ID, "/admin/deletions/", NULL, http_view_id_valid, admin_show, MR_ADMIN},
+    {HTTP_POST, HTTP_ID, "/admin/deletions/", "/retry", http_view_id_valid, admin_retry, MR_ADMIN},
+    {HTTP_POST, HTTP_ID, "/admin/deletions/", "/cancel", http_view_id_valid, admin_cancel,
+     MR_ADMIN},
+    {0, HTTP_PREFIX, "/admin/", NULL, NULL, NULL, MR_ADMIN},
+};
+const size_t http_admin_n_routes = sizeof(http_admin_routes) / sizeof(http_admin_routes[0]);

@@ -37,7 +37,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "http.h"
+#include "http_reply.h"
+#include "http_route.h"
 #include "log.h"
 #include "metrics.h"
 #include "tls.h"
@@ -85,13 +86,15 @@ struct http_conn_listener {
     char name[16];
     int n_conns;
     TAILQ_HEAD(, conn) conns;
+    struct log_limiter log; /* refusals and accept errors: a flood logs a few */
 };
 
-/* Accept errors arrive with evhttp's argument; this maps them back. */
+/* libevent calls an accept error callback with the argument evhttp gave
+ * its listener (the struct evhttp), and offers no way to attach ours: the
+ * only way back from an evconnlistener to its http_conn_listener is a
+ * process-wide table. Written only by attach and free, on the loop. */
 #define MAX_LISTENERS 4
 static struct http_conn_listener *listeners[MAX_LISTENERS];
-
-static struct log_limiter conn_log = {1000, 10, 0, 0, 0};
 
 /* A refusal that lingers waits this long for the client to read it and
  * close; a shed connection does not wait. */
@@ -164,7 +167,7 @@ static enum metrics_route conn_route(struct conn *c)
     path[n] = '\0';
     if ((q = strchr(path, '?')) != NULL)
         path[q - path] = '\0';
-    return http_metrics_route(path);
+    return http_route_label(c->l->o.routes, c->l->o.n_routes, path);
 }
 
 static void on_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -185,25 +188,21 @@ static void on_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 static void refuse(struct conn *c, int status, const char *code, const char *why, int linger_ms)
 {
     struct evbuffer *out = bufferevent_get_output(c->under);
-    char rid[48], ecode[96], ewhy[400], erid[100], body[700];
+    char rid[HTTP_REQUEST_ID_MAX], body[1600];
     enum metrics_route route = conn_route(c);
     int n;
 
-    if (util_random_id("req_", rid, sizeof(rid)) != 0)
-        snprintf(rid, sizeof(rid), "req_unknown");
-    util_json_escape(code, ecode, sizeof(ecode));
-    util_json_escape(why, ewhy, sizeof(ewhy));
-    util_json_escape(rid, erid, sizeof(erid));
-    n = snprintf(body, sizeof(body), "{\"error\":{\"code\":%s,\"message\":%s,\"request_id\":%s}}\n",
-                 ecode, ewhy, erid);
+    http_reply_new_id(rid, sizeof(rid));
+    n = http_reply_error_body(body, sizeof(body), code, why, rid);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                         "Cache-Control: no-store\r\nx-request-id: %s\r\nConnection: close\r\n"
-                        "Content-Length: %d\r\n\r\n%s",
-                        status, reason_phrase(status), rid, n, body);
+                        "Content-Length: %d\r\n\r\n%s\n",
+                        status, reason_phrase(status), rid, n + 1, body);
     metrics_request(route, status);
     metrics_rejection(code);
-    log_limited(&conn_log, LOG_INFO, rid, "%d %s: %s (%s listener)", status, code, why, c->l->name);
+    log_limited(&c->l->log, LOG_INFO, rid, "%d %s: %s (%s listener)", status, code, why,
+                c->l->name);
     c->state = C_CLOSING;
     c->linger_ms = linger_ms;
     c->drain = evbuffer_add_cb(out, on_drain, c);
@@ -728,7 +727,7 @@ static void accept_error(struct evconnlistener *lev, void *arg)
     if (l == NULL)
         return;
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
-        log_limited(&conn_log, LOG_WARN, NULL, "%s listener: accept: %s", l->name, strerror(err));
+        log_limited(&l->log, LOG_WARN, NULL, "%s listener: accept: %s", l->name, strerror(err));
         return;
     }
     /* The pending connection stays in the kernel's queue and the socket
@@ -739,7 +738,7 @@ static void accept_error(struct evconnlistener *lev, void *arg)
     tv.tv_sec = l->backoff_ms / 1000;
     tv.tv_usec = (l->backoff_ms % 1000) * 1000;
     evtimer_add(l->backoff, &tv);
-    log_limited(&conn_log, LOG_WARN, NULL,
+    log_limited(&l->log, LOG_WARN, NULL,
                 "%s listener: accept: %s; not accepting for %d ms (%d connections open)", l->name,
                 strerror(err), l->backoff_ms, l->n_conns);
     if ((v = pick_victim(l, NULL)) != NULL)
@@ -764,6 +763,7 @@ int http_conn_attach(struct http_conn_listener **out, struct event_base *base, s
     l->base = base;
     l->http = http;
     l->o = *o;
+    l->log = (struct log_limiter){1000, 10, 0, 0, 0};
     snprintf(l->name, sizeof(l->name), "%s", o->name);
     l->o.name = l->name;
     TAILQ_INIT(&l->conns);

@@ -7,6 +7,8 @@
 #ifndef DG_HTTP_CONN_H
 #define DG_HTTP_CONN_H
 
+#include <stddef.h>
+
 #include "http_framing.h"
 
 struct event_base;
@@ -14,6 +16,7 @@ struct evhttp;
 struct evhttp_bound_socket;
 struct tls_server;
 struct http_conn_listener;
+struct http_route;
 
 struct http_conn_options {
     const char *name; /* "public", "admin": for logs */
@@ -21,6 +24,10 @@ struct http_conn_options {
     int request_timeout_seconds;
     struct hf_limits limits;
     struct tls_server *tls; /* NULL = plain TCP */
+    /* The listener's route table: a refusal made here is counted under
+     * the label the router would have given the request. */
+    const struct http_route *routes;
+    size_t n_routes;
 };
 
 /* Installs the per-connection hook on http (before any connection is

@@ -19,12 +19,15 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "erasure.h"
-#include "http.h"
-#include "http_routes.h"
+#include "http_ingest.h"
+#include "http_reply.h"
+#include "http_view.h"
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "readiness.h"
 #include "receipt.h"
 #include "tls.h"
 #include "util.h"
@@ -33,11 +36,9 @@
 
 /* One request waiting for the queue's answer. */
 struct ingest_ctx {
-    struct evhttp_request *req;
-    struct gateway *gw;
+    struct http_req r;
     int from_extend; /* webhook: a repeat answers "duplicate" */
     int n_items;
-    char rid[48];
     char *ok_body; /* what to answer once committed */
     int ok_status;
     char event_id[WEBHOOK_EVENT_ID_MAX + 1];
@@ -54,37 +55,37 @@ static void ingest_done(const struct queue_submit_result *res, void *arg)
     struct ingest_ctx *c = arg;
     char body[700], eid[600];
 
-    c->gw->pending--;
+    http_reply_release(&c->r);
     switch (res->status) {
     case QUEUE_SUBMIT_OK:
-        c->gw->queue_failed = 0;
+        readiness_set_queue_failing(c->r.ctx->ready, 0);
         metrics_ingest(c->n_items > 0 ? "accepted" : "ignored");
         /* Each acceptance is in the audit log already; at debug here. */
-        log_debug(c->rid, "%s: %d deletion(s) queued", c->from_extend ? "webhook" : "erasure",
+        log_debug(c->r.rid, "%s: %d deletion(s) queued", c->from_extend ? "webhook" : "erasure",
                   c->n_items);
-        http_send_json(c->req, c->ok_status, c->ok_body);
+        http_reply_json(&c->r, c->ok_status, c->ok_body);
         break;
     case QUEUE_SUBMIT_DUPLICATE:
         metrics_ingest("duplicate");
         if (c->from_extend) {
             util_json_escape(c->event_id, eid, sizeof(eid));
             snprintf(body, sizeof(body), "{\"status\":\"duplicate\",\"event_id\":%s}", eid);
-            log_info(c->rid, "webhook: duplicate event, nothing queued");
-            http_send_json(c->req, 200, body);
+            log_info(c->r.rid, "webhook: duplicate event, nothing queued");
+            http_reply_json(&c->r, 200, body);
         } else {
             /* Idempotency: a repeated webhook-id gets the first answer. */
-            evhttp_add_header(evhttp_request_get_output_headers(c->req), "Idempotent-Replayed",
+            evhttp_add_header(evhttp_request_get_output_headers(c->r.req), "Idempotent-Replayed",
                               "true");
-            log_info(c->rid, "erasure: repeated webhook-id, first answer replayed");
-            http_send_json(c->req, res->stored_status, res->stored_body);
+            log_info(c->r.rid, "erasure: repeated webhook-id, first answer replayed");
+            http_reply_json(&c->r, res->stored_status, res->stored_body);
         }
         break;
     case QUEUE_SUBMIT_FAILED:
     default:
-        c->gw->queue_failed = 1;
+        readiness_set_queue_failing(c->r.ctx->ready, 1);
         /* 503 makes Extend (and a well-behaved client) send again later. */
-        http_send_error(c->req, c->rid, 503, "queue_unavailable",
-                        "the request could not be stored durably; retry later");
+        http_reply_error(&c->r, 503, "queue_unavailable",
+                         "the request could not be stored durably; retry later");
         break;
     }
     ingest_ctx_free(c);
@@ -130,7 +131,7 @@ static void ingest_submit(struct ingest_ctx *c, const char *source, const char *
     struct queue_submission sub = {
         .source = source,
         .key = key,
-        .request_id = c->rid,
+        .request_id = c->r.rid,
         .now_ms = util_now_ms(),
         .items = items,
         .n_items = n,
@@ -140,35 +141,32 @@ static void ingest_submit(struct ingest_ctx *c, const char *source, const char *
         .response_body = c->from_extend ? "" : c->ok_body,
     };
 
-    c->gw->pending++;
-    if (queue_submit(c->gw->queue, &sub, ingest_done, c) != 0) {
-        c->gw->pending--;
-        http_send_error(c->req, c->rid, 503, "queue_unavailable", "the gateway is stopping");
+    http_reply_hold(&c->r);
+    if (queue_submit(c->r.ctx->queue, &sub, ingest_done, c) != 0) {
+        http_reply_release(&c->r);
+        http_reply_error(&c->r, 503, "queue_unavailable", "the gateway is stopping");
         ingest_ctx_free(c);
     }
 }
 
-static struct ingest_ctx *ingest_ctx_new(struct evhttp_request *req, struct gateway *gw,
-                                         const char *rid)
+static struct ingest_ctx *ingest_ctx_new(const struct http_req *r)
 {
     struct ingest_ctx *c = calloc(1, sizeof(*c));
 
     if (c == NULL) {
-        http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
+        http_reply_error(r, 503, "queue_unavailable", "out of memory");
         return NULL;
     }
-    c->req = req;
-    c->gw = gw;
-    snprintf(c->rid, sizeof(c->rid), "%s", rid);
+    c->r = *r;
     return c;
 }
 
-static void send_api_error(struct evhttp_request *req, const char *rid, const struct api_error *e)
+static void send_api_error(const struct http_req *r, const struct api_error *e)
 {
-    http_send_error(req, rid, e->status, e->code, "%s", e->message);
+    http_reply_error(r, e->status, e->code, "%s", e->message);
 }
 
-static void send_verify_error(struct evhttp_request *req, const char *rid, enum verify_result vr)
+static void send_verify_error(const struct http_req *r, enum verify_result vr)
 {
     static const char *const why[] = {
         [VERIFY_MALFORMED] = "the signature headers are not in the expected format",
@@ -177,8 +175,8 @@ static void send_verify_error(struct evhttp_request *req, const char *rid, enum 
         [VERIFY_FUTURE] = "the timestamp is too far in the future",
     };
 
-    http_send_error(req, rid, vr == VERIFY_BAD_SIGNATURE ? 401 : 400, verify_result_code(vr), "%s",
-                    why[vr]);
+    http_reply_error(r, vr == VERIFY_BAD_SIGNATURE ? 401 : 400, verify_result_code(vr), "%s",
+                     why[vr]);
 }
 
 /* Sets one item; its deletion id sorts by time (see util_sortable_id). */
@@ -209,7 +207,7 @@ static void ingest_accept(struct ingest_ctx *c, const char *head, const char *so
         evbuffer_free(out);
     }
     if (c->ok_body == NULL) {
-        http_send_error(c->req, c->rid, 503, "queue_unavailable", "out of memory");
+        http_reply_error(&c->r, 503, "queue_unavailable", "out of memory");
         ingest_ctx_free(c);
         return;
     }
@@ -217,9 +215,9 @@ static void ingest_accept(struct ingest_ctx *c, const char *head, const char *so
     ingest_submit(c, source, key, items, n);
 }
 
-void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const char *rid)
+void http_ingest_webhook(struct http_req *r, const char *arg)
 {
-    const struct config *cfg = gw->cfg;
+    const struct config *cfg = r->ctx->cfg;
     const char *ts, *sig, *body;
     struct webhook_plan *plan = NULL;
     struct queue_item *items = NULL;
@@ -231,23 +229,24 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     size_t len;
     int n;
 
-    if (http_require_json(req, rid) != 0 ||
-        http_single_header(req, rid, "x-extend-request-timestamp", &ts) != 0 ||
-        http_single_header(req, rid, "x-extend-request-signature", &sig) != 0)
+    (void)arg;
+    if (http_reply_require_json(r) != 0 ||
+        http_reply_header_once(r, "x-extend-request-timestamp", &ts) != 0 ||
+        http_reply_header_once(r, "x-extend-request-signature", &sig) != 0)
         return;
-    body = http_body(req, &len);
+    body = http_reply_body(r, &len);
     vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets, ts,
                                  sig, body, len, now_ms / 1000, cfg->webhooks.max_age_seconds,
                                  cfg->webhooks.max_future_seconds);
     if (vr != VERIFY_OK) {
-        send_verify_error(req, rid, vr);
+        send_verify_error(r, vr);
         return;
     }
     if ((plan = malloc(sizeof(*plan))) == NULL)
         goto oom;
     if (webhook_plan(body, len, cfg->webhooks.rules, cfg->webhooks.n_rules, now_ms, plan, &err) !=
         0) {
-        send_api_error(req, rid, &err);
+        send_api_error(r, &err);
         goto done;
     }
     n = plan->matched ? plan->n : 0;
@@ -259,7 +258,7 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
                      plan->items[i].not_before_ms) != 0)
             goto oom;
     }
-    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
+    if ((c = ingest_ctx_new(r)) == NULL)
         goto done;
     c->from_extend = 1;
     c->ok_status = 200;
@@ -270,7 +269,7 @@ void http_route_webhook(struct evhttp_request *req, struct gateway *gw, const ch
     ingest_accept(c, head, "extend", plan->event_id, items, n);
     goto done;
 oom:
-    http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
+    http_reply_error(r, 503, "queue_unavailable", "out of memory");
 done:
     free(items);
     free(plan);
@@ -284,19 +283,19 @@ done:
  * client can never sign for another: a stolen HMAC secret alone is not
  * enough. Sends the error and returns NULL when nobody matches.
  */
-static const struct client *authenticate_client(struct evhttp_request *req, struct gateway *gw,
-                                                const char *rid, const char *body, size_t len)
+static const struct client *authenticate_client(const struct http_req *r, const char *body,
+                                                size_t len)
 {
-    const struct config *cfg = gw->cfg;
+    const struct config *cfg = r->ctx->cfg;
     const struct client *found = NULL;
     const char *id, *ts, *sig;
     enum verify_result vr = VERIFY_BAD_SIGNATURE;
     char cn[256];
     int have_cn;
 
-    if (http_single_header(req, rid, "webhook-id", &id) != 0 ||
-        http_single_header(req, rid, "webhook-timestamp", &ts) != 0 ||
-        http_single_header(req, rid, "webhook-signature", &sig) != 0)
+    if (http_reply_header_once(r, "webhook-id", &id) != 0 ||
+        http_reply_header_once(r, "webhook-timestamp", &ts) != 0 ||
+        http_reply_header_once(r, "webhook-signature", &sig) != 0)
         return NULL;
     for (int i = 0; i < cfg->n_clients; i++) {
         vr = verify_standard_webhook(cfg->clients[i].secrets, cfg->clients[i].n_secrets, id, ts,
@@ -310,29 +309,28 @@ static const struct client *authenticate_client(struct evhttp_request *req, stru
         }
     }
     if (found == NULL || vr != VERIFY_OK) {
-        send_verify_error(req, rid,
-                          found == NULL && vr != VERIFY_MALFORMED ? VERIFY_BAD_SIGNATURE : vr);
+        send_verify_error(r, found == NULL && vr != VERIFY_MALFORMED ? VERIFY_BAD_SIGNATURE : vr);
         return NULL;
     }
-    have_cn = gw->tls != NULL && tls_peer_subject_cn(req, cn, sizeof(cn)) == 0;
+    have_cn = r->ctx->tls != NULL && tls_peer_subject_cn(r->req, cn, sizeof(cn)) == 0;
     if (found->cert_subject != NULL && (!have_cn || strcmp(found->cert_subject, cn) != 0)) {
-        http_send_error(req, rid, 403, "client_certificate_mismatch",
-                        "client %s must present its bound client certificate", found->id);
+        http_reply_error(r, 403, "client_certificate_mismatch",
+                         "client %s must present its bound client certificate", found->id);
         return NULL;
     }
     for (int i = 0; have_cn && i < cfg->n_clients; i++) {
         const struct client *other = &cfg->clients[i];
 
         if (other != found && other->cert_subject != NULL && strcmp(other->cert_subject, cn) == 0) {
-            http_send_error(req, rid, 403, "client_certificate_mismatch",
-                            "this client certificate belongs to another client");
+            http_reply_error(r, 403, "client_certificate_mismatch",
+                             "this client certificate belongs to another client");
             return NULL;
         }
     }
     return found;
 }
 
-void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw, const char *rid)
+void http_ingest_create(struct http_req *r, const char *arg)
 {
     const struct client *client;
     struct erasure_item *parsed = NULL;
@@ -344,15 +342,16 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
     size_t len;
     int n = 0;
 
-    if (http_require_json(req, rid) != 0)
+    (void)arg;
+    if (http_reply_require_json(r) != 0)
         return;
-    body = http_body(req, &len);
-    if ((client = authenticate_client(req, gw, rid, body, len)) == NULL)
+    body = http_reply_body(r, &len);
+    if ((client = authenticate_client(r, body, len)) == NULL)
         return;
-    key = evhttp_find_header(evhttp_request_get_input_headers(req), "webhook-id");
-    if (erasure_parse(body, len, gw->cfg->internal.max_batch_items, now_ms, &parsed, &n, &err) !=
-        0) {
-        send_api_error(req, rid, &err);
+    key = evhttp_find_header(evhttp_request_get_input_headers(r->req), "webhook-id");
+    if (erasure_parse(body, len, r->ctx->cfg->internal.max_batch_items, now_ms, &parsed, &n,
+                      &err) != 0) {
+        send_api_error(r, &err);
         return;
     }
     if ((items = calloc((size_t)n, sizeof(*items))) == NULL)
@@ -362,149 +361,53 @@ void http_route_deletions_create(struct evhttp_request *req, struct gateway *gw,
                      parsed[i].not_before_ms) != 0)
             goto oom;
     }
-    if ((c = ingest_ctx_new(req, gw, rid)) == NULL)
+    if ((c = ingest_ctx_new(r)) == NULL)
         goto done;
     c->ok_status = 202;
     ingest_accept(c, "\"status\":\"accepted\"", client->id, key, items, n);
     goto done;
 oom:
-    http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
+    http_reply_error(r, 503, "queue_unavailable", "out of memory");
 done:
     free(items);
     free(parsed);
 }
 
-int http_deletion_id_valid(const char *id, size_t len)
-{
-    if (len < 5 || len > QUEUE_DELETION_ID_MAX || strncmp(id, "del_", 4) != 0)
-        return 0;
-    for (size_t i = 4; i < len; i++) {
-        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9')))
-            return 0;
-    }
-    return 1;
-}
-
-static void json_set_time(json_t *o, const char *key, int64_t ms)
-{
-    char buf[40];
-
-    if (ms <= 0) {
-        json_object_set_new(o, key, json_null());
-        return;
-    }
-    util_format_time_ms(ms, buf, sizeof(buf));
-    json_object_set_new(o, key, json_string(buf));
-}
-
-static json_t *json_str_or_null(const char *s)
-{
-    return s[0] != '\0' ? json_string(s) : json_null();
-}
-
-char *http_render_view(const struct queue_deletion_view *v, int with_attempts)
-{
-    json_t *o = json_object(), *who = json_object();
-    char *text;
-
-    json_object_set_new(o, "id", json_string(v->deletion_id));
-    json_object_set_new(o, "state", json_string(deletion_state_name(v->state)));
-    json_object_set_new(o, "resource", json_string(resource_name(v->resource)));
-    json_object_set_new(o, "resource_id", json_string(v->resource_id));
-    if (strcmp(v->source, "extend") == 0) {
-        json_object_set_new(who, "type", json_string("extend_webhook"));
-        json_object_set_new(who, "event_id", json_string(v->key));
-    } else {
-        json_object_set_new(who, "type", json_string("client"));
-        json_object_set_new(who, "client_id", json_string(v->source));
-        json_object_set_new(who, "webhook_id", json_string(v->key));
-    }
-    json_object_set_new(o, "requested_by", who);
-    json_object_set_new(o, "reason", json_str_or_null(v->reason));
-    json_object_set_new(o, "request_id", json_str_or_null(v->request_id));
-    json_object_set_new(o, "attempts", json_integer(v->attempts));
-    json_object_set_new(o, "last_upstream_status",
-                        v->last_http_status ? json_integer(v->last_http_status) : json_null());
-    json_object_set_new(o, "last_upstream_request_id",
-                        json_str_or_null(v->last_upstream_request_id));
-    json_object_set_new(o, "last_error", json_str_or_null(v->last_error));
-    json_set_time(o, "accepted_at", v->accepted_ms);
-    json_set_time(o, "not_before", v->not_before_ms);
-    json_set_time(o, "updated_at", v->updated_ms);
-    json_set_time(o, "next_attempt_at", v->next_attempt_ms);
-    json_set_time(o, "completed_at", v->completed_ms);
-    if (v->final_audit_seq > 0) {
-        json_t *audit = json_object();
-
-        json_object_set_new(audit, "seq", json_integer((json_int_t)v->final_audit_seq));
-        json_object_set_new(audit, "mac", json_string(v->final_audit_mac));
-        json_object_set_new(o, "audit", audit);
-    }
-    if (with_attempts) {
-        json_t *list = json_array();
-
-        for (int i = 0; i < v->n_attempts; i++) {
-            const struct queue_attempt_view *a = &v->attempt[i];
-            json_t *ao = json_object();
-
-            json_set_time(ao, "started_at", a->started_ms);
-            json_set_time(ao, "finished_at", a->finished_ms);
-            json_object_set_new(ao, "upstream_status",
-                                a->http_status ? json_integer(a->http_status) : json_null());
-            json_object_set_new(ao, "upstream_request_id",
-                                json_str_or_null(a->upstream_request_id));
-            json_object_set_new(ao, "error", json_str_or_null(a->error_code));
-            json_object_set_new(ao, "detail", json_str_or_null(a->detail));
-            json_array_append_new(list, ao);
-        }
-        json_object_set_new(o, "attempt_history", list);
-    }
-    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return text;
-}
-
 struct get_ctx {
-    struct evhttp_request *req;
-    struct gateway *gw;
+    struct http_req r;
     int receipt;
-    char rid[48];
 };
 
 static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
 {
     struct get_ctx *g = arg;
+    const struct http_req *r = &g->r;
     char *text = NULL;
 
-    g->gw->pending--;
+    http_reply_release(r);
     if (failed) {
-        http_send_error(g->req, g->rid, 503, "queue_unavailable", "the queue did not answer");
+        http_reply_error(r, 503, "queue_unavailable", "the queue did not answer");
     } else if (v == NULL) {
-        http_send_error(g->req, g->rid, 404, "not_found", "no deletion with this id");
+        http_reply_error(r, 404, "not_found", "no deletion with this id");
     } else if (!g->receipt) {
-        text = http_render_view(v, 1);
-        if (text != NULL)
-            http_send_json(g->req, 200, text);
-        else
-            http_send_error(g->req, g->rid, 503, "queue_unavailable", "out of memory");
-    } else if (g->gw->receipt_key == NULL) {
-        http_send_error(g->req, g->rid, 404, "receipts_disabled",
-                        "receipts are turned off (receipts.enabled is false)");
+        http_reply_value(r, 200, http_view_json(v, 1));
+    } else if (r->ctx->receipt_key == NULL) {
+        http_reply_error(r, 404, "receipts_disabled",
+                         "receipts are turned off (receipts.enabled is false)");
     } else if (v->state != DEL_DELETED && v->state != DEL_NOT_FOUND) {
-        http_send_error(g->req, g->rid, 409, "receipt_not_available",
-                        "the deletion is %s; receipts exist for deleted or not_found",
-                        deletion_state_name(v->state));
-    } else if (receipt_make(g->gw->receipt_key, v, util_now_ms(), &text) != 0) {
-        http_send_error(g->req, g->rid, 503, "receipt_failed", "the receipt could not be signed");
+        http_reply_error(r, 409, "receipt_not_available",
+                         "the deletion is %s; receipts exist for deleted or not_found",
+                         deletion_state_name(v->state));
+    } else if (receipt_make(r->ctx->receipt_key, v, util_now_ms(), &text) != 0) {
+        http_reply_error(r, 503, "receipt_failed", "the receipt could not be signed");
     } else {
-        http_send_json(g->req, 200, text);
+        http_reply_json(r, 200, text);
     }
     free(text);
     free(g);
 }
 
-void http_route_deletions_get(struct evhttp_request *req, struct gateway *gw, const char *rid,
-                              const char *rest)
+void http_ingest_get(struct http_req *r, const char *rest)
 {
     const char *slash = strchr(rest, '/');
     size_t idlen = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
@@ -512,30 +415,28 @@ void http_route_deletions_get(struct evhttp_request *req, struct gateway *gw, co
     struct get_ctx *g;
 
     if (slash != NULL && strcmp(slash, "/receipt") != 0) {
-        http_send_error(req, rid, 404, "not_found", "no such route");
+        http_reply_error(r, 404, "not_found", "no such route");
         return;
     }
-    if (!http_deletion_id_valid(rest, idlen)) {
-        http_send_error(req, rid, 404, "not_found", "no deletion with this id");
+    if (!http_view_id_valid(rest, idlen)) {
+        http_reply_error(r, 404, "not_found", "no deletion with this id");
         return;
     }
     /* A read is signed like a write, over an empty body. */
-    if (authenticate_client(req, gw, rid, "", 0) == NULL)
+    if (authenticate_client(r, "", 0) == NULL)
         return;
     memcpy(id, rest, idlen);
     id[idlen] = '\0';
     if ((g = calloc(1, sizeof(*g))) == NULL) {
-        http_send_error(req, rid, 503, "queue_unavailable", "out of memory");
+        http_reply_error(r, 503, "queue_unavailable", "out of memory");
         return;
     }
-    g->req = req;
-    g->gw = gw;
+    g->r = *r;
     g->receipt = slash != NULL;
-    snprintf(g->rid, sizeof(g->rid), "%s", rid);
-    gw->pending++;
-    if (queue_get(gw->queue, id, get_done, g) != 0) {
-        gw->pending--;
+    http_reply_hold(r);
+    if (queue_get(r->ctx->queue, id, get_done, g) != 0) {
+        http_reply_release(r);
         free(g);
-        http_send_error(req, rid, 503, "queue_unavailable", "the gateway is stopping");
+        http_reply_error(r, 503, "queue_unavailable", "the gateway is stopping");
     }
 }

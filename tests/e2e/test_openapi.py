@@ -114,7 +114,7 @@ def test_every_error_code_the_sources_send_is_documented(ctx):
     codes = set()
     for path in glob.glob(os.path.join(h.SRC, "gateway", "*.c")):
         src = open(path).read()
-        codes |= set(re.findall(r'http_send_error\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
+        codes |= set(re.findall(r'http_(?:send|reply)_error\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
         codes |= set(re.findall(r'api_error_set\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
     codes |= {"malformed_signature", "invalid_signature", "stale_timestamp", "future_timestamp"}
     assert len(codes) >= 25, codes

@@ -268,7 +268,12 @@ int cmd_serve(int argc, char **argv)
         log_error(NULL, "limits.max_connections: %s", err);
         goto done;
     }
-    if (dispatch_open(&gw.dispatch, &gw) != 0 || http_open(&gw.http, &gw) != 0)
+    struct dispatch_deps deps = {.cfg = gw.cfg,
+                                 .base = gw.base,
+                                 .queue = gw.queue,
+                                 .upstream = gw.upstream,
+                                 .ready = &gw.ready};
+    if (dispatch_open(&gw.dispatch, &deps) != 0 || http_open(&gw.http, &gw) != 0)
         goto done;
     drain_timer = evtimer_new(gw.base, drain_check, NULL);
     sig_term = evsignal_new(gw.base, SIGTERM, on_stop, NULL);

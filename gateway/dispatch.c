@@ -47,7 +47,7 @@
 #include "util.h"
 
 struct dispatch {
-    struct gateway *gw;
+    struct dispatch_deps dep; /* what it reads and drives, owned by serve */
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
@@ -148,7 +148,7 @@ static void outcome_committed(int failed, void *arg)
 {
     struct dispatch *d = arg;
 
-    readiness_set_queue_failing(&d->gw->ready, failed);
+    readiness_set_queue_failing(d->dep.ready, failed);
     if (failed) {
         /* The outcome is not recorded: the job stays in_flight until its
          * lease ends and is then sent again. Nothing is lost. */
@@ -171,7 +171,7 @@ static void hold_set(struct dispatch *d, enum retry_hold why, int on)
     *hold_flag(d, why) = on;
     if (why == RETRY_HOLD_CREDENTIALS) {
         metrics_set_breaker(on);
-        readiness_set_breaker_open(&d->gw->ready, on);
+        readiness_set_breaker_open(d->dep.ready, on);
     } else
         metrics_set_unreachable(on);
 }
@@ -184,7 +184,7 @@ static void hold_set(struct dispatch *d, enum retry_hold why, int on)
  */
 static void hold_open(struct dispatch *d, const struct attempt *a, int64_t now, enum retry_hold why)
 {
-    const struct config *cfg = d->gw->cfg;
+    const struct config *cfg = d->dep.cfg;
 
     if (!probing(d))
         d->probes_failed = 1;
@@ -264,7 +264,7 @@ static const char *class_name(enum retry_class c)
 static void decide(struct dispatch *d, const struct attempt *a, const struct upstream_result *r,
                    int64_t now, struct queue_outcome *o)
 {
-    const struct config *cfg = d->gw->cfg;
+    const struct config *cfg = d->dep.cfg;
     enum retry_class cls = retry_classify(r->http_status);
     int next_attempt = a->job.attempts + 1;
     int64_t delay;
@@ -366,7 +366,7 @@ static void upstream_done(const struct upstream_result *r, void *arg)
 
     d->in_flight--;
     metrics_set_in_flight(d->in_flight);
-    if (queue_complete(d->gw->queue, &o, outcome_committed, d) != 0)
+    if (queue_complete(d->dep.queue, &o, outcome_committed, d) != 0)
         log_warn(NULL, "dispatch: queue closing; job %lld stays leased and will be retried",
                  (long long)a->job.job_id);
     attempt_unlink_free(a);
@@ -398,7 +398,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     a->started_ms = util_now_ms();
     a->probe = probing(d);
     LIST_INSERT_HEAD(&d->attempts, a, link);
-    if (d->gw->cfg->extend.dry_run) {
+    if (d->dep.cfg->extend.dry_run) {
         /* Everything but the DELETE: the job ends cancelled, and the audit
          * trail says it was a dry run. */
         memset(&o, 0, sizeof(o));
@@ -411,16 +411,16 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
         metrics_attempt("dry_run", 0);
         log_info(NULL, "dispatch: dry run: would DELETE %s %s", resource_name(job->resource),
                  job->resource_id);
-        queue_complete(d->gw->queue, &o, outcome_committed, d);
+        queue_complete(d->dep.queue, &o, outcome_committed, d);
         attempt_unlink_free(a);
         return;
     }
     d->in_flight++;
     metrics_set_in_flight(d->in_flight);
-    if (upstream_delete(d->gw->upstream, job->resource, job->resource_id, upstream_done, a) != 0) {
+    if (upstream_delete(d->dep.upstream, job->resource, job->resource_id, upstream_done, a) != 0) {
         static const struct timeval now = {0, 0};
 
-        a->defer = evtimer_new(d->gw->base, start_failed, a);
+        a->defer = evtimer_new(d->dep.base, start_failed, a);
         if (a->defer == NULL || evtimer_add(a->defer, &now) != 0) {
             /* Out of memory: the job stays leased and is retried later. */
             d->in_flight--;
@@ -433,13 +433,13 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
  * is taken for it. */
 static int rate_slot_taken(struct dispatch *d)
 {
-    double rate = d->gw->cfg->extend.rate_per_second;
+    double rate = d->dep.cfg->extend.rate_per_second;
     int64_t now_us = util_mono_us();
 
     /* A shared queue grants each claim no more than the account's rate
      * leaves for all replicas together; spacing here as well would only
      * slow this one. */
-    if (rate <= 0 || queue_shared(d->gw->queue))
+    if (rate <= 0 || queue_shared(d->dep.queue))
         return 0;
     if (now_us < d->next_send_us)
         return 1;
@@ -463,18 +463,18 @@ static int rate_slot_taken(struct dispatch *d)
 
 static int prefetch_target(const struct dispatch *d)
 {
-    const struct config *cfg = d->gw->cfg;
+    const struct config *cfg = d->dep.cfg;
 
     /* In a shared queue a job in hand holds one of the in-flight slots
      * that all replicas share: take only what can be sent now. */
-    if (probing(d) || queue_shared(d->gw->queue))
+    if (probing(d) || queue_shared(d->dep.queue))
         return 0;
     return cfg->extend.rate_per_second > 0 ? 1 : d->prefetch;
 }
 
 static void prefetch_learn(struct dispatch *d)
 {
-    int max = d->gw->cfg->extend.max_in_flight;
+    int max = d->dep.cfg->extend.max_in_flight;
 
     if (d->n_ready == 0 && d->in_flight < max)
         d->prefetch *= 2;
@@ -498,7 +498,7 @@ static void release_ready(struct dispatch *d, int64_t due_ms)
     for (int i = 0; i < d->n_ready; i++) {
         const struct queue_job *job = &d->ready[(d->ready_head + i) % d->cap_ready].job;
 
-        if (queue_release(d->gw->queue, job->job_id, job->lease, due_ms, outcome_committed, d) != 0)
+        if (queue_release(d->dep.queue, job->job_id, job->lease, due_ms, outcome_committed, d) != 0)
             break; /* closing: the leases end and the jobs are claimable again */
     }
     d->n_ready = 0;
@@ -522,10 +522,10 @@ static void give_up_unsent(struct dispatch *d, const struct queue_job *job)
     o.state = DEL_DEAD;
     snprintf(o.error_code, sizeof(o.error_code), "%s", d->unreachable_error);
     snprintf(why, sizeof(why), "Extend unreachable: %s", d->unreachable_detail);
-    dead_detail(&o, d->gw->cfg, why);
+    dead_detail(&o, d->dep.cfg, why);
     log_info(NULL, "dispatch: %s %s given up while Extend is unreachable",
              resource_name(job->resource), job->resource_id);
-    queue_complete(d->gw->queue, &o, outcome_committed, d);
+    queue_complete(d->dep.queue, &o, outcome_committed, d);
 }
 
 static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, int failed,
@@ -542,14 +542,14 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     if (n == d->claim_want && !probing(d))
         prefetch_learn(d);
     if (failed) {
-        readiness_set_queue_failing(&d->gw->ready, 1);
+        readiness_set_queue_failing(d->dep.ready, 1);
         arm(d, 1000);
         return;
     }
-    readiness_set_queue_failing(&d->gw->ready, 0);
+    readiness_set_queue_failing(d->dep.ready, 0);
     /* pump() never asks for more than the ring holds. */
     for (int i = 0; i < n; i++) {
-        if (d->unreachable && given_up(d->gw->cfg, &jobs[i], now)) {
+        if (d->unreachable && given_up(d->dep.cfg, &jobs[i], now)) {
             give_up_unsent(d, &jobs[i]);
             continue;
         }
@@ -562,7 +562,7 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
         arm(d, next_due_ms - now);
     /* Other replicas queue work this one is not told of: look again at
      * least once a second. */
-    if (queue_shared(d->gw->queue))
+    if (queue_shared(d->dep.queue))
         arm(d, SHARED_POLL_MS);
     d->claim_short = next_due_ms == INT64_MAX || next_due_ms > now;
     pump(d);
@@ -571,7 +571,7 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
 /* Starts waiting jobs while the limits allow. */
 static void start_ready(struct dispatch *d)
 {
-    const struct config *cfg = d->gw->cfg;
+    const struct config *cfg = d->dep.cfg;
     int64_t now = util_now_ms();
     struct queue_job job;
 
@@ -610,7 +610,7 @@ static void start_ready(struct dispatch *d)
 
 static void pump(struct dispatch *d)
 {
-    const struct config *cfg = d->gw->cfg;
+    const struct config *cfg = d->dep.cfg;
     int64_t now = util_now_ms();
     int want;
 
@@ -645,7 +645,7 @@ static void pump(struct dispatch *d)
         return;
     d->claiming = 1;
     d->claim_want = want;
-    if (queue_claim(d->gw->queue, want, lease_ms(cfg), claim_done, d) != 0)
+    if (queue_claim(d->dep.queue, want, lease_ms(cfg), claim_done, d) != 0)
         d->claiming = 0;
 }
 
@@ -661,18 +661,18 @@ static void queue_notified(int64_t earliest_due_ms, void *arg)
         arm(d, earliest_due_ms - now);
 }
 
-int dispatch_open(struct dispatch **out, struct gateway *gw)
+int dispatch_open(struct dispatch **out, const struct dispatch_deps *dep)
 {
     struct dispatch *d = calloc(1, sizeof(*d));
 
     if (d == NULL)
         return -1;
-    d->gw = gw;
+    d->dep = *dep;
     LIST_INIT(&d->attempts);
-    d->prefetch = gw->cfg->extend.max_in_flight;
-    d->cap_ready = (PREFETCH_MAX + 1) * gw->cfg->extend.max_in_flight + 1;
+    d->prefetch = dep->cfg->extend.max_in_flight;
+    d->cap_ready = (PREFETCH_MAX + 1) * dep->cfg->extend.max_in_flight + 1;
     d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
-    d->timer = evtimer_new(gw->base, timer_fired, d);
+    d->timer = evtimer_new(dep->base, timer_fired, d);
     if (d->timer == NULL || d->ready == NULL) {
         if (d->timer != NULL)
             event_free(d->timer);
@@ -686,7 +686,7 @@ int dispatch_open(struct dispatch **out, struct gateway *gw)
 
 void dispatch_start(struct dispatch *d)
 {
-    queue_set_notify(d->gw->queue, queue_notified, d);
+    queue_set_notify(d->dep.queue, queue_notified, d);
     arm(d, 0);
 }
 

@@ -12,11 +12,24 @@
 #ifndef DG_DISPATCH_H
 #define DG_DISPATCH_H
 
-#include "gateway.h"
-
+struct config;
+struct event_base;
+struct queue;
+struct readiness;
+struct upstream;
 struct dispatch;
 
-int dispatch_open(struct dispatch **out, struct gateway *gw);
+/* What the dispatcher reads (cfg), drives (queue, upstream, on base) and
+ * reports (ready: queue failing, breaker open). All outlive it. */
+struct dispatch_deps {
+    const struct config *cfg;
+    struct event_base *base;
+    struct queue *queue;
+    struct upstream *upstream;
+    struct readiness *ready;
+};
+
+int dispatch_open(struct dispatch **out, const struct dispatch_deps *dep);
 /* Subscribes to the queue and starts sending. */
 void dispatch_start(struct dispatch *d);
 /* Stops claiming new jobs; requests in flight finish (SIGTERM). */

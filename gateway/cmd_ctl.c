@@ -55,7 +55,7 @@ static long call(const struct ctl *c, const char *method, const char *path, json
         .timeout_ms = 60000,
         .max_answer = CTL_ANSWER_MAX,
     };
-    struct probe_answer a;
+    struct probe_answer a = {0};
     char url[1400], err[300];
     long status;
 

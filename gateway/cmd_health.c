@@ -106,7 +106,7 @@ int cmd_health(int argc, char **argv)
         .timeout_ms = 3000,
         .insecure = 1,
     };
-    struct probe_answer a;
+    struct probe_answer a = {0};
     const char *url = NULL, *cfg_path = NULL;
     int64_t timeout_ms = 3000;
     char host[256], port[8], path[512], cfg_url[320], err[256];

@@ -31,7 +31,7 @@
 #include "base_url.h"
 #include "config_schema.h"
 
-#define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+#define CONFIG_MAX_FILE_BYTES 1048576 /* 1 MiB */
 
 /* ---- checks of one value ------------------------------------------------ */
 

@@ -24,7 +24,7 @@
 #include "config.h"
 #include "config_schema.h"
 
-#define SECRET_MAX_BYTES (64 * 1024)
+#define SECRET_MAX_BYTES 65536 /* 64 KiB */
 /* Room for the largest value, its "\r\n" and one byte to notice more. */
 #define READ_CAP (SECRET_MAX_BYTES + 3)
 
@@ -111,28 +111,29 @@ int secret_read(const char *where, const char *ref, unsigned char **out, size_t 
     unsigned char *buf = NULL, *val = NULL;
     size_t len = 0;
 
+    const char *env = NULL;
+    size_t cap = READ_CAP;
+
     *out = NULL;
     *outlen = 0;
     if (strncmp(ref, "env:", 4) == 0) {
-        const char *e = getenv(ref + 4);
-        if (e == NULL || e[0] == '\0')
+        env = getenv(ref + 4);
+        if (env == NULL || env[0] == '\0')
             return schema_fail(err, errlen, where, "%s: environment variable is not set or empty",
                                ref);
-        len = strlen(e);
+        len = strlen(env);
         if (len > SECRET_MAX_BYTES)
             return schema_fail(err, errlen, where, "%s: longer than %d bytes", ref,
                                SECRET_MAX_BYTES);
-        buf = malloc(len + 1);
-        if (buf == NULL)
-            return schema_fail(err, errlen, where, "out of memory");
-        memcpy(buf, e, len);
-    } else {
-        buf = malloc(READ_CAP);
-        if (buf == NULL)
-            return schema_fail(err, errlen, where, "out of memory");
-        if (read_file(where, ref, buf, &len, err, errlen) == -1)
-            goto fail;
+        cap = len + 1;
     }
+    buf = malloc(cap);
+    if (buf == NULL)
+        return schema_fail(err, errlen, where, "out of memory");
+    if (env != NULL)
+        memcpy(buf, env, len);
+    else if (read_file(where, ref, buf, &len, err, errlen) == -1)
+        goto fail;
     /* Editors and `echo` add one newline; it is never part of the secret. */
     if (len > 0 && buf[len - 1] == '\n') {
         len--;

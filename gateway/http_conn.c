@@ -113,7 +113,7 @@ static int conn_alive(const struct conn *c)
 
 static void conn_arm(struct conn *c, int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
 
     evtimer_add(c->timer, &tv);
 }
@@ -601,11 +601,9 @@ static struct conn *pick_victim(struct http_conn_listener *l, const struct conn 
 
 static void shed(struct conn *v)
 {
-    if (v->state == C_CLOSING || v->state == C_REFUSE) {
-        v->state = C_CLOSING;
-        conn_arm(v, 0);
-    } else if (v->state == C_IDLE) {
-        /* Nothing was asked on it: a plain close is the HTTP way. */
+    /* Closing already, or nothing was asked on it (idle): a plain close is
+     * the HTTP way. */
+    if (v->state == C_CLOSING || v->state == C_REFUSE || v->state == C_IDLE) {
         v->state = C_CLOSING;
         conn_arm(v, 0);
     } else {
@@ -736,7 +734,7 @@ static void accept_error(struct evconnlistener *lev, void *arg)
     evconnlistener_disable(lev);
     l->backoff_ms = l->backoff_ms == 0 ? 50 : l->backoff_ms * 2 > 1000 ? 1000 : l->backoff_ms * 2;
     tv.tv_sec = l->backoff_ms / 1000;
-    tv.tv_usec = (l->backoff_ms % 1000) * 1000;
+    tv.tv_usec = (suseconds_t)(l->backoff_ms % 1000) * 1000;
     evtimer_add(l->backoff, &tv);
     log_limited(&l->log, LOG_WARN, NULL,
                 "%s listener: accept: %s; not accepting for %d ms (%d connections open)", l->name,

@@ -214,7 +214,7 @@ static void outline_leave_out(struct outline *o)
  * of keep, which holds ASCII names. */
 static int outline_kept(const struct outline *o, size_t key, size_t key_end)
 {
-    char name[32];
+    char name[32] = "";
     size_t n = 0;
 
     for (size_t i = key; i < key_end; i++) {
@@ -284,7 +284,7 @@ static int outline_value(struct outline *o, int level, enum outline_mode mode, s
     if (left_out)
         outline_leave_out(o);
 
-    char close = c == '{' ? '}' : ']';
+    unsigned char close = c == '{' ? '}' : ']';
     o->pos++;
     outline_ws(o);
     if (o->pos < o->len && o->in[o->pos] == close) {

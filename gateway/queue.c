@@ -452,7 +452,9 @@ static void q_op_free_out(struct op *op)
 
 static void q_finish(struct queue *q);
 
-static void q_drain(struct queue *q)
+/* Delivers every op that has run. Returns whether the queue must now be
+ * finished: a callback closed it, and nothing above still holds q. */
+static int q_deliver(struct queue *q)
 {
     struct op *list, *next;
     int64_t due;
@@ -474,9 +476,12 @@ static void q_drain(struct queue *q)
     }
     if (due != INT64_MAX && q->notify_cb != NULL && !q->closed)
         q->notify_cb(due, q->notify_arg);
-    /* A callback closed the queue: finish that close now that nothing
-     * above us still holds q. */
-    if (--q->draining == 0 && q->closed && !q->finishing)
+    return --q->draining == 0 && q->closed;
+}
+
+static void q_drain(struct queue *q)
+{
+    if (q_deliver(q))
         q_finish(q);
 }
 
@@ -718,8 +723,7 @@ fail:
  * find it closed) and frees the queue. */
 static void q_finish(struct queue *q)
 {
-    q->finishing = 1;
-    q_drain(q);
+    (void)q_deliver(q);
     q_free(q);
 }
 

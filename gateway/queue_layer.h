@@ -39,7 +39,6 @@ struct queue {
     void *notify_arg;
     int draining;  /* callbacks are being delivered */
     int closed;    /* queue_close was called */
-    int finishing; /* the final drain before the free is running */
 };
 
 #endif

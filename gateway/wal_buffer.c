@@ -30,7 +30,7 @@
 /* Larger commits are written in pieces: the default VFS writes at most
  * 128 KiB - 1 in one call (it masks the length), and reports a longer
  * write as a full disk. */
-#define WAL_BUFFER_SIZE (64 * 1024)
+#define WAL_BUFFER_SIZE ((size_t)64 * 1024)
 
 struct walbuf_file {
     sqlite3_file base;   /* our methods */

@@ -43,7 +43,7 @@ bench_build
 case " $TARGETS " in *" peer-"*) "$root/bench/peer-setup.sh" ;; esac
 sim_start
 if [ -z "$sim_pid" ]; then
-    echo "bench: drain.sh needs extend-sim (tests/sim) and certs/make-dev-certs.sh" >&2
+    echo "bench: drain.sh needs extend-sim (tools/extend-sim) and certs/make-dev-certs.sh" >&2
     exit 1
 fi
 ADMIN_PORT=$((PORT_BASE + 7))

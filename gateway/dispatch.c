@@ -433,20 +433,12 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
  * is taken for it. */
 static int rate_slot_taken(struct dispatch *d)
 {
-    double rate = d->dep.cfg->extend.rate_per_second;
-    int64_t now_us = util_mono_us();
-
     /* A shared queue grants each claim no more than the account's rate
      * leaves for all replicas together; spacing here as well would only
      * slow this one. */
-    if (rate <= 0 || queue_shared(d->dep.queue))
+    if (queue_shared(d->dep.queue))
         return 0;
-    if (now_us < d->next_send_us)
-        return 1;
-    /* Measured from this start, in microseconds: two starts are never
-     * closer than 1/rate, whatever the rate, so no second holds more. */
-    d->next_send_us = now_us + (int64_t)(1e6 / rate + 0.5);
-    return 0;
+    return retry_rate_slot(&d->next_send_us, d->dep.cfg->extend.rate_per_second, util_mono_us());
 }
 
 /*

@@ -14,6 +14,7 @@
  */
 #include "retry.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -256,4 +257,16 @@ int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial
     if (why == RETRY_HOLD_UNREACHABLE && max_ms > RETRY_UNREACHABLE_PROBE_MAX_MS)
         max_ms = RETRY_UNREACHABLE_PROBE_MAX_MS;
     return retry_backoff_ms(failed, first, max_ms, UINT32_MAX);
+}
+
+int retry_rate_slot(int64_t *next_send_us, double rate_per_second, int64_t now_us)
+{
+    if (rate_per_second <= 0)
+        return 0;
+    if (now_us < *next_send_us)
+        return 1;
+    /* Rounded up: 1/3 s rounded to the nearest microsecond is 333333, and
+     * four starts 333333 us apart fit in one second. */
+    *next_send_us = now_us + (int64_t)ceil(1e6 / rate_per_second);
+    return 0;
 }

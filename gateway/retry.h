@@ -76,4 +76,12 @@ enum retry_hold {
 int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial_ms,
                                 int64_t max_ms);
 
+/* The rate limit's slots: whether a DELETE may start at now_us under a
+ * limit of rate_per_second. 1 when it must wait (*next_send_us unchanged);
+ * 0 when it may, with its slot taken: *next_send_us moves to now_us +
+ * 1/rate. Spacing each start from the last one, rather than counting per
+ * second, is what keeps every one-second window within the rate, whatever
+ * the rate. rate_per_second <= 0: no limit, always 0. */
+int retry_rate_slot(int64_t *next_send_us, double rate_per_second, int64_t now_us);
+
 #endif

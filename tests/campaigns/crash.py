@@ -93,86 +93,91 @@ def sender(g, ledger, idx, stop, hard_stop):
             backoff = min(backoff * 2, 1.0)
 
 
-def test_kill_9_at_random_instants_loses_no_acknowledged_deletion(ctx):
-    rng = random.Random(SEED)
-    print("  seed %d, mode %s" % (SEED, "long" if LONG else "ci"), flush=True)
-    sim = ctx.sim(extra=["--latency-ms", "5"])
-    g = ctx.gateway(sim, overrides={
-        "extend": {"rate_per_second": 0, "max_in_flight": 8, "timeout_ms": 2000},
-        "retry": {"initial_ms": 50, "max_ms": 500},
-        "log": {"level": "info"}})
-    ledger = Ledger()
-    stop, hard_stop = threading.Event(), threading.Event()
-    threads = [threading.Thread(target=sender, args=(g, ledger, i, stop, hard_stop), daemon=True)
-               for i in range(SENDERS)]
-    for t in threads:
-        t.start()
+class CrashCampaign(h.GatewayTestCase):
+    """kill -9 at random instants."""
 
-    kills = startup_kills = 0
-    t0 = time.monotonic()
-    while kills < KILLS:
-        if kills % STARTUP_EVERY == STARTUP_EVERY - 1:
-            # A kill inside the start: opening the audit log, truncating a
-            # torn line, opening and migrating the queue, re-queueing leases.
-            g.kill9()
-            for _ in range(rng.randint(1, 2)):
-                g.start(wait=False)
-                time.sleep(rng.uniform(0.0, 0.02))
+    timeout = pick(120, 1800)
+
+    def test_kill_9_at_random_instants_loses_no_acknowledged_deletion(self):
+        rng = random.Random(SEED)
+        print("  seed %d, mode %s" % (SEED, "long" if LONG else "ci"), flush=True)
+        sim = self.sim(extra=["--latency-ms", "5"])
+        g = self.gateway(sim, overrides={
+            "extend": {"rate_per_second": 0, "max_in_flight": 8, "timeout_ms": 2000},
+            "retry": {"initial_ms": 50, "max_ms": 500},
+            "log": {"level": "info"}})
+        ledger = Ledger()
+        stop, hard_stop = threading.Event(), threading.Event()
+        threads = [threading.Thread(target=sender, args=(g, ledger, i, stop, hard_stop), daemon=True)
+                   for i in range(SENDERS)]
+        for t in threads:
+            t.start()
+
+        kills = startup_kills = 0
+        t0 = time.monotonic()
+        while kills < KILLS:
+            if kills % STARTUP_EVERY == STARTUP_EVERY - 1:
+                # A kill inside the start: opening the audit log, truncating a
+                # torn line, opening and migrating the queue, re-queueing leases.
                 g.kill9()
-                startup_kills += 1
+                for _ in range(rng.randint(1, 2)):
+                    g.start(wait=False)
+                    time.sleep(rng.uniform(0.0, 0.02))
+                    g.kill9()
+                    startup_kills += 1
+                    kills += 1
+                g.start()
+            else:
+                time.sleep(rng.uniform(0.05, 2.0))
+                g.kill9()
                 kills += 1
-            g.start()
-        else:
-            time.sleep(rng.uniform(0.05, 2.0))
-            g.kill9()
-            kills += 1
-            time.sleep(rng.uniform(0.0, 0.2))  # senders meet a closed port meanwhile
-            g.start()
-    kill_phase = time.monotonic() - t0
-    time.sleep(0.5)
-    stop.set()
-    deadline = time.monotonic() + 60
-    for t in threads:
-        t.join(max(0.1, deadline - time.monotonic()))
-    hard_stop.set()
-    for t in threads:
-        t.join(10)
-    assert up(g), "gateway not serving at the end"
-    t_drain = time.monotonic()
-    q = wait_drained(g, pick(60, 300))
-    drain = time.monotonic() - t_drain
+                time.sleep(rng.uniform(0.0, 0.2))  # senders meet a closed port meanwhile
+                g.start()
+        kill_phase = time.monotonic() - t0
+        time.sleep(0.5)
+        stop.set()
+        deadline = time.monotonic() + 60
+        for t in threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        hard_stop.set()
+        for t in threads:
+            t.join(10)
+        assert up(g), "gateway not serving at the end"
+        t_drain = time.monotonic()
+        q = wait_drained(g, pick(60, 300))
+        drain = time.monotonic() - t_drain
 
-    paths = delete_paths(sim)
-    expected = [p for _, _, ps in ledger.acked for p in ps]
-    lost = [p for p in expected if 200 not in paths.get(p, [])]
-    delivered = sum(1 for p in expected if 200 in paths.get(p, []))
-    duplicates = sum(len(s) - 1 for s in paths.values())
-    unasked = [p for p in paths if p not in set(expected)]
-    rc = g.stop()
-    audit = h.run_cli("audit", "verify", "-c", g.config_path, env=g.env)
+        paths = delete_paths(sim)
+        expected = [p for _, _, ps in ledger.acked for p in ps]
+        lost = [p for p in expected if 200 not in paths.get(p, [])]
+        delivered = sum(1 for p in expected if 200 in paths.get(p, []))
+        duplicates = sum(len(s) - 1 for s in paths.values())
+        unasked = [p for p in paths if p not in set(expected)]
+        rc = g.stop()
+        audit = h.run_cli("audit", "verify", "-c", g.config_path, env=g.env)
 
-    figure("kills", "%d (%d of them within 20 ms of a start)" % (kills, startup_kills))
-    figure("kill phase", "%.1f s" % kill_phase)
-    figure("requests sent (with retries)", ledger.sends)
-    figure("non-2xx answers / connection errors", "%d / %d" % (ledger.non_2xx, ledger.conn_errors))
-    figure("acknowledged requests", len(ledger.acked))
-    figure("acknowledged deletions", len(expected))
-    figure("delivered", delivered)
-    figure("duplicates", duplicates)
-    figure("lost", len(lost))
-    figure("never acknowledged", len(ledger.given_up))
-    figure("DELETEs of unacknowledged requests", len(unasked))
-    figure("drain after the last kill", "%.1f s" % drain)
-    figure("final states", json.dumps(q["deletions"], sort_keys=True))
-    figure("audit verify", "%d %s" % (audit.returncode, (audit.stdout or audit.stderr).decode().strip()[:200]))
+        figure("kills", "%d (%d of them within 20 ms of a start)" % (kills, startup_kills))
+        figure("kill phase", "%.1f s" % kill_phase)
+        figure("requests sent (with retries)", ledger.sends)
+        figure("non-2xx answers / connection errors", "%d / %d" % (ledger.non_2xx, ledger.conn_errors))
+        figure("acknowledged requests", len(ledger.acked))
+        figure("acknowledged deletions", len(expected))
+        figure("delivered", delivered)
+        figure("duplicates", duplicates)
+        figure("lost", len(lost))
+        figure("never acknowledged", len(ledger.given_up))
+        figure("DELETEs of unacknowledged requests", len(unasked))
+        figure("drain after the last kill", "%.1f s" % drain)
+        figure("final states", json.dumps(q["deletions"], sort_keys=True))
+        figure("audit verify", "%d %s" % (audit.returncode, (audit.stdout or audit.stderr).decode().strip()[:200]))
 
-    assert ledger.acked, "nothing was acknowledged"
-    assert not lost, "acknowledged but never DELETEd: %s" % lost[:10]
-    assert not ledger.given_up, "requests never acknowledged: %s" % [k for _, k, _ in ledger.given_up][:10]
-    bad = {s: n for s, n in q["deletions"].items() if n and s not in ("deleted", "not_found")}
-    assert not bad, "deletions not done: %s" % bad
-    assert rc == 0, "clean stop exited %s" % rc
-    assert audit.returncode == 0, audit.stderr.decode()
+        assert ledger.acked, "nothing was acknowledged"
+        assert not lost, "acknowledged but never DELETEd: %s" % lost[:10]
+        assert not ledger.given_up, "requests never acknowledged: %s" % [k for _, k, _ in ledger.given_up][:10]
+        bad = {s: n for s, n in q["deletions"].items() if n and s not in ("deleted", "not_found")}
+        assert not bad, "deletions not done: %s" % bad
+        assert rc == 0, "clean stop exited %s" % rc
+        assert audit.returncode == 0, audit.stderr.decode()
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ requests the way Extend and Standard Webhooks senders do (computed here
 with Python's hmac, independently of the gateway's C code), and check what
 reached the simulator, the queue, the audit log and the metrics.
 
-Each test file calls harness.main() after defining functions named
-test_*; every test gets fresh processes and a fresh directory.
+Each test file defines GatewayTestCase classes whose test_* methods are
+named for the behaviour they protect, and calls harness.main(); every test
+gets fresh processes, a fresh directory and a time-out.
 """
 import base64
+import faulthandler
 import hashlib
 import hmac
 import http.client
@@ -21,8 +23,9 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import traceback
+import unittest
 
 SRC = os.environ.get("DG_SOURCE_DIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("DG_BUILD_DIR") or os.path.join(SRC, "build")
@@ -436,30 +439,118 @@ def run_cli(*args, stdin=b"", env=None, check=False):
     return r
 
 
-# ---- the runner ----
+# ---- the runner: unittest, one fresh directory and fresh processes per test ----
 
-class Skip(Exception):
-    """Raised by a test that cannot run here (not root, no chattr, ...): it
-    is reported as SKIP and counted neither passed nor failed."""
+def timeout(seconds):
+    """Decorates a test method with its own time-out (seconds, before the
+    scale below), for a test that is slow by design."""
+    def mark(fn):
+        fn.timeout = seconds
+        return fn
+    return mark
 
-class Ctx:
-    """What a test gets: a directory, and processes that are cleaned up."""
 
-    def __init__(self, name):
-        self.dir = tempfile.mkdtemp(prefix="dg-%s-" % name)
+def timeout_scale():
+    """DG_TEST_TIMEOUT_SCALE multiplies every time-out; the sanitizer build
+    (DG_SANITIZE=1) runs about three times slower, so it gets 3 by default."""
+    v = os.environ.get("DG_TEST_TIMEOUT_SCALE")
+    if v:
+        return float(v)
+    return 3.0 if os.environ.get("DG_SANITIZE") else 1.0
+
+
+class TestTimeout(AssertionError):
+    """The test ran past its time-out; the traceback shows where it hung."""
+
+
+def _kill_children():
+    """SIGKILL to every direct child of this process (gateways, simulators,
+    CLI runs), so that none outlives a test process that gives up."""
+    me = str(os.getpid())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after it.
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if ppid == me:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+class TimedTestCase(unittest.TestCase):
+    """A test that fails with its name once it runs past `timeout` seconds
+    (a class attribute, or @timeout(N) on the method). SIGALRM raises
+    TestTimeout in the test, which then cleans up as any failure does; a
+    test stuck where the signal cannot reach it (a C call that retries on
+    EINTR) is ended by a watchdog thread 30 s later: it kills the children,
+    prints every thread's stack and exits the process with status 1."""
+
+    timeout = 60
+    WATCHDOG_GRACE = 30
+
+    def _seconds(self):
+        fn = getattr(self, self._testMethodName)
+        return getattr(fn, "timeout", self.timeout) * timeout_scale()
+
+    def _expired(self, signum, frame):
+        raise TestTimeout("%s did not finish within %.0f s" % (self._testMethodName, self._seconds()))
+
+    def _watchdog(self):
+        print("TIMEOUT %s: still running %d s past its %.0f s time-out; killing its processes" % (
+            self._testMethodName, self.WATCHDOG_GRACE, self._seconds()), flush=True)
+        _kill_children()
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+    def setUp(self):
+        seconds = self._seconds()
+        signal.signal(signal.SIGALRM, self._expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self._dog = threading.Timer(seconds + self.WATCHDOG_GRACE, self._watchdog)
+        self._dog.daemon = True
+        self._dog.start()
+        # Registered first, so it runs last: the watchdog still guards the
+        # other clean-ups (stopping a gateway that will not stop).
+        self.addCleanup(self._disarm)
+
+    def tearDown(self):
+        # The alarm covers the test alone: its clean-ups have their own bounds.
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _disarm(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self._dog.cancel()
+
+
+class GatewayTestCase(TimedTestCase):
+    """What an end-to-end test gets: self.dir, a fresh directory, and
+    self.sim() / self.gateway() whose processes are stopped after the test.
+    The directory is removed when the test passed and kept (and named, with
+    the gateways' log tails) when it did not."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = tempfile.mkdtemp(prefix="dg-%s-" % self._testMethodName[:60])
         self.procs = []
+        self.addCleanup(self._stop_processes)
 
     def sim(self, **kw):
         s = Sim(self.dir, **kw)
         self.procs.append(s)
         return s
 
-    def gateway(self, sim=None, **kw):  # noqa: D401
+    def gateway(self, sim=None, **kw):
         g = Gateway(self.dir, sim, **kw)
         self.procs.append(g)
         return g
 
-    def close(self, ok):
+    def _stop_processes(self):
         for p in reversed(self.procs):
             try:
                 p.stop()
@@ -468,42 +559,99 @@ class Ctx:
             if isinstance(p, Gateway):
                 _gateway_ports.pop(p.port, None)
                 _gateway_ports.pop(p.admin_port, None)
+
+    def finish(self, ok):
+        """After the test and its clean-ups: the directory goes when the test
+        passed or was skipped; after a failure it stays, named, and the
+        gateways' log tails are printed."""
+        if not hasattr(self, "dir"):
+            return
         if ok:
             shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        for p in self.procs:
+            if isinstance(p, Gateway):
+                print("---- gateway log (tail) ----\n" + p.logs()[-4000:], flush=True)
+        print("(files kept in %s)" % self.dir, flush=True)
+
+
+class _Result(unittest.TestResult):
+    """One line per test as it ends (PASS/FAIL/SKIP and its duration), and
+    after a failure its traceback and the test's own report. The report
+    comes at stopTest, after the test's clean-ups, whatever the Python
+    version's order of reporting."""
+
+    def __init__(self):
+        super().__init__()
+        self.passed = 0
+        self._t0 = 0.0
+        self._failed = False
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._t0 = time.monotonic()
+        self._failed = False
+
+    def _line(self, word, test, rest=""):
+        name = getattr(test, "_testMethodName", None) or str(test)
+        print("%s %s (%.1fs)%s" % (word, name, time.monotonic() - self._t0, rest), flush=True)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.passed += 1
+        self._line("PASS", test)
+
+    def _fail(self, test, err):
+        self._failed = True
+        self._line("FAIL", test, "\n" + self._exc_info_to_string(err, test))
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._fail(test, err)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._fail(test, err)
+        if not hasattr(test, "_testMethodName"):  # setUpClass or tearDownClass: no stopTest follows
+            self._failed = False
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._line("SKIP", test, ": " + reason)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        if hasattr(test, "finish"):
+            test.finish(ok=not self._failed)
+
+
+def _in_source_order(module):
+    """Every test method of the module's TestCase classes, in the order the
+    file states them (unittest's own order is alphabetical)."""
+    cases = [c for c in vars(module).values()
+             if isinstance(c, type) and issubclass(c, unittest.TestCase) and c.__module__ == module.__name__]
+    out = []
+    for c in cases:
+        out += [(c, n) for n in unittest.TestLoader().getTestCaseNames(c)]
+    out.sort(key=lambda t: getattr(t[0], t[1]).__code__.co_firstlineno)
+    return out
 
 
 def main():
+    """Runs the calling file's tests: all of them, or the test methods named
+    on the command line (python3 test_ingest.py test_a test_b). Exits 0 only
+    when at least one test ran and none failed."""
     mod = sys.modules["__main__"]
+    tests = _in_source_order(mod)
     only = sys.argv[1:]
-    tests = [(n, getattr(mod, n)) for n in sorted(dir(mod), key=lambda n: getattr(mod, n).__code__.co_firstlineno
-                                                if callable(getattr(mod, n)) and hasattr(getattr(mod, n), "__code__") else 0)
-             if n.startswith("test_") and callable(getattr(mod, n))]
-    passed = failed = skipped = 0
-    for name, fn in tests:
-        if only and name not in only:
-            continue
-        ctx = Ctx(name)
-        t0 = time.monotonic()
-        ok = False
-        try:
-            fn(ctx)
-            ok = True
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
-        except Skip as e:
-            ok = True
-            skipped += 1
-            print("SKIP %s: %s" % (name, e), flush=True)
-        except Exception:
-            failed += 1
-            print("FAIL %s (%.1fs)\n%s" % (name, time.monotonic() - t0, traceback.format_exc()), flush=True)
-            for p in ctx.procs:
-                if isinstance(p, Gateway):
-                    print("---- gateway log (tail) ----\n" + p.logs()[-4000:], flush=True)
-            print("(files kept in %s)" % ctx.dir, flush=True)
-        finally:
-            ctx.close(ok)
-    if skipped:
-        print("%d skipped" % skipped)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed or not passed else 0)
+    unknown = [n for n in only if n not in {name for _, name in tests}]
+    if unknown:
+        sys.exit("no such test: %s" % " ".join(unknown))
+    suite = unittest.TestSuite(c(n) for c, n in tests if not only or n in only)
+    result = _Result()
+    suite.run(result)
+    failed = len(result.failures) + len(result.errors)
+    if result.skipped:
+        print("%d skipped" % len(result.skipped))
+    print("%d passed, %d failed" % (result.passed, failed))
+    sys.exit(1 if failed or not result.passed else 0)

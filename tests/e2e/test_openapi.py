@@ -41,51 +41,6 @@ def operations(doc):
                 yield template, m, item[m]
 
 
-def test_document_is_openapi_3_1_with_valid_schemas(ctx):
-    doc, _ = h.openapi()
-    assert re.match(r"^3\.1\.\d+$", doc["openapi"]), doc["openapi"]
-    assert doc["info"]["title"] and doc["info"]["version"]
-    assert set(doc) <= {"openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks",
-                        "components", "security", "tags", "externalDocs"}, set(doc)
-    for name, schema in doc["components"]["schemas"].items():
-        jsonschema.Draft202012Validator.check_schema(h.openapi_schema(schema))
-    for where, node in walk(doc):
-        if isinstance(node, dict) and isinstance(node.get("$ref"), str):
-            resolve(doc, node["$ref"])
-    schemes = doc["components"]["securitySchemes"]
-    for name, s in schemes.items():
-        assert s["type"] in ("apiKey", "http", "mutualTLS", "oauth2", "openIdConnect"), name
-        if s["type"] == "apiKey":
-            assert s["in"] in ("header", "query", "cookie") and s["name"], name
-    ids = set()
-    for template, m, op in operations(doc):
-        where = "%s %s" % (m.upper(), template)
-        assert op.get("operationId") and op["operationId"] not in ids, where
-        ids.add(op["operationId"])
-        for req in op.get("security", doc.get("security", [])):
-            assert set(req) <= set(schemes), where
-        assert op["responses"], where
-        for status, r in op["responses"].items():
-            assert re.match(r"^[1-5]\d\d$", status), (where, status)
-            r = resolve(doc, r["$ref"]) if "$ref" in r else r
-            assert r.get("description"), (where, status)
-        params = [resolve(doc, p["$ref"]) if "$ref" in p else p for p in op.get("parameters", [])]
-        for p in params:
-            assert p["in"] in ("path", "query", "header", "cookie") and "schema" in p, (where, p)
-        declared = {p["name"] for p in params if p["in"] == "path"}
-        assert declared == set(re.findall(r"\{([^}]+)\}", template)), (where, declared)
-
-
-def test_every_example_is_valid_against_its_schema(ctx):
-    doc, _ = h.openapi()
-    seen = 0
-    for where, node in walk(doc):
-        if isinstance(node, dict) and "schema" in node and "example" in node:
-            h.openapi_validate(node["example"], node["schema"], "/".join(map(str, where)))
-            seen += 1
-    assert seen >= 20, seen
-
-
 def source_routes():
     """The routes each http_*.c file lists in its top comment."""
     routes = set()
@@ -100,47 +55,91 @@ def source_routes():
     return routes
 
 
-def test_every_route_in_the_sources_is_documented(ctx):
-    doc, _ = h.openapi()
-    documented = {(m, t) for t, m, _ in operations(doc)}
-    routes = source_routes()
-    assert len(routes) >= 12, routes
-    missing = {(m, p) for m, p in routes if (m, p) not in documented}
-    assert not missing, "routes not in docs/openapi.yaml: %s" % sorted(missing)
+class OpenApiTest(h.GatewayTestCase):
+    """docs/openapi.yaml against itself and the sources."""
 
+    def test_document_is_openapi_3_1_with_valid_schemas(self):
+        doc, _ = h.openapi()
+        assert re.match(r"^3\.1\.\d+$", doc["openapi"]), doc["openapi"]
+        assert doc["info"]["title"] and doc["info"]["version"]
+        assert set(doc) <= {"openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks",
+                            "components", "security", "tags", "externalDocs"}, set(doc)
+        for name, schema in doc["components"]["schemas"].items():
+            jsonschema.Draft202012Validator.check_schema(h.openapi_schema(schema))
+        for where, node in walk(doc):
+            if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+                resolve(doc, node["$ref"])
+        schemes = doc["components"]["securitySchemes"]
+        for name, s in schemes.items():
+            assert s["type"] in ("apiKey", "http", "mutualTLS", "oauth2", "openIdConnect"), name
+            if s["type"] == "apiKey":
+                assert s["in"] in ("header", "query", "cookie") and s["name"], name
+        ids = set()
+        for template, m, op in operations(doc):
+            where = "%s %s" % (m.upper(), template)
+            assert op.get("operationId") and op["operationId"] not in ids, where
+            ids.add(op["operationId"])
+            for req in op.get("security", doc.get("security", [])):
+                assert set(req) <= set(schemes), where
+            assert op["responses"], where
+            for status, r in op["responses"].items():
+                assert re.match(r"^[1-5]\d\d$", status), (where, status)
+                r = resolve(doc, r["$ref"]) if "$ref" in r else r
+                assert r.get("description"), (where, status)
+            params = [resolve(doc, p["$ref"]) if "$ref" in p else p for p in op.get("parameters", [])]
+            for p in params:
+                assert p["in"] in ("path", "query", "header", "cookie") and "schema" in p, (where, p)
+            declared = {p["name"] for p in params if p["in"] == "path"}
+            assert declared == set(re.findall(r"\{([^}]+)\}", template)), (where, declared)
 
-def test_every_error_code_the_sources_send_is_documented(ctx):
-    text = open(h.OPENAPI_PATH).read()
-    codes = set()
-    for path in glob.glob(os.path.join(h.SRC, "gateway", "*.c")):
-        src = open(path).read()
-        codes |= set(re.findall(r'http_(?:send|reply)_error\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
-        codes |= set(re.findall(r'api_error_set\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
-    codes |= {"malformed_signature", "invalid_signature", "stale_timestamp", "future_timestamp"}
-    assert len(codes) >= 25, codes
-    missing = sorted(c for c in codes if not re.search(r"\b%s\b" % c, text))
-    assert not missing, "error codes not in docs/openapi.yaml: %s" % missing
+    def test_every_example_is_valid_against_its_schema(self):
+        doc, _ = h.openapi()
+        seen = 0
+        for where, node in walk(doc):
+            if isinstance(node, dict) and "schema" in node and "example" in node:
+                h.openapi_validate(node["example"], node["schema"], "/".join(map(str, where)))
+                seen += 1
+        assert seen >= 20, seen
 
+    def test_every_route_in_the_sources_is_documented(self):
+        doc, _ = h.openapi()
+        documented = {(m, t) for t, m, _ in operations(doc)}
+        routes = source_routes()
+        assert len(routes) >= 12, routes
+        missing = {(m, p) for m, p in routes if (m, p) not in documented}
+        assert not missing, "routes not in docs/openapi.yaml: %s" % sorted(missing)
 
-def test_answers_are_checked_against_the_document(ctx):
-    """The hook itself: a documented answer passes, a drifted one fails."""
-    class R:
-        headers = {"content-type": "application/json"}
+    def test_every_error_code_the_sources_send_is_documented(self):
+        text = open(h.OPENAPI_PATH).read()
+        codes = set()
+        for path in glob.glob(os.path.join(h.SRC, "gateway", "*.c")):
+            src = open(path).read()
+            codes |= set(re.findall(r'http_(?:send|reply)_error\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
+            codes |= set(re.findall(r'api_error_set\([^;]*?\b\d{3}, "([a-z_]+)"', src, re.S))
+        codes |= {"malformed_signature", "invalid_signature", "stale_timestamp", "future_timestamp"}
+        assert len(codes) >= 25, codes
+        missing = sorted(c for c in codes if not re.search(r"\b%s\b" % c, text))
+        assert not missing, "error codes not in docs/openapi.yaml: %s" % missing
 
-    ok = R()
-    ok.status, ok.body = 200, b'{"status":"ok"}'
-    h.check_contract("public", "GET", "/healthz", ok)
-    for status, body, path in ((200, b'{"status":"fine"}', "/healthz"), (418, b"{}", "/healthz"),
-                               (404, b'{"error":{}}', "/nowhere"),
-                               (404, json.dumps({"error": {"code": "x", "message": "y", "request_id": "z"}}).encode(),
-                                "/v1/deletions")):
-        bad = R()
-        bad.status, bad.body = status, body
-        try:
-            h.check_contract("public", "POST" if path == "/v1/deletions" else "GET", path, bad)
-        except AssertionError:
-            continue
-        raise AssertionError("a drifted answer passed: %d %s %s" % (status, path, body))
+    def test_answers_are_checked_against_the_document(self):
+        """The hook itself: a documented answer passes, a drifted one fails."""
+        class R:
+            headers = {"content-type": "application/json"}
+
+        ok = R()
+        ok.status, ok.body = 200, b'{"status":"ok"}'
+        h.check_contract("public", "GET", "/healthz", ok)
+        for status, body, path in ((200, b'{"status":"fine"}', "/healthz"), (418, b"{}", "/healthz"),
+                                   (404, b'{"error":{}}', "/nowhere"),
+                                   (404, json.dumps({"error": {"code": "x", "message": "y", "request_id": "z"}}).encode(),
+                                    "/v1/deletions")):
+            bad = R()
+            bad.status, bad.body = status, body
+            try:
+                h.check_contract("public", "POST" if path == "/v1/deletions" else "GET", path, bad)
+            except AssertionError:
+                continue
+            raise AssertionError("a drifted answer passed: %d %s %s" % (status, path, body))
 
 
 if __name__ == "__main__":

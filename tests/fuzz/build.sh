@@ -28,7 +28,7 @@ cc=${CC:-clang-14}
 mkdir -p "$out"
 flags="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DDG_VERSION=\"fuzz\" -I$top/gateway"
-libs=$(pkg-config --cflags --libs jansson libcrypto libcurl libevent)
+libs="$(pkg-config --cflags --libs jansson libcrypto libcurl libevent) -lm"
 core="$top/gateway/verify.c $top/gateway/webhook.c $top/gateway/erasure.c $top/gateway/json_body.c
       $top/gateway/resource.c $top/gateway/util.c $top/gateway/http_framing.c
       $top/gateway/config.c $top/gateway/retry.c $top/gateway/upstream.c $top/gateway/log.c"

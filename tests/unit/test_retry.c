@@ -1,5 +1,5 @@
 /* test_retry.c: status classes, backoff bounds, server hints and their
- * precedence. */
+ * precedence, the holds and probes, and the rate limit's slots. */
 #include "check.h"
 #include "retry.h"
 
@@ -214,6 +214,58 @@ static void test_probe_intervals(void)
     CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 0, 100, 2000) == 100);
 }
 
+/* Starts granted by retry_rate_slot when asked every step_us for
+ * span_us; the largest number in any one-second window goes to *worst. */
+static int rate_slot_starts(double rate, int64_t step_us, int64_t span_us, int *worst)
+{
+    static int64_t at[20000];
+    int64_t next = 0;
+    int n = 0, j = 0;
+
+    *worst = 0;
+    for (int64_t now = 1000000; now < 1000000 + span_us && n < 20000; now += step_us)
+        if (retry_rate_slot(&next, rate, now) == 0)
+            at[n++] = now;
+    for (int i = 0; i < n; i++) {
+        while (at[i] - at[j] >= 1000000)
+            j++;
+        if (i - j + 1 > *worst)
+            *worst = i - j + 1;
+    }
+    return n;
+}
+
+static void test_rate_slots_keep_every_second_within_the_rate(void)
+{
+    static const double rates[] = {1, 3, 7, 8, 50, 333, 1000};
+    int64_t next = 0;
+    int worst;
+
+    /* No limit: every start may go, and nothing is booked. */
+    CHECK(retry_rate_slot(&next, 0, 5) == 0 && next == 0);
+    CHECK(retry_rate_slot(&next, -1, 5) == 0 && next == 0);
+    /* 4 per second: a slot every 250 ms, the first at once. */
+    CHECK(retry_rate_slot(&next, 4, 1000000) == 0 && next == 1250000);
+    CHECK(retry_rate_slot(&next, 4, 1000001) == 1 && next == 1250000);
+    CHECK(retry_rate_slot(&next, 4, 1249999) == 1);
+    CHECK(retry_rate_slot(&next, 4, 1250000) == 0 && next == 1500000);
+    /* A late start books from itself, not from the slot it missed: no
+     * burst makes up for time nobody sent in. */
+    CHECK(retry_rate_slot(&next, 4, 9000000) == 0 && next == 9250000);
+    CHECK(retry_rate_slot(&next, 4, 9000000) == 1);
+    /* Asked every microsecond for ten seconds: the rate is reached and no
+     * one-second window holds more (1/333 s rounded to the nearest
+     * microsecond would let a 334th start into one). */
+    for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+        int n = rate_slot_starts(rates[i], 1, 10000000, &worst);
+
+        if (worst > (int)rates[i] || n < (int)(rates[i] * 10) - 1)
+            fprintf(stderr, "rate %g: %d starts, %d in the worst second\n", rates[i], n, worst);
+        CHECK(worst <= (int)rates[i]);
+        CHECK(n >= (int)(rates[i] * 10) - 1);
+    }
+}
+
 int main(void)
 {
     test_classify_table();
@@ -225,5 +277,6 @@ int main(void)
     test_rate_limit_hold_has_a_floor();
     test_rate_limit_hold_grows_with_the_streak();
     test_probe_intervals();
+    test_rate_slots_keep_every_second_within_the_rate();
     return check_done();
 }

@@ -1,7 +1,8 @@
 /*
- * check.h: the unit tests' whole framework. CHECK records a pass or a
- * failure (with file and line) and goes on; check_done() prints the ctest-
- * readable summary line and gives the exit status.
+ * check.h: the whole framework of the C tests (tests/unit/,
+ * tests/integration/). CHECK records a pass or a failure (with file and
+ * line) and goes on; check_done() prints the ctest-readable summary line
+ * and gives the exit status.
  */
 #ifndef DG_CHECK_H
 #define DG_CHECK_H

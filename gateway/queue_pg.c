@@ -215,6 +215,7 @@ static void pg_store_free(struct queue_store *q)
 {
     if (q == NULL)
         return;
+    queue_pg_submit_reset(q);
     if (q->conn != NULL)
         PQfinish(q->conn);
     if (q->password != NULL) {
@@ -266,6 +267,8 @@ fail:
 
 static int pg_begin(struct queue_store *q)
 {
+    queue_pg_submit_reset(q);
+    q->isolated = 0;
     if (pg_ensure(q) != 0)
         return -1;
     return queue_pg_do(q, "BEGIN", NULL);
@@ -273,6 +276,7 @@ static int pg_begin(struct queue_store *q)
 
 static int pg_commit(struct queue_store *q)
 {
+    queue_pg_submit_reset(q);
     /* COMMIT returns once the server has made the transaction durable
      * (synchronous_commit, as the operator set it: on by default). */
     return queue_pg_do(q, "COMMIT", NULL);
@@ -280,12 +284,14 @@ static int pg_commit(struct queue_store *q)
 
 static void pg_rollback(struct queue_store *q)
 {
+    queue_pg_submit_reset(q);
     if (q->conn != NULL && PQtransactionStatus(q->conn) != PQTRANS_IDLE)
         (void)queue_pg_do(q, "ROLLBACK", NULL);
 }
 
 static int pg_savepoint(struct queue_store *q)
 {
+    q->isolated = 1;
     return queue_pg_do(q, "SAVEPOINT op", NULL);
 }
 
@@ -296,6 +302,7 @@ static int pg_release_savepoint(struct queue_store *q)
 
 static int pg_rollback_savepoint(struct queue_store *q)
 {
+    queue_pg_submit_reset(q);
     return queue_pg_do(q, "ROLLBACK TO SAVEPOINT op", NULL);
 }
 

@@ -7,7 +7,7 @@
  *                       counts, LISTEN, the backend table
  *   queue_pg_schema.c   the migrations, applied under an advisory lock
  *   queue_pg_limiter.c  the account's shared limits (one row per account)
- *   queue_pg_submit.c   submissions
+ *   queue_pg_submit.c   submissions, set-based for a whole cycle
  *   queue_pg_claims.c   claims, completions and releases (leases)
  *   queue_pg_ops.c      reads, operator changes, retention, export
  */
@@ -48,6 +48,12 @@ struct queue_store {
     struct event *ev_listen, *ev_relisten;
     void (*due)(void *arg);
     void *due_arg;
+
+    /* The cycle's run of submissions, stored at its first op and answered
+     * op by op (queue_pg_submit.c); isolated: each op in a savepoint, so
+     * runs of one. Both are reset with each transaction. */
+    struct pg_run *run;
+    int isolated;
 };
 
 /* Text parameters for one statement. */
@@ -93,6 +99,9 @@ int queue_pg_view_read(const PGresult *r, int row, struct queue_deletion_view *v
 void queue_pg_copy(char *dst, size_t size, const PGresult *r, int row, int col);
 int queue_pg_count_job_move(struct queue_store *q, struct cycle *c, int64_t job_id,
                             enum deletion_state from, enum deletion_state to);
+
+/* Forgets the cycle's run of submissions (queue_pg_submit.c). */
+void queue_pg_submit_reset(struct queue_store *q);
 
 /* schema (queue_pg_schema.c) */
 extern const char *const queue_pg_count_names[DEL_STATE_COUNT + 1];

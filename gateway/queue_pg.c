@@ -83,7 +83,85 @@ static int pg_ensure(struct queue_store *q)
     return 0;
 }
 
-/* Runs one statement; NULL on failure (logged). The caller PQclear()s. */
+static void pg_log_result(const PGresult *r)
+{
+    const char *msg = r != NULL ? PQresultErrorMessage(r) : "out of memory";
+
+    log_error(NULL, "queue: PostgreSQL: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
+static void pg_deferred_clear(struct queue_store *q)
+{
+    for (int i = 0; i < q->n_deferred; i++) {
+        for (int k = 0; k < q->deferred[i].n; k++)
+            free(q->deferred[i].v[k]);
+    }
+    q->n_deferred = 0;
+}
+
+/* The deferred statements, then sql (when not NULL), in one pipeline: one
+ * round trip for all. The result of sql, or NULL if it or any of them
+ * failed (logged; the statements after a failure are not run, and the
+ * transaction has failed anyway). */
+static PGresult *pg_pipeline(struct queue_store *q, const char *sql, const struct pg_args *a)
+{
+    PGresult *r, *last = NULL;
+    int n = q->n_deferred + (sql != NULL), ok = 1;
+
+    if (PQenterPipelineMode(q->conn) != 1) {
+        pg_deferred_clear(q);
+        return NULL;
+    }
+    for (int i = 0; i < q->n_deferred && ok; i++) {
+        const struct pg_deferred *d = &q->deferred[i];
+        ok = PQsendQueryParams(q->conn, d->sql, d->n, NULL, (const char *const *)d->v, NULL, NULL,
+                               0) == 1;
+    }
+    pg_deferred_clear(q);
+    if (ok && sql != NULL)
+        ok = PQsendQueryParams(q->conn, sql, a != NULL ? a->n : 0, NULL, a != NULL ? a->v : NULL,
+                               NULL, NULL, 0) == 1;
+    if (!ok || PQpipelineSync(q->conn) != 1) {
+        pg_log_result(NULL);
+        /* What was sent is read below all the same, or the connection
+         * is lost; either way the cycle fails. */
+        (void)PQpipelineSync(q->conn);
+        ok = 0;
+    }
+    /* Each statement's results end with a NULL; the sync's closes all. */
+    for (int i = 0; i < n; i++) {
+        while ((r = PQgetResult(q->conn)) != NULL) {
+            ExecStatusType st = PQresultStatus(r);
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                if (ok && st != PGRES_PIPELINE_ABORTED)
+                    pg_log_result(r);
+                ok = 0;
+            }
+            if (i == n - 1 && sql != NULL && last == NULL)
+                last = r;
+            else
+                PQclear(r);
+        }
+        if (PQstatus(q->conn) != CONNECTION_OK)
+            break;
+    }
+    while ((r = PQgetResult(q->conn)) != NULL) {
+        int sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    if (PQexitPipelineMode(q->conn) != 1)
+        ok = 0;
+    if (!ok) {
+        PQclear(last);
+        return NULL;
+    }
+    return last;
+}
+
+/* Runs one statement after the deferred ones; NULL on failure (logged).
+ * The caller PQclear()s. */
 PGresult *queue_pg_exec(struct queue_store *q, const char *sql, const struct pg_args *a)
 {
     PGresult *r;
@@ -91,18 +169,49 @@ PGresult *queue_pg_exec(struct queue_store *q, const char *sql, const struct pg_
 
     if (q->conn == NULL)
         return NULL;
+    if (q->n_deferred > 0)
+        return pg_pipeline(q, sql, a);
     /* Without parameters, the simple protocol: it takes several commands
      * (the migrations). */
     r = a == NULL ? PQexec(q->conn, sql)
                   : PQexecParams(q->conn, sql, a->n, NULL, a->v, NULL, NULL, 0);
     st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *msg = PQresultErrorMessage(r);
-        log_error(NULL, "queue: PostgreSQL: %.*s", (int)strcspn(msg, "\n"), msg);
+        pg_log_result(r);
         PQclear(r);
         return NULL;
     }
     return r;
+}
+
+/* A statement that fails only with its whole cycle (BEGIN, the cycle's
+ * housekeeping, its counts): sent with the next statement that needs an
+ * answer, or with the COMMIT, in one round trip. sql must outlive the
+ * cycle (a literal); the parameters are copied. */
+static int pg_defer(struct queue_store *q, const char *sql, const struct pg_args *a)
+{
+    struct pg_deferred *d;
+
+    if (q->n_deferred == PG_DEFER_MAX) {
+        PGresult *r = pg_pipeline(q, NULL, NULL);
+        if (r == NULL && q->conn != NULL && PQtransactionStatus(q->conn) == PQTRANS_INERROR)
+            return -1;
+        PQclear(r);
+    }
+    d = &q->deferred[q->n_deferred];
+    d->sql = sql;
+    d->n = 0;
+    for (int k = 0; a != NULL && k < a->n; k++) {
+        if (a->v[k] != NULL && (d->v[k] = strdup(a->v[k])) == NULL) {
+            q->n_deferred++;
+            return -1;
+        }
+        if (a->v[k] == NULL)
+            d->v[k] = NULL;
+        d->n++;
+    }
+    q->n_deferred++;
+    return 0;
 }
 
 /* A statement whose rows are not needed: 0 or -1. */
@@ -178,8 +287,8 @@ static int pg_count_flush(struct queue_store *q, const struct count_moves *m)
         arg_text(&a, q->replica);
         arg_text(&a, queue_pg_count_names[i]);
         arg_i64(&a, n);
-        if (queue_pg_do(q, "UPDATE dg_counts SET n = n + $3 WHERE replica = $1 AND name = $2",
-                        &a) != 0)
+        if (pg_defer(q, "UPDATE dg_counts SET n = n + $3 WHERE replica = $1 AND name = $2", &a) !=
+            0)
             return -1;
     }
     return 0;
@@ -216,6 +325,7 @@ static void pg_store_free(struct queue_store *q)
     if (q == NULL)
         return;
     queue_pg_submit_reset(q);
+    pg_deferred_clear(q);
     if (q->conn != NULL)
         PQfinish(q->conn);
     if (q->password != NULL) {
@@ -269,22 +379,26 @@ static int pg_begin(struct queue_store *q)
 {
     queue_pg_submit_reset(q);
     q->isolated = 0;
+    pg_deferred_clear(q);
     if (pg_ensure(q) != 0)
         return -1;
-    return queue_pg_do(q, "BEGIN", NULL);
+    return pg_defer(q, "BEGIN", NULL);
 }
 
 static int pg_commit(struct queue_store *q)
 {
     queue_pg_submit_reset(q);
     /* COMMIT returns once the server has made the transaction durable
-     * (synchronous_commit, as the operator set it: on by default). */
+     * (synchronous_commit, as the operator set it: on by default). The
+     * cycle's deferred statements go with it; if one failed, so does the
+     * COMMIT. */
     return queue_pg_do(q, "COMMIT", NULL);
 }
 
 static void pg_rollback(struct queue_store *q)
 {
     queue_pg_submit_reset(q);
+    pg_deferred_clear(q);
     if (q->conn != NULL && PQtransactionStatus(q->conn) != PQTRANS_IDLE)
         (void)queue_pg_do(q, "ROLLBACK", NULL);
 }
@@ -312,6 +426,8 @@ static int pg_in_transaction(struct queue_store *q)
 {
     PGTransactionStatusType st = q->conn != NULL ? PQtransactionStatus(q->conn) : PQTRANS_UNKNOWN;
 
+    if (q->n_deferred > 0 && st == PQTRANS_IDLE)
+        return 1; /* its BEGIN is still to be sent */
     return st == PQTRANS_INTRANS || st == PQTRANS_INERROR;
 }
 
@@ -323,17 +439,17 @@ static int pg_end_cycle(struct queue_store *q, struct cycle *c)
     if (c->notify_due != INT64_MAX) {
         struct pg_args a = {.n = 0};
         arg_text(&a, q->replica);
-        if (queue_pg_do(q, "SELECT pg_notify('dg_due', $1)", &a) != 0)
+        if (pg_defer(q, "SELECT pg_notify('dg_due', $1)", &a) != 0)
             return -1;
     }
     if (q->ttl_ms > 0) {
         struct pg_args a = {.n = 0};
         arg_i64(&a, util_now_ms() - q->ttl_ms);
         arg_i64(&a, 64 + 4 * c->n_submits);
-        if (queue_pg_do(q,
-                        "DELETE FROM dg_submissions WHERE ctid IN (SELECT ctid FROM dg_submissions"
-                        " WHERE created_ms <= $1 ORDER BY created_ms LIMIT $2)",
-                        &a) != 0)
+        if (pg_defer(q,
+                     "DELETE FROM dg_submissions WHERE ctid IN (SELECT ctid FROM dg_submissions"
+                     " WHERE created_ms <= $1 ORDER BY created_ms LIMIT $2)",
+                     &a) != 0)
             return -1;
     }
     return pg_count_flush(q, &c->moves);
@@ -367,11 +483,10 @@ static int pg_meta_write_audit(struct queue_store *q, uint64_t seq, const char *
     arg_text(&a, q->replica);
     arg_i64(&a, (int64_t)seq);
     arg_text(&a, mac);
-    return queue_pg_do(
-        q,
-        "INSERT INTO dg_audit_heads (replica, seq, mac) VALUES ($1, $2, $3) ON CONFLICT"
-        " (replica) DO UPDATE SET seq = excluded.seq, mac = excluded.mac",
-        &a);
+    return pg_defer(q,
+                    "INSERT INTO dg_audit_heads (replica, seq, mac) VALUES ($1, $2, $3) ON CONFLICT"
+                    " (replica) DO UPDATE SET seq = excluded.seq, mac = excluded.mac",
+                    &a);
 }
 
 /* ---- LISTEN: the other replicas' news (loop thread) ---- */

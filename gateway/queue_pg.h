@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 #define PG_MAX_PARAMS 16
+#define PG_DEFER_MAX 16  /* statements sent together with the next one */
 #define PG_RING_MAX 1000 /* grants remembered: rate_per_second is at most 1000 */
 
 /* The columns queue_view_from_row reads, in its order. */
@@ -30,6 +31,13 @@
     " j.last_error, d.accepted_ms, d.not_before_ms, greatest(j.updated_ms, d.updated_ms),"         \
     " j.due_ms, j.completed_ms, d.state, d.updated_ms, j.final_audit_seq, j.final_audit_mac,"      \
     " d.final_audit_seq, d.final_audit_mac"
+
+/* A statement held back to go with the next one (queue_pg.c). */
+struct pg_deferred {
+    const char *sql;
+    char *v[PG_MAX_PARAMS];
+    int n;
+};
 
 struct queue_store {
     PGconn *conn;
@@ -54,6 +62,11 @@ struct queue_store {
      * runs of one. Both are reset with each transaction. */
     struct pg_run *run;
     int isolated;
+
+    /* Statements whose answer only the COMMIT needs, sent with the next
+     * statement in one pipeline: one round trip for several. */
+    struct pg_deferred deferred[PG_DEFER_MAX];
+    int n_deferred;
 };
 
 /* Text parameters for one statement. */

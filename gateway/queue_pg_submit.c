@@ -27,8 +27,8 @@
 #include <string.h>
 
 #define RUN_MAX_OPS 512
-#define RUN_MAX_ITEMS 8192 /* a run stops before it would exceed this, but takes one op at least   \
-                            */
+/* A run stops before it would exceed this, but takes one op at least. */
+#define RUN_MAX_ITEMS 8192
 
 /* One array parameter, in PostgreSQL's text form: {"a","b\"c"} or {1,2}. */
 struct pg_array {

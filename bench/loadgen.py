@@ -13,6 +13,10 @@ Extend simulator's counters and request log.
   loadgen.py wait-sim URL --deletes N [--ca CA] [--timeout S] [--since T]
       Polls URL/_sim/stats until "deletes" >= N. Prints the time it took
       since T (Unix seconds, float; default: the start of the wait).
+  loadgen.py rate-sim URL [--ca CA] [--rate R]
+      Reads every DELETE the simulator logged and prints the rate they
+      came at, from the first to the last (n - 1 intervals), and the most
+      that fell in any one-second window (at most R if a limit R held).
   loadgen.py latency URL --log FILE [--ca CA]
       Matches each accepted request in FILE with the first DELETE the
       simulator logged for its run id and prints p50/p99/max of
@@ -264,6 +268,27 @@ def cmd_latency(a):
     return 1 if missing or not from_answer else 0
 
 
+def cmd_rate_sim(a):
+    times, seq = [], 0
+    while True:
+        recs = sim_get(a.url, "/_sim/requests?since=%d" % seq, a.ca)
+        if not recs:
+            break
+        times.extend(r["time_ms"] for r in recs)
+        seq += len(recs)
+    times.sort()
+    rate = (len(times) - 1) * 1000.0 / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    # The busiest one-second window [t, t + 1000): whole-millisecond stamps.
+    busiest, j = 0, 0
+    for i in range(len(times)):
+        while times[i] - times[j] >= 1000:
+            j += 1
+        busiest = max(busiest, i - j + 1)
+    print("BENCH deletes=%d rate=%.2f max_per_second=%d ratio=%.3f" % (
+        len(times), rate, busiest, rate / a.rate if a.rate else 0.0))
+    return 1 if a.rate and busiest > a.rate else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -279,6 +304,10 @@ def main():
     w.add_argument("--ca")
     w.add_argument("--timeout", type=float, default=300)
     w.add_argument("--since", type=float, default=0)
+    rs = sub.add_parser("rate-sim")
+    rs.add_argument("url")
+    rs.add_argument("--ca")
+    rs.add_argument("--rate", type=float, default=0)
     lt = sub.add_parser("latency")
     lt.add_argument("url")
     lt.add_argument("--log", required=True)
@@ -290,6 +319,8 @@ def main():
         return cmd_send(a)
     if a.cmd == "wait-sim":
         return cmd_wait_sim(a)
+    if a.cmd == "rate-sim":
+        return cmd_rate_sim(a)
     return cmd_latency(a)
 
 

@@ -1,6 +1,6 @@
 /*
- * queue_bench.c: how many durable submissions per second the SQLite queue
- * takes with grouped commits. 64 clients each submit one single-item
+ * queue_bench.c: how many durable submissions per second the queue takes
+ * with grouped commits (SQLite; PostgreSQL when QUEUE_BENCH_PG_URL is set). 64 clients each submit one single-item
  * deletion, wait for its OK (committed and fsynced), then send the next,
  * until N are done. Each submission is what a webhook makes: a random
  * event id as its key, and ITEMS deletions (the run and its file) with
@@ -171,6 +171,13 @@ int main(int argc, char **argv)
         return 1;
     }
     struct queue_options o = {.path = path, .idempotency_ttl_ms = 86400000, .audit = audit};
+    /* The same load on the PostgreSQL backend: QUEUE_BENCH_PG_URL is a
+     * conninfo whose database is emptied by the caller. */
+    const char *pg_url = getenv("QUEUE_BENCH_PG_URL");
+    if (pg_url != NULL && pg_url[0] != '\0') {
+        o.backend = "postgres";
+        o.path = pg_url;
+    }
     if (queue_open(&q, base, &o, err, sizeof(err)) != 0) {
         fprintf(stderr, "queue_open: %s\n", err);
         return 1;

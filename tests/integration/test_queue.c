@@ -530,6 +530,126 @@ static void test_coalescing(void)
     queue_close(q);
 }
 
+/* Submissions that reach the queue together share one commit (and, on
+ * PostgreSQL, are stored a whole run at a time): each must still be
+ * answered as if it had run alone, in order. The same key twice, the same
+ * resource in two submissions and twice in one, joining a queued and an
+ * in-flight job from an earlier commit, an ignored event and its repeat,
+ * a key from an earlier commit, and a read in the middle of the crowd. */
+static void test_one_commit_answers_each_submission_as_alone(void)
+{
+    struct queue *q = open_q("crowd.db", 60000);
+    int64_t now = util_now_ms();
+    struct sub_res r;
+    struct get_res g, g2;
+    struct claim_res c;
+    struct stats_res st0;
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "k_old", "del_o1", "exr_P", now + 3600000, now, "old", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k_fly", "del_o2", "exr_Q", 0, now, "fly", &r) == QUEUE_SUBMIT_OK);
+    CHECK(claim(q, now, 10, 60000, &c) == 1 && strcmp(c.jobs[0].resource_id, "exr_Q") == 0);
+    CHECK(get(q, "del_o1", &g) == 1);
+    int64_t job_p = g.v.job_id, job_q = c.jobs[0].job_id;
+    stats(q, &st0);
+
+    enum { N = 10 };
+    struct queue_item it[N][2];
+    struct queue_submission s[N];
+    struct sub_res res[N];
+    static const struct {
+        const char *key, *body, *del[2], *rid[2];
+        int64_t due[2];
+    } in[N] = {
+        /* k1 again: a duplicate. x3 joins x1 and brings it forward. x5 and
+         * x6, one resource twice, join x4 and bring it forward. */
+        {"k1", "one", {"del_x1"}, {"exr_X"}, {3600000}},
+        {"k1", "one again", {"del_x2"}, {"exr_Z"}, {0}},
+        {"k2", "two", {"del_x3", "del_x4"}, {"exr_X", "exr_Y"}, {10, 50}},
+        {"k3", "three", {"del_x5", "del_x6"}, {"exr_Y", "exr_Y"}, {40, 0}},
+        {"k4", "four", {"del_x7"}, {"exr_P"}, {20}}, /* joins a queued job of an earlier commit */
+        {"k5", "five", {"del_x8"}, {"exr_Q"}, {0}},  /* joins an in-flight one */
+        {"k6", "ignored", {NULL}, {NULL}, {0}},
+        {"k6", "ignored again", {NULL}, {NULL}, {0}},
+        {"k_old", "old again", {"del_x9"}, {"exr_W"}, {0}}, /* a key of an earlier commit */
+        {"k2", "two again", {"del_x10"}, {"exr_W"}, {0}},   /* after the read below */
+    };
+    struct stats_res lead = {0}, mid = {0};
+    for (int i = 0; i < N; i++) {
+        int n = 0;
+        for (; n < 2 && in[i].del[n] != NULL; n++)
+            make_item(&it[i][n], in[i].del[n], in[i].rid[n], in[i].due[n] ? now + in[i].due[n] : 0);
+        s[i] = (struct queue_submission){.source = "crm",
+                                         .key = in[i].key,
+                                         .request_id = "req_crowd",
+                                         .now_ms = now,
+                                         .items = it[i],
+                                         .n_items = n,
+                                         .response_status = 202,
+                                         .response_body = in[i].body};
+        memset(&res[i], 0, sizeof(res[i]));
+    }
+    /* The worker takes the lead read alone; the crowd queues up behind it
+     * and goes into the next commit, all of it. */
+    CHECK(queue_stats(q, on_stats, &lead) == 0);
+    for (int i = 0; i < N; i++) {
+        if (i == N - 1)
+            CHECK(queue_stats(q, on_stats, &mid) == 0);
+        CHECK(queue_submit(q, &s[i], on_submit, &res[i]) == 0);
+    }
+    for (int i = 0; i < N; i++)
+        run_until(&res[i].done);
+    run_until(&mid.done);
+    run_until(&lead.done);
+    static const struct {
+        enum queue_submit_status status;
+        const char *body;
+    } want[N] = {{QUEUE_SUBMIT_OK, ""},           {QUEUE_SUBMIT_DUPLICATE, "one"},
+                 {QUEUE_SUBMIT_OK, ""},           {QUEUE_SUBMIT_OK, ""},
+                 {QUEUE_SUBMIT_OK, ""},           {QUEUE_SUBMIT_OK, ""},
+                 {QUEUE_SUBMIT_OK, ""},           {QUEUE_SUBMIT_DUPLICATE, "ignored"},
+                 {QUEUE_SUBMIT_DUPLICATE, "old"}, {QUEUE_SUBMIT_DUPLICATE, "two"}};
+    for (int i = 0; i < N; i++) {
+        CHECK(res[i].done == 1 && res[i].status == want[i].status);
+        CHECK_STR(res[i].body, want[i].body);
+        if (want[i].status == QUEUE_SUBMIT_DUPLICATE)
+            CHECK(res[i].stored_status == 202);
+    }
+    /* Duplicates stored nothing. */
+    CHECK(get(q, "del_x2", &g) == 0 && get(q, "del_x9", &g) == 0 && get(q, "del_x10", &g) == 0);
+    /* x1 and x3 share a job, brought forward to x3's due time. */
+    CHECK(get(q, "del_x1", &g) == 1 && get(q, "del_x3", &g2) == 1);
+    CHECK(g.v.job_id == g2.v.job_id && g.v.next_attempt_ms == now + 10);
+    CHECK(g.v.state == DEL_QUEUED && g.v.not_before_ms == now + 3600000);
+    /* x4, x5 and x6 share another, due when the earliest of them asks. */
+    CHECK(get(q, "del_x4", &g) == 1 && get(q, "del_x5", &g2) == 1 && g.v.job_id == g2.v.job_id);
+    CHECK(get(q, "del_x6", &g2) == 1 && g.v.job_id == g2.v.job_id && g.v.next_attempt_ms == now);
+    CHECK_STR(g2.v.key, "k3");
+    CHECK_STR(g2.v.request_id, "req_crowd");
+    /* The earlier commit's jobs were joined, not doubled. */
+    CHECK(get(q, "del_x7", &g) == 1 && g.v.job_id == job_p && g.v.next_attempt_ms == now + 20);
+    CHECK(get(q, "del_x8", &g) == 1 && g.v.job_id == job_q && g.v.state == DEL_IN_FLIGHT);
+    /* Counted once each: 6 more queued deletions, one more in flight, 2 more jobs. */
+    struct stats_res st;
+    stats(q, &st);
+    CHECK(st.s.count[DEL_QUEUED] == st0.s.count[DEL_QUEUED] + 6);
+    CHECK(st.s.count[DEL_IN_FLIGHT] == st0.s.count[DEL_IN_FLIGHT] + 1);
+    CHECK(st.s.jobs_pending == st0.s.jobs_pending + 2);
+    CHECK(mid.done == 1 && mid.failed == 0);
+    /* Each of them is one job to claim: P (now + 20), X (now + 10), Y. */
+    CHECK(claim(q, now + 30, 10, 60000, &c) == 3);
+    for (int i = 0; i < c.n; i++) {
+        /* A job's clock starts with its first deletion's due time. */
+        if (strcmp(c.jobs[i].resource_id, "exr_Y") == 0)
+            CHECK(c.jobs[i].clock_start_ms == now + 50);
+        else
+            CHECK(c.jobs[i].clock_start_ms == now + 3600000);
+    }
+    queue_close(q);
+}
+
 static void test_due_limit_and_lease(void)
 {
     struct queue *q = open_q("claim.db", 0);
@@ -1485,6 +1605,7 @@ int main(void)
         test_kill_after_ok_keeps_row(); /* first: fork before any thread exists */
     test_submit_ok_duplicate_and_sources();
     test_coalescing();
+    test_one_commit_answers_each_submission_as_alone();
     test_due_limit_and_lease();
     test_complete_attempts_and_retry_at();
     test_stats_list_retry_cancel();

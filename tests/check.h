@@ -1,8 +1,11 @@
 /*
  * check.h: the whole framework of the C tests (tests/unit/,
  * tests/integration/). CHECK records a pass or a failure (with file and
- * line) and goes on; check_done() prints the ctest-readable summary line
- * and gives the exit status.
+ * line) and goes on; REQUIRE does the same but on a failure leaves the
+ * (void) test function, for a check the lines after it rely on, such as a
+ * call that fills the buffer they read: going on would read garbage.
+ * check_done() prints the ctest-readable summary line and gives the exit
+ * status.
  */
 #ifndef DG_CHECK_H
 #define DG_CHECK_H
@@ -19,6 +22,17 @@ static int check_passed, check_failed;
         } else {                                                                                   \
             check_failed++;                                                                        \
             fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
+            return;                                                                                \
         }                                                                                          \
     } while (0)
 

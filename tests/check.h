@@ -15,26 +15,21 @@
 
 static int check_passed, check_failed;
 
-#define CHECK(cond)                                                                                \
+/* One check: count it; on a failure say where and what (text: the
+ * condition as written), then run the statement on_fail. */
+#define CHECK_ONE_(cond, text, name, on_fail)                                                      \
     do {                                                                                           \
         if (cond) {                                                                                \
             check_passed++;                                                                        \
         } else {                                                                                   \
             check_failed++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, name, text);             \
+            on_fail                                                                                \
         }                                                                                          \
     } while (0)
 
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            check_passed++;                                                                        \
-        } else {                                                                                   \
-            check_failed++;                                                                        \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+#define CHECK(cond) CHECK_ONE_(cond, #cond, "CHECK", (void)0;)
+#define REQUIRE(cond) CHECK_ONE_(cond, #cond, "REQUIRE", return;)
 
 #define CHECK_STR(a, b)                                                                            \
     do {                                                                                           \

@@ -120,7 +120,7 @@ int main(void)
     socklen_t slen = sizeof(sin);
     char ok[64], bad[64], closed[64];
     pthread_t th;
-    int fd;
+    int fd, closed_ok;
     char *usage[] = {"health", "--bogus", NULL};
     char *bad_timeout[] = {"health", "--timeout-ms", "0", NULL};
     char *no_value[] = {"health", "--url", NULL};
@@ -151,12 +151,17 @@ int main(void)
     /* A port nobody listens on: bind one, note it, close it. */
     fd = socket(AF_INET, SOCK_STREAM, 0);
     sin.sin_port = 0;
-    bind(fd, (struct sockaddr *)&sin, sizeof(sin));
     slen = sizeof(sin);
-    getsockname(fd, (struct sockaddr *)&sin, &slen);
-    snprintf(closed, sizeof(closed), "http://127.0.0.1:%d/healthz", ntohs(sin.sin_port));
-    close(fd);
-    CHECK(run(closed, "1000") == 1);
+    closed_ok = fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+                getsockname(fd, (struct sockaddr *)&sin, &slen) == 0;
+    CHECK(closed_ok);
+    if (fd >= 0)
+        close(fd);
+    /* Without a port of its own the check below would probe port 0. */
+    if (closed_ok) {
+        snprintf(closed, sizeof(closed), "http://127.0.0.1:%d/healthz", ntohs(sin.sin_port));
+        CHECK(run(closed, "1000") == 1);
+    }
 
     event_base_loopexit(base, NULL);
     pthread_join(th, NULL);

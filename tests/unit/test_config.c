@@ -329,8 +329,9 @@ static int load_secret_config(struct config *cfg, const char *audit_ref, const c
 static void test_secret_resolution(void)
 {
     struct config cfg;
+    enum { SECRET_MAX = 64 * 1024 }; /* config_secret.c's limit */
     char path[256], ref[300], err[512];
-    static char big[64 * 1024 + 10];
+    static char big[SECRET_MAX + 10];
 
     setenv("DGT_ADMIN", "admin-secret-value", 1);
     setenv("DGT_WSS", "wss_webhook-secret-value", 1);
@@ -411,12 +412,12 @@ static void test_secret_resolution(void)
         config_free(&cfg);
     }
     /* Exactly 64 KiB plus a newline is still accepted. */
-    big[64 * 1024] = '\n';
-    write_file(path, big, 64 * 1024 + 1);
+    big[SECRET_MAX] = '\n';
+    write_file(path, big, SECRET_MAX + 1);
     snprintf(ref, sizeof(ref), "file:%s/big", tmpdir);
     CHECK(load_secret_config(&cfg, ref, "env:DGT_CRM") == 0);
     CHECK(config_resolve_secrets(&cfg, err, sizeof(err)) == 0);
-    CHECK(cfg.audit.key.len == 64 * 1024);
+    CHECK(cfg.audit.key.len == SECRET_MAX);
     config_free(&cfg);
 }
 

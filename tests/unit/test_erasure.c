@@ -47,7 +47,7 @@ static void test_single_item(void)
     CHECK(parse("{\"resource\":\"extract_run\",\"id\":\"exr_1\",\"reason\":\"gdpr erasure #123\","
                 "\"not_before\":\"2026-12-01T00:00:00Z\"}",
                 1000, &e) == 0);
-    CHECK(N == 1 && ITEMS != NULL);
+    REQUIRE(N == 1 && ITEMS != NULL);
     CHECK(ITEMS[0].resource == RES_EXTRACT_RUN);
     CHECK_STR(ITEMS[0].id, "exr_1");
     CHECK_STR(ITEMS[0].reason, "gdpr erasure #123");

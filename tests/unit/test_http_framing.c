@@ -144,8 +144,8 @@ static void test_limits(void)
     char buf[512];
     struct hf_head h;
 
-    memset(buf, 'a', sizeof(buf));
-    memcpy(buf, "GET /", 5);
+    /* 100 bytes of a request line whose target alone passes the limit. */
+    snprintf(buf, sizeof(buf), "GET /%0150d", 0);
     http_framing_head_init(&h);
     CHECK(http_framing_head_feed(&h, buf, 100, &small) == HF_ERROR);
     CHECK(h.error == HFE_URI_TOO_LONG);
@@ -195,7 +195,7 @@ static void test_chunked(void)
     enum hf_error e;
 
     for (size_t step = 1; step <= sizeof(good); step++) {
-        CHECK(chunked(good, sizeof(good) - 1, step, &len, &e) == HF_DONE);
+        REQUIRE(chunked(good, sizeof(good) - 1, step, &len, &e) == HF_DONE);
         CHECK(len == sizeof(good) - 1 - strlen("GET /next"));
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -244,7 +244,7 @@ static void test_delay_sets_not_before(void)
 
     CHECK(plan_of(body, &p, &e) == 0);
     CHECK(p.n == 1 && p.items[0].resource == RES_PARSE_RUN);
-    CHECK(p.items[0].not_before_ms == NOW + 3600 * 1000);
+    CHECK(p.items[0].not_before_ms == NOW + 3600 * 1000LL);
 }
 
 static void test_bad_run_ids_name_the_field(void)

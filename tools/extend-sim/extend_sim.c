@@ -341,7 +341,7 @@ static void sim_rate_fault(struct fault *f)
     f->status = 429;
     sim_copy(f->retry_after, sizeof(f->retry_after), "1");
     snprintf(f->ratelimit_reset, sizeof(f->ratelimit_reset), "%lld",
-             (long long)(sim_now_ms() / 1000 + 1));
+             (long long)sim_now_ms() / 1000 + 1);
 }
 
 static json_t *sim_new_record(struct sim *s, struct evhttp_request *req, const char *path,
@@ -432,7 +432,7 @@ static void sim_handle_delete(struct sim *s, struct evhttp_request *req, const c
     evhttp_connection_set_closecb(p->evcon, sim_conn_closed, s);
     p->timer = evtimer_new(s->base, sim_timer_cb, p);
     if (p->timer != NULL) {
-        struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+        struct timeval tv = {delay / 1000, (delay % 1000) * 1000L};
         if (evtimer_add(p->timer, &tv) == 0)
             return;
     }
@@ -687,8 +687,12 @@ int main(int argc, char **argv)
         goto out;
     rc = 0;
 out:
-    while (s->pending != NULL)
-        sim_pending_free(s->pending);
+    /* The head is unlinked here rather than left to sim_pending_free, so
+     * the loop visibly moves on whatever the list holds. */
+    for (struct pending *p; (p = s->pending) != NULL;) {
+        s->pending = p->next;
+        sim_pending_free(p);
+    }
     if (s->http)
         evhttp_free(s->http);
     if (sigterm)

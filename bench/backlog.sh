@@ -34,10 +34,11 @@ work="${BENCH_BACKLOG_WORK:-$(mktemp -d "$root/bench/out/backlog.XXXXXX")}"
 mkdir -p "$work"
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
+# shellcheck source=bench/client.sh
+. "$root/bench/client.sh"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-export DG_BENCH_CLIENT_SECRET="whsec_$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 PORT=$((PORT_BASE + 20))
 ADMIN_PORT=$((PORT_BASE + 21))
 out="$work/backlog.txt"
@@ -51,19 +52,8 @@ say() { echo "bench: backlog: $*" >&2; }
 record() { echo "BENCH $*" | tee -a "$out" >&2; }
 probe() { python3 "$root/bench/probe.py" "$@"; }
 
-# config RATE: the gateway's config, with an internal client, the admin
-# listener and deletions to the simulator at RATE per second.
-config() {
-    gateway_config "$work" "$PORT" "$1" 16
-    python3 - "$work/gateway.json" "$ADMIN_PORT" <<'PY'
-import json, sys
-p, port = sys.argv[1], int(sys.argv[2])
-c = json.load(open(p))
-c["admin"] = {"address": "127.0.0.1", "port": port, "token": "env:DG_ADMIN_TOKEN"}
-c["clients"] = [{"id": "bench", "secrets": ["env:DG_BENCH_CLIENT_SECRET"]}]
-json.dump(c, open(p, "w"), indent=2)
-PY
-}
+# config RATE: deletions to the simulator at RATE per second.
+config() { client_config "$work" "$PORT" "$ADMIN_PORT" "$1" 16; }
 
 # start: the gateway in the background (gw_pid, gw_started: Unix seconds).
 start() {

@@ -126,7 +126,7 @@ def gnuplot(script, datafiles, out_png):
     return True
 
 
-HEAD = ('set terminal pngcairo size 720,420 font "DejaVu Sans,10"\nset output "%s"\n'
+HEAD = ('set terminal pngcairo size 720,440 font "DejaVu Sans,10"\nset output "%s"\n'
         'set grid\nset key top left\n')
 
 
@@ -156,8 +156,9 @@ def plot_conns(rps, path, tmp):
     plots = ", ".join('"%s" using 1:%d with linespoints title "%s"' % (data, i + 2, LABEL[t])
                       for i, t in enumerate(series))
     return gnuplot(HEAD % path + 'set title "Ingest throughput against connections (signed webhooks)"\n'
-                   'set xlabel "connections"\nset ylabel "requests/s"\nset logscale x 2\n'
-                   'set xtics (1, 4, 16, 64, 256)\nplot %s\n' % plots, [data], path)
+                   'set xlabel "connections"\nset ylabel "requests/s"\nset logscale xy\n'
+                   'set xrange [0.8:320]\nset xtics (1, 4, 16, 64, 256)\nset key below\n'
+                   'plot %s\n' % plots, [data], path)
 
 
 def plot_rss(rss_tsv, path, tmp):

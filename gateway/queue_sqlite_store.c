@@ -309,8 +309,8 @@ static int q_check_deadline(void *arg)
 /* A damaged page found only later fails claims with jobs stuck behind it,
  * after the gateway has said yes to more. quick_check reads every page
  * (not the index-to-table cross-checks of integrity_check): a few
- * seconds for a million jobs (500 MB). Past Q_CHECK_MS it stops, so a huge queue still
- * starts, and says it checked only part. */
+ * seconds for a million jobs (500 MB). Past Q_CHECK_MS it stops, so a
+ * huge queue still starts, and says it checked only part. */
 static int q_quick_check(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     int64_t deadline = util_mono_ms() + Q_CHECK_MS;

@@ -42,9 +42,11 @@ certs:
 run: build certs
 	scripts/run-dev.sh $(BUILD)
 
+# Every benchmark, then bench/RESULTS.md and bench/plots/ (bench/all.sh);
+# BENCH_QUICK=1 for a run of a few minutes that checks the chain.
 bench:
 	@scripts/deps.sh bench
-	bench/run.sh
+	bench/all.sh
 
 FUZZ_SECONDS ?= 30
 fuzz:

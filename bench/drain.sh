@@ -20,8 +20,9 @@
 # Targets: drain >= 5x the peer's, p50 accept-to-DELETE < 5 ms.
 # Environment: BENCH_ROUNDS (3), BENCH_DRAIN_TARGETS ("peer-memory
 # peer-sqlite gateway"), BENCH_DRAIN_N, BENCH_LAT_RATE, BENCH_LAT_SECONDS,
-# BENCH_DRAIN_IN_FLIGHT (16), and those of lib.sh. Output: stdout and
-# bench/out/drain.md.
+# BENCH_DRAIN_IN_FLIGHT (16), BENCH_WORK (the scratch directory),
+# BENCH_REPORT (bench/out/drain.md), and those of lib.sh. Output: stdout
+# and BENCH_REPORT.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -32,7 +33,8 @@ LAT_SECONDS="${BENCH_LAT_SECONDS:-10}"
 INFLIGHT="${BENCH_DRAIN_IN_FLIGHT:-16}"
 
 mkdir -p "$root/bench/out"
-work="$(mktemp -d "$root/bench/out/drain.XXXXXX")"
+work="${BENCH_WORK:-$(mktemp -d "$root/bench/out/drain.XXXXXX")}"
+mkdir -p "$work"
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 trap bench_cleanup EXIT
@@ -153,7 +155,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
-python3 - "$results" "$root/bench/out/drain.md" \
+python3 - "$results" "${BENCH_REPORT:-$root/bench/out/drain.md}" \
     "rounds=$ROUNDS N=$N in flight $INFLIGHT, rate limit off; latency at $LAT_RATE/s for ${LAT_SECONDS}s" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))

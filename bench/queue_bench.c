@@ -13,6 +13,10 @@
  *   queue_bench [N] [DIR] [CLIENTS] [ITEMS]   (defaults: 20000, a fresh
  *                                      directory in /tmp, 64 clients, 2 items)
  *
+ * ITEMS up to 1000: each submission is then an internal batch of that
+ * many distinct runs (the bulk ingest's storage limit: items/s is
+ * submissions/s times ITEMS).
+ *
  * With one fsync per commit, each client waits about two commit times per
  * submission, so the rate is close to CLIENTS / (2 x fsync latency) until
  * the worker's CPU becomes the limit.
@@ -113,25 +117,34 @@ static void submit_next(void)
 {
     static const enum resource kinds[] = {RES_EXTRACT_RUN, RES_FILE};
     static const char *const prefix[] = {"exr", "file"};
-    struct queue_item items[2];
+    static struct queue_item *items;
     char key[32];
     struct queue_submission sub = {.source = "extend",
                                    .key = key,
                                    .request_id = "req_bench",
-                                   .items = items,
                                    .n_items = n_items,
                                    .response_status = 200,
                                    .response_body = "{\"status\":\"accepted\"}"};
     /* Extend's ids are random, so every key lands on its own index page. */
     unsigned long long r = (unsigned long long)random() << 31 ^ (unsigned long long)random();
 
+    if (items == NULL && (items = calloc((size_t)n_items, sizeof(*items))) == NULL) {
+        n_done++;
+        n_failed++;
+        return;
+    }
+    sub.items = items;
     n_sent++;
     snprintf(key, sizeof(key), "evt_%016llx", r);
-    memset(items, 0, sizeof(items));
+    memset(items, 0, (size_t)n_items * sizeof(*items));
     for (int k = 0; k < n_items; k++) {
-        items[k].resource = kinds[k];
+        /* Two items: a webhook's run and file; more: an internal batch of
+         * distinct runs, each id random. */
+        unsigned long long rk = k < 2 ? r : (unsigned long long)random() << 31 ^ random();
+        items[k].resource = n_items <= 2 ? kinds[k] : RES_EXTRACT_RUN;
         util_sortable_id("del_", util_now_ms(), items[k].deletion_id, sizeof(items[k].deletion_id));
-        snprintf(items[k].resource_id, sizeof(items[k].resource_id), "%s_%016llx", prefix[k], r);
+        snprintf(items[k].resource_id, sizeof(items[k].resource_id), "%s_%016llx%04x",
+                 n_items <= 2 ? prefix[k] : "exr", rk, k);
     }
     sub.now_ms = util_now_ms();
     if (queue_submit(q, &sub, on_submit, NULL) != 0) {
@@ -151,8 +164,8 @@ int main(int argc, char **argv)
     clients = argc > 3 ? atoi(argv[3]) : 64;
     n_items = argc > 4 ? atoi(argv[4]) : 2;
     if (clients < 1 || clients > 100000 || n_total < clients || n_total > 100000000 ||
-        n_items < 1 || n_items > 2) {
-        fprintf(stderr, "usage: queue_bench [N >= CLIENTS] [DIR] [CLIENTS] [ITEMS 1..2]\n");
+        n_items < 1 || n_items > 1000) {
+        fprintf(stderr, "usage: queue_bench [N >= CLIENTS] [DIR] [CLIENTS] [ITEMS 1..1000]\n");
         return 2;
     }
     if (dir == NULL && (dir = mkdtemp(tmp)) == NULL) {
@@ -215,6 +228,12 @@ int main(int argc, char **argv)
            (long long)n_jobs_done, drain_secs, (double)n_jobs_done / drain_secs,
            (unsigned long long)drain_commits,
            n_jobs_done > 0 ? drain_cpu * 1e6 / (double)n_jobs_done : 0.0);
+    printf(
+        "BENCH submissions_per_s=%.0f items_per_s=%.0f cpu_us_per_item=%.1f drain_jobs_per_s=%.0f "
+        "cpu_us_per_job=%.1f failed=%lld\n",
+        (double)n_total / secs, (double)n_total * n_items / secs,
+        cpu * 1e6 / ((double)n_total * n_items), (double)n_jobs_done / drain_secs,
+        n_jobs_done > 0 ? drain_cpu * 1e6 / (double)n_jobs_done : 0.0, (long long)n_failed);
     if (dir == tmp) {
         const char *suffix[] = {"", "-wal", "-shm", ".lock"};
         unlink(audit_path);

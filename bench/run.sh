@@ -16,8 +16,11 @@
 # BENCH_INGEST_RATE deletions/s both gateways may send meanwhile (8, the
 # product default; 0 = unlimited), BENCH_INGEST_IN_FLIGHT (4),
 # BENCH_MAX_REQUESTS (1500000), BENCH_PORT_BASE (18080), BENCH_BUILD
-# (build-bench). Output: the table on stdout and in bench/out/ingest.md;
-# raw wrk output under bench/out/run.*/.
+# (build-bench), BENCH_LOAD_FRACTION (1: wrk flat out; 0.5: each
+# connection paced so the target is offered half the rate its warm-up
+# reached, webhooks_paced.lua), BENCH_WORK (the scratch directory; default
+# a new bench/out/run.*), BENCH_REPORT (bench/out/ingest.md). Output: the
+# table on stdout and in BENCH_REPORT; raw wrk output in the scratch dir.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -31,7 +34,10 @@ INFLIGHT="${BENCH_INGEST_IN_FLIGHT:-4}"
 MAXREQ="${BENCH_MAX_REQUESTS:-1500000}"
 
 mkdir -p "$root/bench/out"
-work="$(mktemp -d "$root/bench/out/run.XXXXXX")"
+work="${BENCH_WORK:-$(mktemp -d "$root/bench/out/run.XXXXXX")}"
+mkdir -p "$work"
+FRACTION="${BENCH_LOAD_FRACTION:-1}"
+REPORT="${BENCH_REPORT:-$root/bench/out/ingest.md}"
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 trap bench_cleanup EXIT
@@ -85,9 +91,18 @@ gen() { # COUNT PREFIX PORT
         --threads "$THREADS" --host "127.0.0.1:$3" --out "$2" 2>/dev/null
 }
 
-wrk_run() { # PORT PREFIX SECONDS OUT
-    wrk -t"$THREADS" -c"$CONNS" -d"${3}s" --timeout 10s --latency -s "$root/bench/webhooks.lua" \
-        "http://127.0.0.1:$1/webhooks/extend" -- "$2" >"$4" 2>&1 || true
+wrk_run() { # PORT PREFIX SECONDS OUT [DELAY_MS]
+    local script=webhooks.lua
+    [ -n "${5:-}" ] && script=webhooks_paced.lua
+    wrk -t"$THREADS" -c"$CONNS" -d"${3}s" --timeout 10s --latency -s "$root/bench/$script" \
+        "http://127.0.0.1:$1/webhooks/extend" -- "$2" ${5:-} >"$4" 2>&1 || true
+}
+
+# The pause per connection that offers FRACTION of RATE (req/s) over
+# CONNS connections, less the time an answer takes (P50_US).
+pace_ms() { # RATE P50_US
+    python3 -c 'import sys; f, r, p, c = map(float, sys.argv[1:5]); print(max(1, int(round(c * 1000.0 / max(1.0, f * r) - p / 1000.0))))' \
+        "$FRACTION" "$1" "$2" "$CONNS"
 }
 
 # What a target spent during the measured run, from /proc: CPU time
@@ -98,16 +113,20 @@ proc_snap() { # PID -> "ticks syscw write_bytes"
     stat=$(sed 's/^.*) //' "/proc/$1/stat")
     echo "$(echo "$stat" | awk '{print $12 + $13}') $(awk '/^write_bytes|^syscw/ {print $2}' "/proc/$1/io" | tr '\n' ' ')"
 }
-proc_delta() { # SNAP0 SNAP1 DURATION_US REQUESTS -> "cpu% KB/req writes/req"
+proc_delta() { # SNAP0 SNAP1 DURATION_US REQUESTS ACCEPTED -> "cpu% KB/req writes/req cpu_s/10k"
     python3 -c 'import sys, os
 a = [int(x) for x in sys.argv[1].split()]; b = [int(x) for x in sys.argv[2].split()]
-us, n = float(sys.argv[3]), max(1, int(sys.argv[4])); hz = os.sysconf("SC_CLK_TCK")
-print("%.0f %.1f %.1f" % (100.0 * (b[0] - a[0]) / hz / (us / 1e6), (b[2] - a[2]) / 1024.0 / n, (b[1] - a[1]) / n))' "$1" "$2" "$3" "$4"
+us, n, acc = float(sys.argv[3]), max(1, int(sys.argv[4])), max(1, int(sys.argv[5]))
+hz = os.sysconf("SC_CLK_TCK"); cpu = (b[0] - a[0]) / hz
+print("%.0f %.1f %.1f %.3f" % (100.0 * cpu / (us / 1e6), (b[2] - a[2]) / 1024.0 / n, (b[1] - a[1]) / n,
+                               cpu * 10000.0 / acc))' "$1" "$2" "$3" "$4" "$5"
 }
+# Peak RSS of a process (VmHWM), KB.
+rss_peak() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 declare -A rate_est skipped
 results="$work/results.tsv"
-printf 'target\tround\trps\tp50_us\tp99_us\trequests\tok2xx\tnon2xx\taccepted\tduplicate\trepeats\terrors\taccepted_total\tunique_sent\trows\tcpu_pct\tkb_written_per_req\twrites_per_req\n' >"$results"
+printf 'target\tround\trps\tp50_us\tp99_us\trequests\tok2xx\tnon2xx\taccepted\tduplicate\trepeats\terrors\taccepted_total\tunique_sent\trows\tcpu_pct\tkb_written_per_req\twrites_per_req\tcpu_s_per_10k\trss_peak_kb\tdelay_ms\n' >"$results"
 read -r -a tlist <<<"$TARGETS"
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -130,9 +149,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
         rate_est[$t]=${est%.*}
         rm -f "$dir"/warm.[0-9]*
         gen "$(size_for "$t" "$DURATION")" "$dir/load" "$port"
+        delay=""
+        [ "$FRACTION" = 1 ] || delay=$(pace_ms "${est:-1000}" "$(kv "$dir/warm.out" p50_us)")
         s0=$(proc_snap "$target_pid")
-        wrk_run "$port" "$dir/load" "$DURATION" "$dir/load.out"
+        wrk_run "$port" "$dir/load" "$DURATION" "$dir/load.out" $delay
         s1=$(proc_snap "$target_pid")
+        rss=$(rss_peak "$target_pid")
         rm -f "$dir"/load.[0-9]*
         stop_pid "$target_pid"
         m="$dir/load.out"
@@ -148,17 +170,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
         [ -n "${BENCH_KEEP:-}" ] || rm -f "$dir"/*.db "$dir"/*.db-* "$dir"/audit.jsonl*
         errs=$(($(kv "$m" err_connect) + $(kv "$m" err_read) + $(kv "$m" err_write) + $(kv "$m" err_timeout)))
         rate_est[$t]=$(kv "$m" rps | cut -d. -f1)
-        read -r cpu_pct kb_req syscw_req < <(proc_delta "$s0" "$s1" "$(kv "$m" duration_us)" "$(kv "$m" requests)")
-        printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
+        read -r cpu_pct kb_req syscw_req cpu10k < <(proc_delta "$s0" "$s1" "$(kv "$m" duration_us)" "$(kv "$m" requests)" "$(kv "$m" ok2xx)")
+        printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" \
             "$(kv "$m" rps)" "$(kv "$m" p50_us)" "$(kv "$m" p99_us)" "$(kv "$m" requests)" \
             "$(kv "$m" ok2xx)" "$(kv "$m" non2xx)" "$(kv "$m" accepted)" "$(kv "$m" duplicate)" \
-            "$(kv "$m" repeats)" "$errs" "$acc_total" "$uniq" "$rows" "$cpu_pct" "$kb_req" "$syscw_req" >>"$results"
+            "$(kv "$m" repeats)" "$errs" "$acc_total" "$uniq" "$rows" "$cpu_pct" "$kb_req" "$syscw_req" \
+            "$cpu10k" "$rss" "${delay:-0}" >>"$results"
         printf 'bench: round %d %-12s %9s req/s  p50 %6s us  p99 %6s us  rows %s\n' "$r" "$t" \
             "$(kv "$m" rps)" "$(kv "$m" p50_us)" "$(kv "$m" p99_us)" "$rows" >&2
         sleep 1
     done
 done
 
-python3 "$root/bench/report.py" "$results" --out "$root/bench/out/ingest.md" \
-    --meta "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s wrk -t$THREADS -c$CONNS, deletions meanwhile at ${RATE}/s (max in flight $INFLIGHT) to $sink" \
-    ${skipped[gateway]:+--note "gateway: not available in this build (no serve command)"}
+load="flat out"
+[ "$FRACTION" = 1 ] || load="paced to $FRACTION of each target's warm-up rate"
+python3 "$root/bench/report.py" "$results" --out "$REPORT" \
+    --meta "rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s wrk -t$THREADS -c$CONNS $load, deletions meanwhile at ${RATE}/s (max in flight $INFLIGHT) to $sink" \
+    ${skipped[gateway]:+--note "gateway: not available in this build (no serve command)"} \
+    $([ "$FRACTION" = 1 ] || echo --partial)

@@ -1,8 +1,10 @@
 -- webhooks.lua: wrk script that sends pre-generated, distinct, signed
 -- Extend webhooks (bench/gen_webhooks.py) and checks every answer.
 --
---   wrk -t T -c C -d D --latency -s bench/webhooks.lua URL -- PREFIX
+--   wrk -t T -c C -d D --latency -s bench/webhooks.lua URL -- PREFIX [DELAY_MS]
 --
+-- DELAY_MS is for webhooks_paced.lua, which waits that long before each
+-- request (a function wrk calls only when the script defines it).
 -- Thread i (0-based) reads PREFIX.i, so threads never send the same event.
 -- A thread that runs out starts over and counts the repeats: a repeated
 -- event is a "duplicate" for a gateway, not a fresh durable write, so the
@@ -20,6 +22,7 @@ end
 
 function init(args)
     local prefix = args[1]
+    pause_ms = tonumber(args[2] or "0") or 0
     local f = assert(io.open(prefix .. "." .. id, "rb"))
     local data = f:read("*a")
     f:close()
@@ -83,4 +86,10 @@ function done(summary, latency, requests)
         e.connect, e.read, e.write, e.timeout)
     for _, k in ipairs(keys) do line = line .. string.format(" %s=%d", k, tot[k]) end
     io.write(line .. "\n")
+    -- The latency distribution, for bench/results.py's plot.
+    local dist = "BENCHLAT"
+    for _, p in ipairs({ 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9 }) do
+        dist = dist .. string.format(" %g=%d", p, latency:percentile(p))
+    end
+    io.write(dist .. "\n")
 end

@@ -261,7 +261,9 @@ struct queue_stats {
 typedef void (*queue_stats_cb)(const struct queue_stats *stats, int failed, void *arg);
 int queue_stats(struct queue *q, queue_stats_cb cb, void *arg);
 
-/* Deletions in one state, oldest first, up to limit (attempt lists empty).
+/* Deletions in one state, up to limit (attempt lists empty), in the order
+ * the queue's indexes give: by due time (queued: next try; in flight:
+ * lease end; finished: when it finished), cancelled ones by acceptance.
  * QUEUE_LIST_MAX is the largest limit applied, and so the largest one the
  * admin route and `ctl list --limit` may accept: a caller that accepted
  * more would silently get fewer rows than it asked for. */

@@ -74,9 +74,15 @@ const char *const sq_stmt_sql[S_COUNT] = {
     [S_VIEW_ATTEMPTS] = "SELECT started_ms, finished_ms, http_status, upstream_request_id,"
                         " error_code, detail FROM attempts WHERE job_id = ?1"
                         " ORDER BY id DESC LIMIT ?2",
-    [S_LIST_BY_JOB_STATE] = "SELECT " VIEW_COLS " FROM jobs j JOIN deletions d"
-                            " ON d.job_id = j.id WHERE j.state = ?1 AND d.state IS NULL"
-                            " ORDER BY d.accepted_ms, d.rowid LIMIT ?2",
+    /* In the order jobs_state_due holds them (due time, then job id), each
+     * job's deletions in rowid order: a walk of two indexes that stops at
+     * the limit. Ordered by accepted time it sorted every job of the state
+     * first (1.8 s with a million queued, on the worker, holding up every
+     * commit): queued ones thus come in the order they will be sent,
+     * finished ones in the order they finished (docs/http-api.md). */
+    [S_LIST_BY_JOB_STATE] = "SELECT " VIEW_COLS " FROM jobs j INDEXED BY jobs_state_due"
+                            " JOIN deletions d ON d.job_id = j.id WHERE j.state = ?1"
+                            " AND d.state IS NULL ORDER BY j.due_ms, j.id, d.rowid LIMIT ?2",
     [S_LIST_CANCELLED] = "SELECT " VIEW_COLS " FROM deletions d JOIN jobs j ON j.id = d.job_id"
                          " WHERE d.state = 'cancelled' ORDER BY d.accepted_ms, d.rowid"
                          " LIMIT ?1",

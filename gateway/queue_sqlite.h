@@ -88,9 +88,10 @@ struct queue_store {
     sqlite3 *ckpt_db;
     pthread_t ckpt;
     int ckpt_started;
-    pthread_mutex_t ckpt_mu; /* guards the two below */
-    pthread_cond_t ckpt_cv;
+    pthread_mutex_t ckpt_mu; /* guards the four below */
+    pthread_cond_t ckpt_cv;  /* broadcast: work wanted, stop, a checkpoint ended */
     int ckpt_wanted, ckpt_stop;
+    int ckpt_running;       /* a checkpoint is under way (either thread's) */
     int wal_frames;         /* the WAL's length at the last wake-up */
     uint64_t ckpt_failures; /* atomic: checkpoints that failed or did nothing */
 };

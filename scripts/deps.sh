@@ -8,7 +8,7 @@ build_pkgs="build-essential cmake pkg-config libevent-dev libssl-dev libjansson-
   libsqlite3-dev libcurl4-openssl-dev libpq-dev openssl ca-certificates python3"
 test_pkgs="$build_pkgs python3 python3-jsonschema python3-yaml curl sqlite3 prometheus docker.io debootstrap
   postgresql-15 valgrind mandoc clang-tidy cppcheck"
-bench_pkgs="$test_pkgs wrk hyperfine nodejs npm python3-setuptools eatmydata"
+bench_pkgs="$test_pkgs wrk hyperfine nodejs npm python3-setuptools eatmydata gnuplot-nox linux-perf"
 container_pkgs="$test_pkgs docker.io debootstrap"
 fuzz_pkgs="$build_pkgs clang-14 libclang-rt-14-dev"
 

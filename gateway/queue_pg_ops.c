@@ -109,6 +109,8 @@ int queue_pg_op_stats(struct queue_store *q, struct cycle *c, struct op *op)
     return 0;
 }
 
+/* In the order SQLite's index gives (docs/http-api.md): queued by next
+ * try, in flight by lease end, finished by when they finished. */
 int queue_pg_op_list(struct queue_store *q, struct cycle *c, struct op *op)
 {
     struct pg_args a = {.n = 0};
@@ -124,7 +126,7 @@ int queue_pg_op_list(struct queue_store *q, struct cycle *c, struct op *op)
                                 " ORDER BY d.accepted_ms, d.seq LIMIT $1"
                               : "SELECT " PG_VIEW_COLS " FROM dg_jobs j JOIN dg_deletions d"
                                 " ON d.job_id = j.id WHERE j.state = $1 AND d.state IS NULL"
-                                " ORDER BY d.accepted_ms, d.seq LIMIT $2",
+                                " ORDER BY j.due_ms, j.id, d.seq LIMIT $2",
                     &a, op->in.list.limit, &op->out.view.views, &op->out.view.n);
 }
 

@@ -885,6 +885,29 @@ static void test_complete_attempts_and_retry_at(void)
     queue_close(q);
 }
 
+/* A list comes in the queue's order, not acceptance order: queued
+ * deletions next try first, so an operator sees what goes out next. */
+static void test_list_in_send_order(void)
+{
+    struct queue *q = open_q("order.db", 0);
+    struct sub_res r;
+    struct list_res l;
+    int64_t now = util_now_ms();
+
+    if (q == NULL)
+        return;
+    CHECK(submit1(q, "crm", "k1", "late", "exr_late", now + 200000, now - 30, "", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k2", "now", "exr_now", 0, now - 20, "", &r) == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k3", "soon", "exr_soon", now + 1000, now - 10, "", &r) ==
+          QUEUE_SUBMIT_OK);
+    CHECK(list(q, DEL_QUEUED, 10, &l) == 3);
+    CHECK_STR(l.ids[0], "now");
+    CHECK_STR(l.ids[1], "soon");
+    CHECK_STR(l.ids[2], "late");
+    queue_close(q);
+}
+
 static void test_stats_list_retry_cancel(void)
 {
     struct queue *q = open_q("ops.db", 0);
@@ -1611,6 +1634,7 @@ int main(void)
     test_due_limit_and_lease();
     test_complete_attempts_and_retry_at();
     test_stats_list_retry_cancel();
+    test_list_in_send_order();
     test_expired_keys_are_pruned();
     test_close_answers_pending();
     test_close_from_a_callback();

@@ -141,10 +141,11 @@ static void submit_next(void)
         /* Two items: a webhook's run and file; more: an internal batch of
          * distinct runs, each id random. */
         unsigned long long rk = k < 2 ? r : (unsigned long long)random() << 31 ^ random();
-        items[k].resource = n_items <= 2 ? kinds[k] : RES_EXTRACT_RUN;
+        int webhook = n_items <= 2 && k < 2;
+        items[k].resource = webhook ? kinds[k] : RES_EXTRACT_RUN;
         util_sortable_id("del_", util_now_ms(), items[k].deletion_id, sizeof(items[k].deletion_id));
         snprintf(items[k].resource_id, sizeof(items[k].resource_id), "%s_%016llx%04x",
-                 n_items <= 2 ? prefix[k] : "exr", rk, k);
+                 webhook ? prefix[k] : "exr", rk, k);
     }
     sub.now_ms = util_now_ms();
     if (queue_submit(q, &sub, on_submit, NULL) != 0) {

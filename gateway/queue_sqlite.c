@@ -605,11 +605,16 @@ static int q_op_maintain(struct queue_store *q, struct cycle *c, struct op *op)
     st = q->st[S_PRUNE_PICK];
     sqlite3_bind_int64(st, 1, cutoff);
     sqlite3_bind_int(st, 2, Q_PRUNE_BATCH);
+    rc = SQLITE_DONE;
     while (n < Q_PRUNE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (deletion_state_from_name((const char *)sqlite3_column_text(st, 1), &states[n]) == 0)
             ids[n++] = sqlite3_column_int64(st, 0);
     }
     sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sq_sql_error(q, sq_stmt_sql[S_PRUNE_PICK]);
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         if (q_prune_job(q, c, ids[i], states[i]) != 0)
             return -1;
@@ -621,9 +626,14 @@ static int q_op_maintain(struct queue_store *q, struct cycle *c, struct op *op)
     sqlite3_bind_int(st, 2, Q_PRUNE_BATCH);
     char own[Q_PRUNE_BATCH][QUEUE_DELETION_ID_MAX + 1];
     n = 0;
+    rc = SQLITE_DONE;
     while (n < Q_PRUNE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW)
         sq_col_copy(st, 0, own[n++], sizeof(own[0]));
     sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sq_sql_error(q, sq_stmt_sql[S_PRUNE_OWN_PICK]);
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         sq_bind_text(q->st[S_PRUNE_OWN], 1, own[i]);
         if (sq_done(q, S_PRUNE_OWN) != 0)

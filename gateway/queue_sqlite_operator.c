@@ -64,6 +64,7 @@ int sq_op_get(struct queue_store *q, struct cycle *c, struct op *op)
     op->out.view.n = 1;
 
     st = q->st[S_VIEW_ATTEMPTS];
+    rc = SQLITE_DONE;
     sqlite3_bind_int64(st, 1, v->job_id);
     sqlite3_bind_int(st, 2, QUEUE_VIEW_ATTEMPTS);
     while (v->n_attempts < QUEUE_VIEW_ATTEMPTS && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -76,6 +77,10 @@ int sq_op_get(struct queue_store *q, struct cycle *c, struct op *op)
         sq_col_copy(st, 5, a->detail, sizeof(a->detail));
     }
     sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sq_sql_error(q, sq_stmt_sql[S_VIEW_ATTEMPTS]);
+        return -1;
+    }
     return 0;
 }
 

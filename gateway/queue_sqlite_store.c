@@ -542,8 +542,9 @@ int sq_store_open(const struct queue_options *opts, struct queue_store **out, ch
      * ends with SQLite walking its whole page-cache hash table (the split
      * parks a page under the pending-byte page number, 1048577 with 1 KiB
      * pages, and the cache's truncate at commit then scans every bucket
-     * until the database is past 1 GiB). At 16 MiB that walk was 8% of the
-     * worker; at 4 MiB, 3%. Random index pages miss either way. */
+     * until the database is past 1 GiB), so that walk grows with the cache
+     * and a bigger one slows every webhook's commit (bench/README.md has
+     * the figures). Random index pages miss either way. */
     if (q_exec(q->db,
                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
                " PRAGMA cache_size = -4096; PRAGMA temp_store = MEMORY;"

@@ -218,7 +218,7 @@ static int run_collect(struct queue_store *q, struct pg_run *r, struct op *first
 /* The keys, sorted: those that come back are taken by the run. */
 static int run_store_keys(struct queue_store *q, struct pg_run *r)
 {
-    struct run_op *sorted[RUN_MAX_OPS];
+    struct run_op *sorted[RUN_MAX_OPS] = {NULL};
     struct pg_array v[5] = {{0}};
     struct pg_args a = {.n = 0};
     PGresult *res = NULL;
@@ -226,6 +226,8 @@ static int run_store_keys(struct queue_store *q, struct pg_run *r)
 
     for (int i = 0; i < r->n_ops; i++)
         sorted[i] = &r->ops[i];
+    /* An array of pointers, sorted as pointers. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     qsort(sorted, (size_t)r->n_ops, sizeof(sorted[0]), op_key_cmp);
     for (int i = 0; i < r->n_ops; i++) {
         const struct submit_in *in = &sorted[i]->op->in.submit;
@@ -343,6 +345,7 @@ static int run_group_jobs(struct pg_run *r, int n_items)
     struct run_item *items = malloc(size * sizeof(*items));
     int n = 0;
 
+    r->n_jobs = 0;
     r->item_job = malloc(size * sizeof(*r->item_job));
     r->jobs = malloc(size * sizeof(*r->jobs));
     if (items == NULL || r->item_job == NULL || r->jobs == NULL) {

@@ -24,6 +24,6 @@ for d in gateway tools bench tests/unit tests/integration; do
     [ -d "$root/$d" ] && srcs+=("$root/$d")
 done
 cppcheck --enable=warning,performance,portability --inline-suppr --quiet --std=c11 \
-    -I "$root/gateway" --suppress=missingIncludeSystem -i "$root/tests/fuzz" \
+    -I "$root/gateway" --suppress=missingIncludeSystem -i "$root/tests/fuzz" -i "$root/bench/out" \
     --include=/usr/include/x86_64-linux-gnu/sys/queue.h \
     --include="$root/scripts/cppcheck-macros.h" --error-exitcode=1 "${srcs[@]}"

@@ -187,7 +187,7 @@ static void test_wal_stays_bounded_under_concurrent_bulk_batches(void)
     fprintf(stderr, "wal: max %lld bytes\n", (long long)bulk.wal_max);
     CHECK(bulk.failed == 0);
     CHECK(bulk.done == BULK_BATCHES);
-    CHECK(bulk.wal_max < 64 * 1024 * 1024);
+    CHECK(bulk.wal_max < 64LL * 1024 * 1024);
     free(bulk.items);
     event_base_free(bulk.base);
     remove_queue(dir, path);

@@ -112,7 +112,7 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct timeval now = {0, 0};
-    int64_t wait_ms = gw.cfg->extend.timeout_ms < 8000 ? gw.cfg->extend.timeout_ms : 8000;
+    int64_t wait_ms = gw.cfg->accounts[0].timeout_ms < 8000 ? gw.cfg->accounts[0].timeout_ms : 8000;
 
     (void)what, (void)arg;
     if (readiness_stopping(&gw.ready))
@@ -138,7 +138,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_error(NULL, "SIGHUP: secrets not reloaded: %s", err);
         return;
     }
-    if (upstream_set_token(gw.upstream, &gw.cfg->extend.token) != 0) {
+    if (upstream_set_token(gw.upstream, &gw.cfg->accounts[0].token) != 0) {
         log_error(NULL, "SIGHUP: extend.token refused (empty, too long or not visible ASCII); "
                         "DELETEs keep the previous token");
         ok = 0;
@@ -229,8 +229,8 @@ int cmd_serve(int argc, char **argv)
     qo.path = strcmp(cfg.queue.backend, "postgres") == 0 ? cfg.queue.url : cfg.queue.path;
     qo.password = (const char *)cfg.queue.password.value;
     qo.replica_id = cfg.queue.replica_id;
-    qo.rate_per_second = cfg.extend.rate_per_second;
-    qo.max_in_flight = cfg.extend.max_in_flight;
+    qo.rate_per_second = cfg.accounts[0].rate_per_second;
+    qo.max_in_flight = cfg.accounts[0].max_in_flight;
     qo.idempotency_ttl_ms = cfg.queue.idempotency_ttl_seconds * 1000;
     qo.retention_ms = (int64_t)(cfg.queue.retention_days * 86400000.0);
     qo.audit = gw.audit;
@@ -241,7 +241,7 @@ int cmd_serve(int argc, char **argv)
         log_error(NULL, "queue.path: %s", err);
         goto done;
     }
-    if (upstream_open(&gw.upstream, gw.base, &cfg, err, sizeof(err)) != 0) {
+    if (upstream_open(&gw.upstream, gw.base, &cfg.accounts[0], err, sizeof(err)) != 0) {
         log_error(NULL, "extend: %s", err);
         goto done;
     }
@@ -263,7 +263,7 @@ int cmd_serve(int argc, char **argv)
      * for upstream connections (and their resolver), audit rotation and
      * the queue's temporary files. */
     if (fdlimit_plan(cfg.limits.max_connections, cfg.admin.max_connections,
-                     16 + 2L * cfg.extend.max_in_flight, &gw.max_connections,
+                     16 + 2L * cfg.accounts[0].max_in_flight, &gw.max_connections,
                      &gw.admin_max_connections, err, sizeof(err)) != 0) {
         log_error(NULL, "limits.max_connections: %s", err);
         goto done;
@@ -289,7 +289,7 @@ int cmd_serve(int argc, char **argv)
     }
     dispatch_start(gw.dispatch);
     log_info(NULL, "deletion-gateway %s started: queue %s, Extend %s%s", DG_VERSION, cfg.queue.path,
-             cfg.extend.base_url, cfg.extend.dry_run ? " (dry run)" : "");
+             cfg.accounts[0].base_url, cfg.accounts[0].dry_run ? " (dry run)" : "");
     event_base_dispatch(gw.base);
     log_info(NULL, "stopped");
     rc = CMD_OK;

@@ -107,7 +107,7 @@ static int64_t lease_ms(const struct config *cfg)
 {
     /* Longer than any one request can take, so a job is never in flight
      * twice; the margin covers a slow commit of the outcome. */
-    return (int64_t)cfg->extend.timeout_ms + cfg->extend.connect_timeout_ms +
+    return (int64_t)cfg->accounts[0].timeout_ms + cfg->accounts[0].connect_timeout_ms +
            cfg->queue.lease_slack_seconds * 1000;
 }
 
@@ -398,7 +398,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     a->started_ms = util_now_ms();
     a->probe = probing(d);
     LIST_INSERT_HEAD(&d->attempts, a, link);
-    if (d->dep.cfg->extend.dry_run) {
+    if (d->dep.cfg->accounts[0].dry_run) {
         /* Everything but the DELETE: the job ends cancelled, and the audit
          * trail says it was a dry run. */
         memset(&o, 0, sizeof(o));
@@ -438,7 +438,7 @@ static int rate_slot_taken(struct dispatch *d)
      * slow this one. */
     if (queue_shared(d->dep.queue))
         return 0;
-    return retry_rate_slot(&d->next_send_us, d->dep.cfg->extend.rate_per_second, util_mono_us());
+    return retry_rate_slot(&d->next_send_us, d->dep.cfg->accounts[0].rate_per_second, util_mono_us());
 }
 
 /*
@@ -461,12 +461,12 @@ static int prefetch_target(const struct dispatch *d)
      * that all replicas share: take only what can be sent now. */
     if (probing(d) || queue_shared(d->dep.queue))
         return 0;
-    return cfg->extend.rate_per_second > 0 ? 1 : d->prefetch;
+    return cfg->accounts[0].rate_per_second > 0 ? 1 : d->prefetch;
 }
 
 static void prefetch_learn(struct dispatch *d)
 {
-    int max = d->dep.cfg->extend.max_in_flight;
+    int max = d->dep.cfg->accounts[0].max_in_flight;
 
     if (d->n_ready == 0 && d->in_flight < max)
         d->prefetch *= 2;
@@ -568,7 +568,7 @@ static void start_ready(struct dispatch *d)
     struct queue_job job;
 
     while (d->n_ready > 0) {
-        if (d->in_flight >= cfg->extend.max_in_flight)
+        if (d->in_flight >= cfg->accounts[0].max_in_flight)
             return;
         if (probing(d) && (d->in_flight > 0 || now < d->probe_at_ms))
             return; /* one probe at a time, when due */
@@ -624,7 +624,7 @@ static void pump(struct dispatch *d)
     if (d->claiming)
         return;
     /* Free slots plus the prefetch, less what is already in hand. */
-    want = cfg->extend.max_in_flight - d->in_flight + prefetch_target(d) - d->n_ready;
+    want = cfg->accounts[0].max_in_flight - d->in_flight + prefetch_target(d) - d->n_ready;
     /* Held: one probe; while unreachable, a batch to look for jobs past
      * their give-up deadline (see give_up_unsent). */
     if (probing(d))
@@ -661,8 +661,8 @@ int dispatch_open(struct dispatch **out, const struct dispatch_deps *dep)
         return -1;
     d->dep = *dep;
     LIST_INIT(&d->attempts);
-    d->prefetch = dep->cfg->extend.max_in_flight;
-    d->cap_ready = (PREFETCH_MAX + 1) * dep->cfg->extend.max_in_flight + 1;
+    d->prefetch = dep->cfg->accounts[0].max_in_flight;
+    d->cap_ready = (PREFETCH_MAX + 1) * dep->cfg->accounts[0].max_in_flight + 1;
     d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
     d->timer = evtimer_new(dep->base, timer_fired, d);
     if (d->timer == NULL || d->ready == NULL) {

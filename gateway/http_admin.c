@@ -106,12 +106,12 @@ static void stats_done(const struct queue_stats *st, int failed, void *arg)
         json_object_set_new(o, "oldest_pending_accepted_at", json_null());
     }
     /* The ETA assumes the configured rate is what Extend will take. */
-    if (cfg->extend.rate_per_second > 0)
+    if (cfg->accounts[0].rate_per_second > 0)
         json_object_set_new(o, "eta_seconds",
-                            json_real((double)st->jobs_pending / cfg->extend.rate_per_second));
+                            json_real((double)st->jobs_pending / cfg->accounts[0].rate_per_second));
     else
         json_object_set_new(o, "eta_seconds", json_null());
-    json_object_set_new(o, "rate_per_second", json_real(cfg->extend.rate_per_second));
+    json_object_set_new(o, "rate_per_second", json_real(cfg->accounts[0].rate_per_second));
     json_object_set_new(o, "paused", json_boolean(dispatch_paused(ctx->dispatch)));
     json_object_set_new(o, "breaker_open", json_boolean(readiness_breaker_open(ctx->ready)));
     json_object_set_new(o, "upstream_unreachable",

@@ -235,7 +235,7 @@ void http_ingest_webhook(struct http_req *r, const char *arg)
         http_reply_header_once(r, "x-extend-request-signature", &sig) != 0)
         return;
     body = http_reply_body(r, &len);
-    vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets, ts,
+    vr = verify_extend_signature(cfg->accounts[0].signing_secrets, cfg->accounts[0].n_signing_secrets, ts,
                                  sig, body, len, now_ms / 1000, cfg->webhooks.max_age_seconds,
                                  cfg->webhooks.max_future_seconds);
     if (vr != VERIFY_OK) {

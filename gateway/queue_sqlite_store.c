@@ -162,6 +162,13 @@ static const char *const migrations[] = {
      * build two, a quarter of the worker's instructions. */
     "DROP INDEX IF EXISTS jobs_finished;"
     "CREATE INDEX jobs_finished ON jobs (completed_ms) WHERE state NOT IN ('queued', 'in_flight');",
+    /* v10: jobs and submissions belong to an Extend account; what an
+     * earlier version queued belongs to the account "default" (the legacy
+     * extend block's). Each account's dispatcher claims its own jobs by
+     * (account, state, due_ms); a deletion's account is its job's. */
+    "ALTER TABLE jobs ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
+    "ALTER TABLE submissions ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
+    "CREATE INDEX jobs_account_due ON jobs (account, state, due_ms);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -250,6 +250,8 @@ int cmd_serve(int argc, char **argv)
             cfg.accounts[i].id, cfg.accounts[i].rate_per_second, cfg.accounts[i].max_in_flight};
     qo.accounts = limits;
     qo.n_accounts = cfg.n_accounts;
+    qo.adopt_default =
+        config_account_find(&cfg, QUEUE_DEFAULT_ACCOUNT, 0) < 0 ? cfg.accounts[0].id : NULL;
     qo.idempotency_ttl_ms = cfg.queue.idempotency_ttl_seconds * 1000;
     qo.retention_ms = (int64_t)(cfg.queue.retention_days * 86400000.0);
     qo.audit = gw.audit;

@@ -98,6 +98,11 @@ struct queue_options {
      * "default" with the two limits above. */
     const struct queue_account_limits *accounts;
     int n_accounts;
+    /* The default (first) account's id when no account is named "default":
+     * jobs queued before accounts, or under the legacy extend block, are
+     * the account "default"'s, and are given to this one at open so that
+     * some dispatcher claims them. NULL = none to adopt. */
+    const char *adopt_default;
     int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
     int64_t retention_ms;       /* finished deletions are pruned after this; 0 = kept */
     struct audit *audit;        /* NULL = no audit records (unit tests) */

@@ -366,6 +366,8 @@ static int pg_store_open(const struct queue_options *opts, struct queue_store **
         goto fail;
     }
     q->n_accounts = opts->n_accounts > 0 ? opts->n_accounts : 1;
+    if (opts->adopt_default != NULL)
+        snprintf(q->adopt_default, sizeof(q->adopt_default), "%s", opts->adopt_default);
     for (int i = 0; i < q->n_accounts; i++) {
         const struct queue_account_limits *l = opts->n_accounts > 0 ? &opts->accounts[i] : NULL;
         snprintf(q->accounts[i].id, sizeof(q->accounts[i].id), "%s",

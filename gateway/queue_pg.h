@@ -53,7 +53,8 @@ struct queue_store {
         int max_in_flight;
     } accounts[QUEUE_MAX_ACCOUNTS];
     int n_accounts;
-    int64_t (*clock_ms)(void); /* NULL: the database's clock */
+    char adopt_default[QUEUE_ACCOUNT_MAX + 1]; /* queue_options.adopt_default, "" = none */
+    int64_t (*clock_ms)(void);                 /* NULL: the database's clock */
     int64_t last_connect_ms;
 
     /* The loop thread's own connection, LISTENing for the other replicas'

@@ -147,6 +147,7 @@ int queue_pg_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
                              .job_id = o->job_id,
                              .resource = res,
                              .resource_id = rid,
+                             .account = account,
                              .http_status = o->http_status,
                              .upstream_request_id = o->upstream_request_id,
                              .error_code = o->error_code,

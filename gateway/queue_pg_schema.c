@@ -129,6 +129,12 @@ int queue_pg_migrate(struct queue_store *q, char *err, size_t errlen)
                 &a) != 0)
             goto sql_fail;
     }
+    if (q->adopt_default[0] != '\0') {
+        struct pg_args a = {.n = 0};
+        arg_text(&a, q->adopt_default);
+        if (queue_pg_do(q, "UPDATE dg_jobs SET account = $1 WHERE account = 'default'", &a) != 0)
+            goto sql_fail;
+    }
     /* One limiter row per configured account, shared by every replica. */
     for (int i = 0; i < q->n_accounts; i++) {
         struct pg_args a = {.n = 0};

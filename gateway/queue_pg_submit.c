@@ -563,8 +563,11 @@ static int run_answer(struct queue_store *q, struct cycle *c, struct run_op *ro)
 {
     struct op *op = ro->op;
     const struct submit_in *in = &op->in.submit;
-    struct audit_record rec = {
-        .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
+    struct audit_record rec = {.time_ms = op->now_ms,
+                               .account = in->account,
+                               .source = in->source,
+                               .key = in->key,
+                               .request_id = in->request_id};
     struct pg_run *r = q->run;
 
     c->n_submits++;
@@ -599,6 +602,7 @@ static int run_answer(struct queue_store *q, struct cycle *c, struct run_op *ro)
         rec.job_id = j->id;
         rec.resource = resource_name(it->resource);
         rec.resource_id = it->resource_id;
+        rec.account = it->account;
         if (queue_cycle_audit(c, &rec, NULL, NULL) != 0)
             return -1;
     }

@@ -185,8 +185,11 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct submit_in *in = &op->in.submit;
     sqlite3_stmt *st = q->st[S_SUB_UPSERT];
-    struct audit_record r = {
-        .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
+    struct audit_record r = {.time_ms = op->now_ms,
+                             .account = in->account,
+                             .source = in->source,
+                             .key = in->key,
+                             .request_id = in->request_id};
 
     c->n_submits++;
     sq_bind_text(st, 1, in->source);
@@ -292,6 +295,7 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
         r.job_id = job_id;
         r.resource = res;
         r.resource_id = it->resource_id;
+        r.account = it->account;
         if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
             return -1;
     }
@@ -458,7 +462,8 @@ fail:
  * newer news: it is dropped and counted, and it is no failure, since there
  * is nothing for the caller to redo. */
 static int q_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id, int64_t lease,
-                        char *res, size_t res_size, char *rid, size_t rid_size, int *owned)
+                        char *res, size_t res_size, char *rid, size_t rid_size,
+                        char *account /* NULL, or QUEUE_ACCOUNT_MAX + 1 */, int *owned)
 {
     sqlite3_stmt *st = q->st[S_JOB_GET];
 
@@ -473,6 +478,8 @@ static int q_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id, 
              sqlite3_column_int64(st, 3) == lease;
     sq_col_copy(st, 1, res, res_size);
     sq_col_copy(st, 2, rid, rid_size);
+    if (account != NULL)
+        sq_col_copy(st, 4, account, QUEUE_ACCOUNT_MAX + 1);
     sqlite3_reset(st);
     if (!*owned)
         c->stale++;
@@ -486,16 +493,19 @@ static int q_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
     char res[32], rid[RESOURCE_ID_MAX + 1];
     int owned, attempted = o->started_ms != 0;
     int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
+    char account[QUEUE_ACCOUNT_MAX + 1] = "";
     struct audit_record r = {.time_ms = op->now_ms,
                              .job_id = o->job_id,
                              .resource = res,
                              .resource_id = rid,
+                             .account = account,
                              .http_status = o->http_status,
                              .upstream_request_id = o->upstream_request_id,
                              .error_code = o->error_code,
                              .detail = o->detail};
 
-    if (q_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), &owned) != 0)
+    if (q_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), account,
+                     &owned) != 0)
         return -1;
     op->out.ok = 1;
     if (!owned)
@@ -561,7 +571,7 @@ static int q_op_release(struct queue_store *q, struct cycle *c, struct op *op)
     int owned;
 
     if (q_job_leased(q, c, op->in.release.job_id, op->in.release.lease, res, sizeof(res), rid,
-                     sizeof(rid), &owned) != 0)
+                     sizeof(rid), NULL, &owned) != 0)
         return -1;
     op->out.ok = 1;
     if (!owned)

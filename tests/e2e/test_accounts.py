@@ -78,6 +78,14 @@ class AccountsTest(h.GatewayTestCase):
         for q in eu:
             assert q["headers"]["authorization"] == "Bearer " + EU_TOKEN, q
             assert q["headers"]["x-extend-workspace-id"] == "ws_eu", q
+        # The audit records name the account (the default one's too: it is "eu").
+        import json
+        with open(os.path.join(self.dir, "audit.jsonl")) as f:
+            recs = [json.loads(line) for line in f]
+        for d, acct in ((dus, "us"), (deu, "eu")):
+            mine = [x for x in recs if x.get("deletion_id") == d["id"] or
+                    (x.get("resource_id") == d["resource_id"] and x["event"] == "deleted")]
+            assert mine and all(x.get("account") == acct for x in mine), mine
         # No simulator ever saw the other's token (it would have answered 401).
         assert not [q for q in self.us.deletes() + self.eu.deletes() if q["status"] == 401]
 
@@ -108,6 +116,9 @@ class AccountsTest(h.GatewayTestCase):
             g.wait_state(d["id"], "deleted")
         assert sorted(q["id"] for q in self.us.deletes()) == ["file_both", "file_us1", "file_us2"]
         assert sorted(q["id"] for q in self.eu.deletes()) == ["file_both", "file_def", "file_eu2"]
+        # The receipt says in which account the resource was deleted.
+        r = g.get_deletion(d1["id"], suffix="/receipt")
+        assert r.status == 200 and r.json()["statement"]["account"] == "us", r
         # Unknown: a 400 that names it; nothing is queued.
         r = g.erasure({"items": [{"resource": "file", "id": "f1"},
                                  {"resource": "file", "id": "f2", "account": "apac"}]})
@@ -222,11 +233,32 @@ class AccountsTest(h.GatewayTestCase):
         for d in ids:
             g.wait_state(d, "deleted")
             assert g.show(d)["account"] == "default"
+        # One legacy account's receipts and records read as before: no account.
+        r = g.get_deletion(ids[0], suffix="/receipt")
+        assert r.status == 200 and "account" not in r.json()["statement"], r
+        with open(os.path.join(self.dir, "audit.jsonl")) as f:
+            assert '"account"' not in f.read()
         assert sorted(q["id"] for q in sim.deletes()) == ["file_old0", "file_old1", "file_old2"]
         db = sqlite3.connect(os.path.join(self.dir, "queue.db"))
         assert db.execute("SELECT schema_version FROM meta").fetchone()[0] == 10
         assert {r[0] for r in db.execute("SELECT DISTINCT account FROM jobs")} == {"default"}
         db.close()
+
+    def test_switching_to_accounts_gives_the_legacy_jobs_to_the_first_account(self):
+        old = self.sim()
+        g = self.gateway(old)
+        g.admin("POST", "/admin/pause")
+        ids = [g.erasure({"resource": "file", "id": "file_l%d" % i}).json()["deletions"][0]["id"]
+               for i in range(2)]
+        g.stop()
+        # The same queue, now under accounts whose first is "eu".
+        g = self.two()
+        assert g.admin("POST", "/admin/resume").status == 200
+        for d in ids:
+            g.wait_state(d, "deleted")
+            assert g.show(d)["account"] == "eu"
+        assert sorted(q["id"] for q in self.eu.deletes()) == ["file_l0", "file_l1"]
+        assert old.deletes() == [] and self.us.deletes() == []
 
 
 if __name__ == "__main__":

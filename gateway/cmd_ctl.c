@@ -547,19 +547,6 @@ static const struct option options[] = {
 };
 
 /* The command words: one request, or the loops above. */
-/* An account id as the config allows it: [a-z0-9_-]{1,32}. */
-static int account_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n < 1 || n > CONFIG_ACCOUNT_ID_MAX)
-        return 0;
-    for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
-            return 0;
-    return 1;
-}
-
 static int ctl_run(const struct ctl *c, char **words, int nwords, int all_dead, int64_t limit_n,
                    const struct export_opts *eo, const char *account)
 {
@@ -586,7 +573,7 @@ static int ctl_run(const struct ctl *c, char **words, int nwords, int all_dead, 
         return simple(c, "POST", path);
     }
     if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
-        if (account != NULL && !account_ok(account))
+        if (account != NULL && !resource_account_id_valid(account, strlen(account)))
             return cmd_usage_error("ctl", usage, "--account must be an account id, [a-z0-9_-]");
         snprintf(path, sizeof(path), "/admin/%s%s%s", words[0], account ? "?account=" : "",
                  account ? account : "");

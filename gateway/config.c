@@ -30,6 +30,7 @@
 
 #include "base_url.h"
 #include "config_schema.h"
+#include "resource.h"
 
 #define CONFIG_MAX_FILE_BYTES 1048576 /* 1 MiB */
 
@@ -119,9 +120,8 @@ static int check_account_id(const char *path, char *s, char *err, size_t errlen)
     if (n < 1 || n > CONFIG_ACCOUNT_ID_MAX)
         return schema_fail(err, errlen, path, "must be 1 to %d characters long",
                            CONFIG_ACCOUNT_ID_MAX);
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
-            return schema_fail(err, errlen, path, "may only hold a-z 0-9 _ -");
+    if (!resource_account_id_valid(s, n))
+        return schema_fail(err, errlen, path, "may only hold a-z 0-9 _ -");
     return 0;
 }
 
@@ -246,6 +246,7 @@ _Static_assert(sizeof(((struct client *)0)->id) == CONFIG_CLIENT_ID_MAX + 1,
 _Static_assert(sizeof(((struct account *)0)->id) == CONFIG_ACCOUNT_ID_MAX + 1,
                "account id buffer must match its table bound");
 _Static_assert(CONFIG_MAX_ACCOUNTS <= 32, "client.account_mask has one bit per account");
+_Static_assert(CONFIG_ACCOUNT_ID_MAX == RESOURCE_ACCOUNT_ID_MAX, "one account id rule");
 /* names[i] of a flags key is bit i of its mask. */
 _Static_assert(RULE_DELETE_RUN == 1u << 0 && RULE_DELETE_FILE == 1u << 1,
                "rule_deletes must list the RULE_DELETE_* bits in order");

@@ -47,18 +47,14 @@ static int account_parse(const json_t *v, const char *where, char out[ERASURE_AC
 {
     char q[JSON_BODY_SHOW_MAX + 4];
     const char *s = json_string_value(v);
-    size_t len = json_string_length(v), i;
+    size_t len = json_string_length(v);
 
     if (s == NULL) {
         api_error_set(err, 400, "invalid_account", "%s%saccount: must be a string", where,
                       where[0] ? "." : "");
         return -1;
     }
-    for (i = 0; i < len && len <= ERASURE_ACCOUNT_MAX; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-              s[i] == '-'))
-            break;
-    if (len == 0 || i != len) {
+    if (!resource_account_id_valid(s, len)) {
         api_error_set(err, 400, "invalid_account",
                       "%s%saccount: \"%s\" is not 1..%d characters of [a-z0-9_-]", where,
                       where[0] ? "." : "", json_body_show(s, len, q), ERASURE_ACCOUNT_MAX);

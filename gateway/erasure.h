@@ -23,7 +23,7 @@
 #include "resource.h"
 
 #define ERASURE_REASON_MAX 256
-#define ERASURE_ACCOUNT_MAX 32 /* config.h's CONFIG_ACCOUNT_ID_MAX */
+#define ERASURE_ACCOUNT_MAX RESOURCE_ACCOUNT_ID_MAX
 
 struct erasure_item {
     enum resource resource;

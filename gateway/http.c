@@ -29,19 +29,14 @@
 #include "http_reply.h"
 #include "http_route.h"
 #include "log.h"
+#include "resource.h"
 #include "tls.h"
 
 /* An account's webhook endpoint's last segment: an account id's syntax;
  * the handler answers 404 for one no account has. */
 static int webhook_account_ok(const char *id, size_t len)
 {
-    if (len < 1 || len > CONFIG_ACCOUNT_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '_' ||
-              id[i] == '-'))
-            return 0;
-    return 1;
+    return resource_account_id_valid(id, len);
 }
 
 /* The public routes; the webhook paths are the configured one (the default

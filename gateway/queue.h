@@ -72,7 +72,7 @@ int deletion_state_from_name(const char *name, enum deletion_state *out);
 /* Jobs belong to one Extend account (config.h's account ids); "" given by
  * a caller is the account "default", the one a queue from before accounts
  * holds everything in. */
-#define QUEUE_ACCOUNT_MAX 32
+#define QUEUE_ACCOUNT_MAX RESOURCE_ACCOUNT_ID_MAX
 #define QUEUE_DEFAULT_ACCOUNT "default"
 
 struct queue_account_limits {

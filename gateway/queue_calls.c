@@ -6,6 +6,7 @@
  */
 #include "queue_layer.h"
 #include "log.h"
+#include "resource.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -62,12 +63,9 @@ static int q_str_ok(const char *s, size_t min, size_t max)
 /* An account id as config.c allows them, or "" (the default). */
 static int q_account_ok(const char *s, size_t min)
 {
-    if (!q_str_ok(s, min, QUEUE_ACCOUNT_MAX))
-        return 0;
-    for (; s != NULL && *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
-            return 0;
-    return 1;
+    size_t n = s != NULL ? strnlen(s, QUEUE_ACCOUNT_MAX + 1) : 0;
+
+    return q_str_ok(s, min, QUEUE_ACCOUNT_MAX) && (n == 0 || resource_account_id_valid(s, n));
 }
 
 static int q_items_ok(const struct queue_item *items, int n)

@@ -228,6 +228,8 @@ static int parse_strs(const struct key *k, void *base, const json_t *v, const ch
         if (parse_string(&entry, json_array_get(v, i), ep, &arr[i], err, errlen) == -1)
             return -1;
         *count = (int)i + 1;
+        if (arr[i] == NULL) /* entry is not nullable: parse_string set it */
+            return schema_fail(err, errlen, ep, "must be a string");
         for (size_t j = 0; j < i; j++)
             if (strcmp(arr[i], arr[j]) == 0)
                 return schema_fail(err, errlen, path, "\"%s\" is listed twice", arr[i]);

@@ -291,6 +291,8 @@ int audit_append(struct audit *a, const struct audit_record *r, uint64_t *seq_ou
             (size_t)snprintf(a->buf + a->len, a->cap - a->len, ",\"job_id\":%" PRId64, r->job_id);
     put_field(a, "resource", r->resource);
     put_field(a, "resource_id", r->resource_id);
+    if (r->account != NULL && strcmp(r->account, "default") != 0)
+        put_field(a, "account", r->account);
     put_field(a, "source", r->source);
     put_field(a, "key", r->key);
     put_field(a, "request_id", r->request_id);

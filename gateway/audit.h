@@ -42,6 +42,8 @@ struct audit_record {
     int64_t job_id;          /* 0 when none */
     const char *resource;    /* "extract_run" */
     const char *resource_id;
+    const char *account;             /* Extend account; NULL or "default": not written, so
+                                        the records of one legacy account read as before */
     const char *source;              /* "extend", a client id, or "operator" */
     const char *key;                 /* eventId, webhook-id, or operator name */
     const char *request_id;          /* the gateway's request id */

@@ -487,8 +487,10 @@ static const char usage[] =
     "                          give-up clock restarted\n"
     "  retry --all-dead        every dead deletion back to queued\n"
     "  cancel ID               cancel a deletion, only while it is queued\n"
-    "  pause | resume          hold all dispatching (jobs stay queued, and it\n"
-    "                          outlives a restart), or send again\n"
+    "  pause | resume [--account ID]\n"
+    "                          hold all dispatching (jobs stay queued, and it\n"
+    "                          outlives a restart), or send again; with\n"
+    "                          --account, one account's only (until a restart)\n"
     "  find RESOURCE_ID        every deletion that targeted this resource\n"
     "  export [--since T] [--until T] [--source S] [--resource-id ID] [--state S]\n"
     "         [--format csv|jsonl] [--receipts]\n"
@@ -523,6 +525,7 @@ enum {
     OPT_STATE,
     OPT_FORMAT,
     OPT_RECEIPTS,
+    OPT_ACCOUNT,
 };
 
 static const struct option options[] = {
@@ -538,13 +541,14 @@ static const struct option options[] = {
     {"state", required_argument, NULL, OPT_STATE},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"receipts", no_argument, NULL, OPT_RECEIPTS},
+    {"account", required_argument, NULL, OPT_ACCOUNT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 /* The command words: one request, or the loops above. */
 static int ctl_run(const struct ctl *c, char **words, int nwords, int all_dead, int64_t limit_n,
-                   const struct export_opts *eo)
+                   const struct export_opts *eo, const char *account)
 {
     char path[400];
 
@@ -569,9 +573,14 @@ static int ctl_run(const struct ctl *c, char **words, int nwords, int all_dead, 
         return simple(c, "POST", path);
     }
     if ((strcmp(words[0], "pause") == 0 || strcmp(words[0], "resume") == 0) && nwords == 1) {
-        snprintf(path, sizeof(path), "/admin/%s", words[0]);
+        if (account != NULL && !resource_account_id_valid(account, strlen(account)))
+            return cmd_usage_error("ctl", usage, "--account must be an account id, [a-z0-9_-]");
+        snprintf(path, sizeof(path), "/admin/%s%s%s", words[0], account ? "?account=" : "",
+                 account ? account : "");
         return simple(c, "POST", path);
     }
+    if (account != NULL)
+        return cmd_usage_error("ctl", usage, "--account goes with pause and resume");
     if (strcmp(words[0], "export") == 0 && nwords == 1)
         return export_rows(c, eo, 0, NULL);
     if (strcmp(words[0], "find") == 0 && nwords == 2)
@@ -606,7 +615,7 @@ fail:
 
 int cmd_ctl(int argc, char **argv)
 {
-    const char *cfg_path = NULL, *url = NULL, *limit = NULL, *format = NULL;
+    const char *cfg_path = NULL, *url = NULL, *limit = NULL, *format = NULL, *account = NULL;
     struct export_opts eo = {.csv = 1};
     struct secret admin_token = {NULL, NULL, 0};
     struct ctl c = {.token = getenv("DG_ADMIN_TOKEN")};
@@ -656,6 +665,9 @@ int cmd_ctl(int argc, char **argv)
         case OPT_RECEIPTS:
             eo.receipts = 1;
             break;
+        case OPT_ACCOUNT:
+            account = optarg;
+            break;
         case 'h':
             return cmd_help(usage);
         default:
@@ -679,7 +691,7 @@ int cmd_ctl(int argc, char **argv)
     c.json = force_json || (!force_table && !isatty(STDOUT_FILENO));
     snprintf(c.base, sizeof(c.base), "%s", url ? url : "http://127.0.0.1:8081");
     if (cfg_path == NULL || ctl_from_config(&c, cfg_path, url != NULL, &admin_token) == 0)
-        rc = ctl_run(&c, argv + optind, argc - optind, all_dead, limit_n, &eo);
+        rc = ctl_run(&c, argv + optind, argc - optind, all_dead, limit_n, &eo, account);
     secret_wipe(&admin_token);
     return rc;
 }

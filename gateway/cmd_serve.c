@@ -30,6 +30,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "receipt.h"
 #include "tls.h"
@@ -112,7 +113,13 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct timeval now = {0, 0};
-    int64_t wait_ms = gw.cfg->extend.timeout_ms < 8000 ? gw.cfg->extend.timeout_ms : 8000;
+    int64_t wait_ms = 0;
+
+    /* The longest DELETE any account may still be waiting for, up to 8 s. */
+    for (int i = 0; i < gw.cfg->n_accounts; i++)
+        if (gw.cfg->accounts[i].timeout_ms > wait_ms)
+            wait_ms = gw.cfg->accounts[i].timeout_ms;
+    wait_ms = wait_ms < 8000 ? wait_ms : 8000;
 
     (void)what, (void)arg;
     if (readiness_stopping(&gw.ready))
@@ -138,10 +145,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_error(NULL, "SIGHUP: secrets not reloaded: %s", err);
         return;
     }
-    if (upstream_set_token(gw.upstream, &gw.cfg->extend.token) != 0) {
-        log_error(NULL, "SIGHUP: extend.token refused (empty, too long or not visible ASCII); "
-                        "DELETEs keep the previous token");
-        ok = 0;
+    for (int i = 0; i < gw.cfg->n_accounts; i++) {
+        if (upstream_set_token(gw.upstream[i], &gw.cfg->accounts[i].token) != 0) {
+            log_error(NULL,
+                      "SIGHUP: account %s: token refused (empty, too long or not visible "
+                      "ASCII); its DELETEs keep the previous token",
+                      gw.cfg->accounts[i].id);
+            ok = 0;
+        }
     }
     if (gw.tls != NULL && tls_server_reload(gw.tls, err, sizeof(err)) != 0) {
         log_error(NULL, "SIGHUP: certificate not reloaded: %s", err);
@@ -175,6 +186,9 @@ int cmd_serve(int argc, char **argv)
 {
     static struct config cfg;
     struct queue_options qo;
+    struct queue_account_limits limits[CONFIG_MAX_ACCOUNTS];
+    const char *account_ids[CONFIG_MAX_ACCOUNTS];
+    long in_flight_total = 0;
     struct event *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
     char err[4400], detail[256], where[4300], key_id[17];
     int ch, accept_audit_mismatch = 0, rc = CMD_FAILED;
@@ -229,8 +243,15 @@ int cmd_serve(int argc, char **argv)
     qo.path = strcmp(cfg.queue.backend, "postgres") == 0 ? cfg.queue.url : cfg.queue.path;
     qo.password = (const char *)cfg.queue.password.value;
     qo.replica_id = cfg.queue.replica_id;
-    qo.rate_per_second = cfg.extend.rate_per_second;
-    qo.max_in_flight = cfg.extend.max_in_flight;
+    qo.rate_per_second = cfg.accounts[0].rate_per_second;
+    qo.max_in_flight = cfg.accounts[0].max_in_flight;
+    for (int i = 0; i < cfg.n_accounts; i++)
+        limits[i] = (struct queue_account_limits){
+            cfg.accounts[i].id, cfg.accounts[i].rate_per_second, cfg.accounts[i].max_in_flight};
+    qo.accounts = limits;
+    qo.n_accounts = cfg.n_accounts;
+    qo.adopt_default =
+        config_account_find(&cfg, QUEUE_DEFAULT_ACCOUNT, 0) < 0 ? cfg.accounts[0].id : NULL;
     qo.idempotency_ttl_ms = cfg.queue.idempotency_ttl_seconds * 1000;
     qo.retention_ms = (int64_t)(cfg.queue.retention_days * 86400000.0);
     qo.audit = gw.audit;
@@ -241,10 +262,16 @@ int cmd_serve(int argc, char **argv)
         log_error(NULL, "queue.path: %s", err);
         goto done;
     }
-    if (upstream_open(&gw.upstream, gw.base, &cfg, err, sizeof(err)) != 0) {
-        log_error(NULL, "extend: %s", err);
-        goto done;
+    for (int i = 0; i < cfg.n_accounts; i++) {
+        if (upstream_open(&gw.upstream[i], gw.base, &cfg.accounts[i], err, sizeof(err)) != 0) {
+            log_error(NULL, "account %s: %s", cfg.accounts[i].id, err);
+            goto done;
+        }
+        in_flight_total += cfg.accounts[i].max_in_flight;
+        account_ids[i] = cfg.accounts[i].id;
     }
+    metrics_set_accounts(account_ids, cfg.n_accounts);
+    readiness_set_accounts(&gw.ready, cfg.n_accounts);
     /* After the queue: the key file goes in the directory it owns. */
     if (cmd_receipt_key(&cfg, 1, &gw.receipt_key, where, sizeof(where), err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);
@@ -263,8 +290,8 @@ int cmd_serve(int argc, char **argv)
      * for upstream connections (and their resolver), audit rotation and
      * the queue's temporary files. */
     if (fdlimit_plan(cfg.limits.max_connections, cfg.admin.max_connections,
-                     16 + 2L * cfg.extend.max_in_flight, &gw.max_connections,
-                     &gw.admin_max_connections, err, sizeof(err)) != 0) {
+                     16 + 2L * in_flight_total, &gw.max_connections, &gw.admin_max_connections, err,
+                     sizeof(err)) != 0) {
         log_error(NULL, "limits.max_connections: %s", err);
         goto done;
     }
@@ -283,13 +310,16 @@ int cmd_serve(int argc, char **argv)
         evsignal_add(sig_term, NULL) || evsignal_add(sig_int, NULL) || evsignal_add(sig_hup, NULL))
         goto done;
     if (queue_paused(gw.queue)) {
-        dispatch_set_paused(gw.dispatch, 1);
+        dispatch_set_paused(gw.dispatch, -1, 1);
         log_warn(NULL, "dispatching is paused (by an operator, before the last stop): "
                        "`deletion-gateway ctl resume` sends again");
     }
     dispatch_start(gw.dispatch);
     log_info(NULL, "deletion-gateway %s started: queue %s, Extend %s%s", DG_VERSION, cfg.queue.path,
-             cfg.extend.base_url, cfg.extend.dry_run ? " (dry run)" : "");
+             cfg.accounts[0].base_url, cfg.accounts[0].dry_run ? " (dry run)" : "");
+    for (int i = 1; i < cfg.n_accounts; i++)
+        log_info(NULL, "account %s: Extend %s%s", cfg.accounts[i].id, cfg.accounts[i].base_url,
+                 cfg.accounts[i].dry_run ? " (dry run)" : "");
     event_base_dispatch(gw.base);
     log_info(NULL, "stopped");
     rc = CMD_OK;
@@ -297,8 +327,9 @@ done:
     /* Order matters: stop sending, abort what is in flight (those jobs stay
      * leased and are re-queued at the next start), let the queue finish the
      * operations it holds, then close the audit log it writes to. */
-    if (gw.upstream != NULL)
-        upstream_close(gw.upstream);
+    for (int i = 0; i < CONFIG_MAX_ACCOUNTS; i++)
+        if (gw.upstream[i] != NULL)
+            upstream_close(gw.upstream[i]);
     if (gw.queue != NULL)
         queue_close(gw.queue);
     dispatch_close(gw.dispatch);

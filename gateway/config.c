@@ -30,6 +30,7 @@
 
 #include "base_url.h"
 #include "config_schema.h"
+#include "resource.h"
 
 #define CONFIG_MAX_FILE_BYTES 1048576 /* 1 MiB */
 
@@ -109,6 +110,18 @@ static int check_client_id(const char *path, char *s, char *err, size_t errlen)
      * records, "operator" the admin's: a client so named could pass for them. */
     if (strcmp(s, "extend") == 0 || strcmp(s, "operator") == 0)
         return schema_fail(err, errlen, path, "\"%s\" is reserved", s);
+    return 0;
+}
+
+static int check_account_id(const char *path, char *s, char *err, size_t errlen)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > CONFIG_ACCOUNT_ID_MAX)
+        return schema_fail(err, errlen, path, "must be 1 to %d characters long",
+                           CONFIG_ACCOUNT_ID_MAX);
+    if (!resource_account_id_valid(s, n))
+        return schema_fail(err, errlen, path, "may only hold a-z 0-9 _ -");
     return 0;
 }
 
@@ -225,10 +238,15 @@ done:
 #define C(m) offsetof(struct config, m)
 #define R(m) offsetof(struct rule, m)
 #define CL(m) offsetof(struct client, m)
+#define A(m) offsetof(struct account, m)
 
 /* K_IDBUF writes up to max characters plus the NUL into client.id. */
 _Static_assert(sizeof(((struct client *)0)->id) == CONFIG_CLIENT_ID_MAX + 1,
                "client id buffer must match its table bound");
+_Static_assert(sizeof(((struct account *)0)->id) == CONFIG_ACCOUNT_ID_MAX + 1,
+               "account id buffer must match its table bound");
+_Static_assert(CONFIG_MAX_ACCOUNTS <= 32, "client.account_mask has one bit per account");
+_Static_assert(CONFIG_ACCOUNT_ID_MAX == RESOURCE_ACCOUNT_ID_MAX, "one account id rule");
 /* names[i] of a flags key is bit i of its mask. */
 _Static_assert(RULE_DELETE_RUN == 1u << 0 && RULE_DELETE_FILE == 1u << 1,
                "rule_deletes must list the RULE_DELETE_* bits in order");
@@ -253,8 +271,61 @@ static const struct key client_keys[] = {
         "Standard Webhooks secrets (whsec_ + base64, >= 16 bytes); any one verifies."),
     KEY_STR_OR_NULL("cert_subject", CL(cert_subject), 1, 255, NULL,
         "mTLS certificate subject CN this client must present; null = any."),
+    KEY_STRS_OR_NULL("accounts", CL(accounts), CL(n_accounts), 1, CONFIG_MAX_ACCOUNTS,
+        check_account_id, "Account ids this client may name (403 otherwise); null = all."),
 };
 static const struct keytab client_tab = KEYTAB(client_keys, struct client);
+
+/*
+ * What an account's DELETEs need, the same rows under accounts[] and under
+ * the legacy `extend` block (P is "" or "extend."), so the two forms cannot
+ * drift apart. The token and the webhook secrets follow, with a default
+ * only in the legacy form.
+ */
+#define ACCOUNT_UPSTREAM_KEYS(P)                                                                   \
+    KEY_STR(P "base_url", A(base_url), "https://api.extend.ai", 1, 2048, check_base_url,           \
+        "Extend API base URL; https://, or http:// only to 127.0.0.1, localhost or [::1]."),       \
+    KEY_STR(P "api_version", A(api_version), "2026-02-09", 1, 64, check_header_token,              \
+        "Sent as x-extend-api-version."),                                                          \
+    KEY_STR_OR_NULL(P "workspace_id", A(workspace_id), 1, 128, check_workspace_id,                 \
+        "Sent as x-extend-workspace-id, A-Z a-z 0-9 _ -; null = not sent."),                       \
+    KEY_STR_OR_NULL(P "ca_file", A(ca_file), 1, 4096, NULL,                                        \
+        "Extra CA bundle to trust for base_url; null = system CAs only."),                         \
+    KEY_INT(P "timeout_ms", A(timeout_ms), 30000, 100, 300000,                                     \
+        "Whole-request time-out of one DELETE."),                                                  \
+    KEY_INT(P "connect_timeout_ms", A(connect_timeout_ms), 10000, 100, 60000,                      \
+        "Connect (TCP + TLS) time-out."),                                                          \
+    KEY_NUM(P "rate_per_second", A(rate_per_second), 8, 0, 1000,                                   \
+        "Most DELETEs per second (fractions allowed); 0 = no rate limit."),                        \
+    KEY_INT(P "max_in_flight", A(max_in_flight), 4, 1, 256,                                        \
+        "Most DELETEs outstanding at once."),                                                      \
+    KEY_BOOL(P "dry_run", A(dry_run), false,                                                       \
+        "Do everything but send the DELETE (for rollouts).")
+
+static const struct key account_keys[] = {
+    KEY_IDBUF_REQUIRED("id", A(id), 1, CONFIG_ACCOUNT_ID_MAX, check_account_id,
+        "Account name, a-z 0-9 _ -, unique; webhooks come to webhooks.path/ID, internal "
+        "requests name it in \"account\"; the first account is the default."),
+    ACCOUNT_UPSTREAM_KEYS(""),
+    {.name = "token", .type = K_SECRET, .off = A(token), .flags = KF_REQUIRED,
+        .doc = "This account's Extend API bearer token."},
+    KEY_SECRETS_REQUIRED("signing_secrets", A(signing_secrets), A(n_signing_secrets), 1,
+        CONFIG_MAX_SECRETS, NULL,
+        "Signing secrets of this account's webhook endpoint (wss_...), raw bytes; any one "
+        "verifies."),
+};
+static const struct keytab account_tab = KEYTAB(account_keys, struct account);
+
+/* The legacy form: one account, "default", its keys where they always were. */
+static const struct key legacy_keys[] = {
+    ACCOUNT_UPSTREAM_KEYS("extend."),
+    KEY_SECRET("extend.token", A(token), "env:EXTEND_API_TOKEN",
+        "Extend API bearer token."),
+    KEY_SECRETS("webhooks.signing_secrets", A(signing_secrets), A(n_signing_secrets),
+        "[\"env:EXTEND_WEBHOOK_SECRET\"]", 1, CONFIG_MAX_SECRETS,
+        "Extend webhook signing secrets (wss_...), used as raw bytes; any one verifies."),
+};
+static const struct keytab legacy_tab = KEYTAB(legacy_keys, struct account);
 
 static const struct key config_keys[] = {
     /* listen */
@@ -277,33 +348,13 @@ static const struct key config_keys[] = {
         "Bearer token for the admin listener; null = admin listener off."),
     KEY_INT("admin.max_connections", C(admin.max_connections), 16, 1, 1024,
         "Most open connections on the admin listener (kept apart from the public one's)."),
-    /* extend */
-    KEY_STR("extend.base_url", C(extend.base_url), "https://api.extend.ai", 1, 2048, check_base_url,
-        "Extend API base URL; https://, or http:// only to 127.0.0.1, localhost or [::1]."),
-    KEY_STR("extend.api_version", C(extend.api_version), "2026-02-09", 1, 64, check_header_token,
-        "Sent as x-extend-api-version."),
-    KEY_SECRET("extend.token", C(extend.token), "env:EXTEND_API_TOKEN",
-        "Extend API bearer token."),
-    KEY_STR_OR_NULL("extend.workspace_id", C(extend.workspace_id), 1, 128, check_workspace_id,
-        "Workspace id header, A-Z a-z 0-9 _ -; null = not sent."),
-    KEY_STR_OR_NULL("extend.ca_file", C(extend.ca_file), 1, 4096, NULL,
-        "Extra CA bundle to trust for base_url; null = system CAs only."),
-    KEY_INT("extend.timeout_ms", C(extend.timeout_ms), 30000, 100, 300000,
-        "Whole-request time-out of one DELETE."),
-    KEY_INT("extend.connect_timeout_ms", C(extend.connect_timeout_ms), 10000, 100, 60000,
-        "Connect (TCP + TLS) time-out."),
-    KEY_NUM("extend.rate_per_second", C(extend.rate_per_second), 8, 0, 1000,
-        "Most DELETEs per second (fractions allowed); 0 = no rate limit."),
-    KEY_INT("extend.max_in_flight", C(extend.max_in_flight), 4, 1, 256,
-        "Most DELETEs outstanding at once."),
-    KEY_BOOL("extend.dry_run", C(extend.dry_run), false,
-        "Do everything but send the DELETE (for rollouts)."),
+    /* accounts (or the legacy extend block, legacy_keys) */
+    KEY_LIST("accounts", C(accounts), C(n_accounts), "[]", CONFIG_MAX_ACCOUNTS, &account_tab,
+        "Extend accounts, each with its own upstream, limits and webhook endpoint; absent = the "
+        "one account \"default\" from the `extend` block and webhooks.signing_secrets."),
     /* webhooks */
     KEY_STR("webhooks.path", C(webhooks.path), "/webhooks/extend", 1, 128, check_webhook_path,
         "Route that receives Extend webhooks; must start with '/', not a gateway route."),
-    KEY_SECRETS("webhooks.signing_secrets", C(webhooks.signing_secrets),
-        C(webhooks.n_signing_secrets), "[\"env:EXTEND_WEBHOOK_SECRET\"]", 1, CONFIG_MAX_SECRETS,
-        "Extend webhook signing secrets (wss_...), used as raw bytes; any one verifies."),
     KEY_INT("webhooks.max_age_seconds", C(webhooks.max_age_seconds), 300, 1, 86400,
         "Oldest webhook timestamp accepted."),
     KEY_INT("webhooks.max_future_seconds", C(webhooks.max_future_seconds), 60, 0, 3600,
@@ -413,19 +464,105 @@ static int check_across(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static int load_json(struct config *cfg, json_t *root, char *err, size_t errlen)
+/* Splits the legacy keys (`extend`, webhooks.signing_secrets) out of a
+ * copy of root into *legacy; refuses them beside `accounts`, where each
+ * account carries its own. */
+static int split_legacy(json_t *root, json_t **legacy, char *err, size_t errlen)
 {
+    json_t *ext = json_object_get(root, "extend"), *wh = json_object_get(root, "webhooks");
+    json_t *ss = json_is_object(wh) ? json_object_get(wh, "signing_secrets") : NULL;
+
+    *legacy = NULL;
+    if (json_object_get(root, "accounts") != NULL) {
+        if (ext != NULL)
+            return schema_fail(err, errlen, "extend",
+                               "is the legacy form of one account: with accounts, move it into "
+                               "an entry of accounts");
+        if (ss != NULL)
+            return schema_fail(err, errlen, "webhooks.signing_secrets",
+                               "with accounts, each account has its own signing_secrets");
+        return 0;
+    }
+    *legacy = json_object();
+    if (*legacy == NULL)
+        return schema_fail(err, errlen, "config", "out of memory");
+    if (ext != NULL) {
+        json_object_set(*legacy, "extend", ext);
+        json_object_del(root, "extend");
+    }
+    if (ss != NULL) {
+        json_object_set_new(*legacy, "webhooks", json_pack("{s:O}", "signing_secrets", ss));
+        json_object_del(wh, "signing_secrets");
+    }
+    return 0;
+}
+
+/* Account ids, and the accounts each client names. */
+static int check_accounts(struct config *cfg, char *err, size_t errlen)
+{
+    char p[64];
+
+    if (cfg->n_accounts < 1)
+        return schema_fail(err, errlen, "accounts", "must have 1 to %d entries",
+                           CONFIG_MAX_ACCOUNTS);
+    for (int i = 0; i < cfg->n_accounts; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->accounts[i].id, cfg->accounts[j].id) == 0) {
+                snprintf(p, sizeof(p), "accounts[%d].id", i);
+                return schema_fail(err, errlen, p, "duplicate account id \"%s\"",
+                                   cfg->accounts[i].id);
+            }
+    for (int c = 0; c < cfg->n_clients; c++) {
+        struct client *cl = &cfg->clients[c];
+
+        cl->account_mask = cl->n_accounts == 0 ? UINT32_MAX : 0;
+        for (int k = 0; k < cl->n_accounts; k++) {
+            int a = config_account_find(cfg, cl->accounts[k], 0);
+            if (a < 0) {
+                snprintf(p, sizeof(p), "clients[%d].accounts[%d]", c, k);
+                return schema_fail(err, errlen, p, "no account \"%s\" is configured",
+                                   cl->accounts[k]);
+            }
+            cl->account_mask |= 1u << a;
+        }
+    }
+    return 0;
+}
+
+static int load_json(struct config *cfg, const json_t *orig, char *err, size_t errlen)
+{
+    json_t *root = NULL, *legacy = NULL;
+
     memset(cfg, 0, sizeof(*cfg));
-    if (!json_is_object(root)) {
+    if (!json_is_object(orig)) {
         schema_fail(err, errlen, "config", "must be a JSON object");
         goto fail;
     }
+    root = json_deep_copy(orig);
+    if (root == NULL) {
+        schema_fail(err, errlen, "config", "out of memory");
+        goto fail;
+    }
+    if (split_legacy(root, &legacy, err, errlen) == -1)
+        goto fail;
+    if (legacy != NULL) {
+        /* Counted before it is filled so that config_free sees it. */
+        cfg->n_accounts = 1;
+        cfg->legacy_extend = true;
+        snprintf(cfg->accounts[0].id, sizeof(cfg->accounts[0].id), "default");
+        if (schema_load(&legacy_tab, &cfg->accounts[0], legacy, err, errlen) == -1)
+            goto fail;
+    }
     if (schema_load(&config_tab, cfg, root, err, errlen) == -1)
         goto fail;
-    if (check_across(cfg, err, errlen) == -1)
+    if (check_across(cfg, err, errlen) == -1 || check_accounts(cfg, err, errlen) == -1)
         goto fail;
+    json_decref(root);
+    json_decref(legacy);
     return 0;
 fail:
+    json_decref(root);
+    json_decref(legacy);
     config_free(cfg);
     return -1;
 }
@@ -476,7 +613,18 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 
 int config_resolve_secrets(struct config *cfg, char *err, size_t errlen)
 {
-    return schema_resolve_secrets(&config_tab, cfg, err, errlen);
+    static const char pre[] = "accounts[0].";
+    char rest[256];
+
+    if (schema_resolve_secrets(&config_tab, cfg, err, errlen) == 0)
+        return 0;
+    /* A legacy file's keys are named as the file spells them. */
+    if (cfg->legacy_extend && strncmp(err, pre, sizeof(pre) - 1) == 0) {
+        snprintf(rest, sizeof(rest), "%s", err + sizeof(pre) - 1);
+        snprintf(err, errlen, "%s%s",
+                 strncmp(rest, "signing_secrets", 15) == 0 ? "webhooks." : "extend.", rest);
+    }
+    return -1;
 }
 
 void config_print(const struct config *cfg, FILE *out)
@@ -485,6 +633,18 @@ void config_print(const struct config *cfg, FILE *out)
 
     if (root == NULL)
         return;
+    /* The legacy form also shows its keys where the file has them. */
+    if (cfg->legacy_extend && cfg->n_accounts > 0) {
+        json_t *l = schema_to_json(&legacy_tab, &cfg->accounts[0]);
+        json_t *wh = json_object_get(root, "webhooks");
+
+        if (l != NULL && json_is_object(wh)) {
+            json_object_set(root, "extend", json_object_get(l, "extend"));
+            json_object_set(wh, "signing_secrets",
+                            json_object_get(json_object_get(l, "webhooks"), "signing_secrets"));
+        }
+        json_decref(l);
+    }
     json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', out);
     json_decref(root);
@@ -493,6 +653,19 @@ void config_print(const struct config *cfg, FILE *out)
 void config_print_reference(FILE *out)
 {
     schema_print_reference(&config_tab, out);
+    fprintf(out,
+            "\nThe legacy form of one account, named `default` (refused beside `accounts`):\n\n");
+    schema_print_reference(&legacy_tab, out);
+}
+
+int config_account_find(const struct config *cfg, const char *id, size_t len)
+{
+    if (len == 0)
+        len = strlen(id);
+    for (int i = 0; i < cfg->n_accounts; i++)
+        if (strlen(cfg->accounts[i].id) == len && memcmp(cfg->accounts[i].id, id, len) == 0)
+            return i;
+    return -1;
 }
 
 int config_key_name(size_t i, char *out, size_t outlen)

@@ -23,12 +23,37 @@
 #define CONFIG_MAX_RULES 64
 #define CONFIG_MAX_CLIENTS 64
 #define CONFIG_CLIENT_ID_MAX 64
+#define CONFIG_MAX_ACCOUNTS 16 /* fits client.account_mask */
+#define CONFIG_ACCOUNT_ID_MAX 32
+
+/* One Extend account: where its DELETEs go, with which credentials and at
+ * which pace, and the secrets its webhook endpoint signs with. The legacy
+ * `extend` block and webhooks.signing_secrets load as the one account
+ * "default". */
+struct account {
+    char id[CONFIG_ACCOUNT_ID_MAX + 1]; /* [a-z0-9_-]{1,32} */
+    char *base_url;                     /* https://..., or http:// only for loopback hosts */
+    char *api_version;
+    struct secret token;
+    char *workspace_id; /* NULL = header not sent */
+    char *ca_file;      /* extra CA bundle to trust, NULL = system CAs only */
+    int timeout_ms;
+    int connect_timeout_ms;
+    double rate_per_second;
+    int max_in_flight;
+    bool dry_run;
+    struct secret signing_secrets[CONFIG_MAX_SECRETS];
+    int n_signing_secrets;
+};
 
 struct client {
     char id[CONFIG_CLIENT_ID_MAX + 1];
     struct secret secrets[CONFIG_MAX_SECRETS];
     int n_secrets;
-    char *cert_subject; /* mTLS certificate CN bound to this client, or NULL */
+    char *cert_subject;                  /* mTLS certificate CN bound to this client, or NULL */
+    char *accounts[CONFIG_MAX_ACCOUNTS]; /* account ids it may name; none listed = all */
+    int n_accounts;
+    uint32_t account_mask; /* bit i: cfg->accounts[i] allowed (set by the load) */
 };
 
 struct config {
@@ -43,22 +68,12 @@ struct config {
         struct secret token;
         int max_connections;
     } admin;
+    /* accounts[0] is the default one; n_accounts >= 1 after a load. */
+    struct account accounts[CONFIG_MAX_ACCOUNTS];
+    int n_accounts;
+    bool legacy_extend; /* loaded from `extend`: `check` shows that block too */
     struct {
-        char *base_url; /* https://..., or http:// only for loopback hosts */
-        char *api_version;
-        struct secret token;
-        char *workspace_id; /* NULL = header not sent */
-        char *ca_file;      /* extra CA bundle to trust, NULL = system CAs only */
-        int timeout_ms;
-        int connect_timeout_ms;
-        double rate_per_second;
-        int max_in_flight;
-        bool dry_run;
-    } extend;
-    struct {
-        char *path; /* "/webhooks/extend" */
-        struct secret signing_secrets[CONFIG_MAX_SECRETS];
-        int n_signing_secrets;
+        char *path; /* "/webhooks/extend": the default account's; PATH/ID each account's */
         int max_age_seconds;
         int max_future_seconds;
         struct rule rules[CONFIG_MAX_RULES];
@@ -138,6 +153,10 @@ void config_print_reference(FILE *out);
 /* The i-th key of the table as a dotted path; keys inside array elements
  * read "webhooks.rules[].event". Returns 0, or -1 past the last key. */
 int config_key_name(size_t i, char *out, size_t outlen);
+
+/* The index of the account named id (NUL-terminated, or len bytes when
+ * len > 0), or -1. */
+int config_account_find(const struct config *cfg, const char *id, size_t len);
 
 /* Wipes secrets (secret_free) and frees everything. */
 void config_free(struct config *cfg);

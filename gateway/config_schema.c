@@ -204,6 +204,39 @@ static int parse_list(const struct key *k, void *base, const json_t *v, const ch
     return 0;
 }
 
+static int parse_strs(const struct key *k, void *base, const json_t *v, const char *path, char *err,
+                      size_t errlen)
+{
+    const struct key entry = {.type = K_STR, .min = 1, .max = STRS_ENTRY_MAX, .scheck = k->scheck};
+    char **arr = FIELD(base, k->off, char *);
+    int *count = FIELD(base, k->n_off, int);
+    size_t n;
+
+    if (json_is_null(v) && (k->flags & KF_NULLABLE))
+        return 0;
+    if (!json_is_array(v))
+        return schema_fail(err, errlen, path, "must be an array of strings%s",
+                           (k->flags & KF_NULLABLE) ? " or null" : "");
+    n = json_array_size(v);
+    if ((int64_t)n < k->min || (int64_t)n > k->max)
+        return schema_fail(err, errlen, path, "must have %lld to %lld entries", (long long)k->min,
+                           (long long)k->max);
+    for (size_t i = 0; i < n; i++) {
+        char ep[PATH_MAX_LEN];
+
+        path_fmt(ep, sizeof(ep), "%s[%zu]", path, i);
+        if (parse_string(&entry, json_array_get(v, i), ep, &arr[i], err, errlen) == -1)
+            return -1;
+        *count = (int)i + 1;
+        if (arr[i] == NULL) /* entry is not nullable: parse_string set it */
+            return schema_fail(err, errlen, ep, "must be a string");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(arr[i], arr[j]) == 0)
+                return schema_fail(err, errlen, path, "\"%s\" is listed twice", arr[i]);
+    }
+    return 0;
+}
+
 /* Joins k->names as "\"a\", \"b\"" with last between the last two. */
 static void names_join(const struct key *k, const char *last, char *out, size_t outlen)
 {
@@ -370,6 +403,9 @@ static int parse_value(const struct key *k, void *base, const json_t *v, const c
         break;
     case K_LIST:
         rc = parse_list(k, base, v, path, err, errlen);
+        break;
+    case K_STRS:
+        rc = parse_strs(k, base, v, path, err, errlen);
         break;
     }
     json_decref(def);
@@ -545,6 +581,13 @@ static json_t *value_json(const struct key *k, const void *base)
             json_array_append_new(a, schema_to_json(k->sub, (const char *)base + k->off +
                                                                 (size_t)i * k->sub->elem_size));
         return a;
+    case K_STRS:
+        if (*CFIELD(base, k->n_off, int) == 0 && (k->flags & KF_NULLABLE))
+            return json_null();
+        a = json_array();
+        for (int i = 0; a != NULL && i < *CFIELD(base, k->n_off, int); i++)
+            json_array_append_new(a, json_string(CFIELD(base, k->off, char *)[i]));
+        return a;
     }
     return json_null();
 }
@@ -598,6 +641,8 @@ static const char *type_name(const struct key *k)
         return "array of strings";
     case K_LIST:
         return "array of objects";
+    case K_STRS:
+        return (k->flags & KF_NULLABLE) ? "array of strings or null" : "array of strings";
     }
     return "?";
 }
@@ -621,6 +666,7 @@ static void reference_rows(const struct keytab *tab, const char *prefix, FILE *o
             break;
         case K_SECRETS:
         case K_LIST:
+        case K_STRS:
             snprintf(bounds, sizeof(bounds), "%lld..%lld entries", (long long)k->min,
                      (long long)k->max);
             break;
@@ -698,6 +744,14 @@ void schema_free(const struct keytab *tab, void *base)
             n = *FIELD(base, k->n_off, int);
             for (int j = 0; j < n; j++)
                 schema_free(k->sub, (char *)base + k->off + (size_t)j * k->sub->elem_size);
+            *FIELD(base, k->n_off, int) = 0;
+            break;
+        case K_STRS:
+            n = *FIELD(base, k->n_off, int);
+            for (int j = 0; j < n; j++) {
+                free(FIELD(base, k->off, char *)[j]);
+                FIELD(base, k->off, char *)[j] = NULL;
+            }
             *FIELD(base, k->n_off, int) = 0;
             break;
         default:

@@ -34,6 +34,7 @@ enum ktype {
     K_SECRETS, /* struct secret[], count in n_off, entry bounds */
     K_FLAGS,   /* unsigned mask from an array of names: names[i] is bit i */
     K_LIST,    /* array of objects described by sub, count in n_off */
+    K_STRS,    /* char *[], count in n_off, entry bounds; null = none (count 0) */
 };
 
 #define KF_NULLABLE 1u /* JSON null is accepted (NULL pointer / no secret) */
@@ -139,6 +140,13 @@ struct key {
     {                                                                                              \
         .name = (name_), .type = K_SECRETS, .off = (off_), .n_off = (count_off), .min = (lo),      \
         .max = (hi), .flags = KF_REQUIRED, .rcheck = (check), .doc = (doc_)                        \
+    }
+/* Each entry is 1..STRS_ENTRY_MAX characters and passes check. */
+#define STRS_ENTRY_MAX 255
+#define KEY_STRS_OR_NULL(name_, off_, count_off, lo, hi, check, doc_)                              \
+    {                                                                                              \
+        .name = (name_), .type = K_STRS, .off = (off_), .n_off = (count_off), .def = "null",       \
+        .min = (lo), .max = (hi), .flags = KF_NULLABLE, .scheck = (check), .doc = (doc_)           \
     }
 #define KEY_FLAGS(name_, off_, names_, def_, doc_)                                                 \
     {                                                                                              \

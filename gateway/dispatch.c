@@ -38,6 +38,7 @@
 
 #include <event2/event.h>
 
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
@@ -46,8 +47,11 @@
 #include "upstream.h"
 #include "util.h"
 
-struct dispatch {
-    struct dispatch_deps dep; /* what it reads and drives, owned by serve */
+struct lane {
+    struct dispatch_deps dep;   /* what it reads and drives, owned by serve */
+    const struct account *acct; /* whose jobs it claims, where they go, at what pace */
+    int index;                  /* acct's place in cfg->accounts: metrics, readiness */
+    struct upstream *upstream;
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
@@ -83,7 +87,7 @@ struct ready_job {
 
 /* One DELETE in progress. */
 struct attempt {
-    struct dispatch *d;
+    struct lane *d;
     struct queue_job job;
     int64_t started_ms;
     int probe;                /* sent while all sending was held */
@@ -93,7 +97,7 @@ struct attempt {
 
 #define SHARED_POLL_MS 1000 /* a shared queue: how often to look for others' work */
 
-static void pump(struct dispatch *d);
+static void pump(struct lane *d);
 
 static void attempt_unlink_free(struct attempt *a)
 {
@@ -103,15 +107,15 @@ static void attempt_unlink_free(struct attempt *a)
     free(a);
 }
 
-static int64_t lease_ms(const struct config *cfg)
+static int64_t lease_ms(const struct lane *d)
 {
     /* Longer than any one request can take, so a job is never in flight
      * twice; the margin covers a slow commit of the outcome. */
-    return (int64_t)cfg->extend.timeout_ms + cfg->extend.connect_timeout_ms +
-           cfg->queue.lease_slack_seconds * 1000;
+    return (int64_t)d->acct->timeout_ms + d->acct->connect_timeout_ms +
+           d->dep.cfg->queue.lease_slack_seconds * 1000;
 }
 
-static void arm(struct dispatch *d, int64_t delay_ms)
+static void arm(struct lane *d, int64_t delay_ms)
 {
     int64_t at = util_now_ms() + (delay_ms < 0 ? 0 : delay_ms);
     struct timeval tv;
@@ -127,7 +131,7 @@ static void arm(struct dispatch *d, int64_t delay_ms)
 
 static void timer_fired(evutil_socket_t fd, short what, void *arg)
 {
-    struct dispatch *d = arg;
+    struct lane *d = arg;
 
     (void)fd, (void)what;
     d->timer_at_ms = 0;
@@ -146,7 +150,7 @@ static uint32_t random_u32(void)
 
 static void outcome_committed(int failed, void *arg)
 {
-    struct dispatch *d = arg;
+    struct lane *d = arg;
 
     readiness_set_queue_failing(d->dep.ready, failed);
     if (failed) {
@@ -156,24 +160,24 @@ static void outcome_committed(int failed, void *arg)
     }
 }
 
-static int probing(const struct dispatch *d)
+static int probing(const struct lane *d)
 {
     return d->breaker_open || d->unreachable;
 }
 
-static int *hold_flag(struct dispatch *d, enum retry_hold why)
+static int *hold_flag(struct lane *d, enum retry_hold why)
 {
     return why == RETRY_HOLD_CREDENTIALS ? &d->breaker_open : &d->unreachable;
 }
 
-static void hold_set(struct dispatch *d, enum retry_hold why, int on)
+static void hold_set(struct lane *d, enum retry_hold why, int on)
 {
     *hold_flag(d, why) = on;
     if (why == RETRY_HOLD_CREDENTIALS) {
-        metrics_set_breaker(on);
-        readiness_set_breaker_open(d->dep.ready, on);
+        metrics_set_breaker(d->index, on);
+        readiness_set_account_breaker(d->dep.ready, d->index, on);
     } else
-        metrics_set_unreachable(on);
+        metrics_set_unreachable(d->index, on);
 }
 
 /*
@@ -182,7 +186,7 @@ static void hold_set(struct dispatch *d, enum retry_hold why, int on)
  * that were already out when the hold began say nothing new, and counting
  * them would push the first probe out by as many doublings.
  */
-static void hold_open(struct dispatch *d, const struct attempt *a, int64_t now, enum retry_hold why)
+static void hold_open(struct lane *d, const struct attempt *a, int64_t now, enum retry_hold why)
 {
     const struct config *cfg = d->dep.cfg;
 
@@ -198,7 +202,7 @@ static void hold_open(struct dispatch *d, const struct attempt *a, int64_t now, 
                                       d->probes_failed, cfg->retry.initial_ms, cfg->retry.max_ms);
 }
 
-static void breaker_open(struct dispatch *d, const struct attempt *a, int64_t now, int status)
+static void breaker_open(struct lane *d, const struct attempt *a, int64_t now, int status)
 {
     if (!d->breaker_open)
         log_error(NULL,
@@ -208,7 +212,7 @@ static void breaker_open(struct dispatch *d, const struct attempt *a, int64_t no
     hold_open(d, a, now, RETRY_HOLD_CREDENTIALS);
 }
 
-static void unreachable_open(struct dispatch *d, const struct attempt *a, int64_t now,
+static void unreachable_open(struct lane *d, const struct attempt *a, int64_t now,
                              const struct upstream_result *r)
 {
     if (!d->unreachable)
@@ -219,7 +223,7 @@ static void unreachable_open(struct dispatch *d, const struct attempt *a, int64_
     hold_open(d, a, now, RETRY_HOLD_UNREACHABLE);
 }
 
-static void hold_close(struct dispatch *d, enum retry_hold why)
+static void hold_close(struct lane *d, enum retry_hold why)
 {
     if (!*hold_flag(d, why))
         return;
@@ -261,7 +265,7 @@ static const char *class_name(enum retry_class c)
 
 /* Turns Extend's answer into what the queue records. Pure but for the
  * breaker and the global hold, which it updates. */
-static void decide(struct dispatch *d, const struct attempt *a, const struct upstream_result *r,
+static void decide(struct lane *d, const struct attempt *a, const struct upstream_result *r,
                    int64_t now, struct queue_outcome *o)
 {
     const struct config *cfg = d->dep.cfg;
@@ -339,7 +343,7 @@ static void decide(struct dispatch *d, const struct attempt *a, const struct ups
 static void upstream_done(const struct upstream_result *r, void *arg)
 {
     struct attempt *a = arg;
-    struct dispatch *d = a->d;
+    struct lane *d = a->d;
     struct queue_outcome o;
     int64_t now = util_now_ms();
 
@@ -356,7 +360,8 @@ static void upstream_done(const struct upstream_result *r, void *arg)
              r->http_status != 0 ? r->error_message : r->transport_detail);
     decide(d, a, r, now, &o);
 
-    metrics_attempt(class_name(retry_classify(r->http_status)), (double)r->elapsed_ms / 1000.0);
+    metrics_attempt(d->index, class_name(retry_classify(r->http_status)),
+                    (double)r->elapsed_ms / 1000.0);
     /* Successes are in the audit log; retries and failures are news. */
     log_msg(o.state == DEL_DELETED || o.state == DEL_NOT_FOUND ? LOG_DEBUG : LOG_INFO, NULL,
             "dispatch: DELETE %s %s -> %d%s%s (x-extend-request-id %s) => %s",
@@ -365,7 +370,7 @@ static void upstream_done(const struct upstream_result *r, void *arg)
             r->request_id[0] ? r->request_id : "-", deletion_state_name(o.state));
 
     d->in_flight--;
-    metrics_set_in_flight(d->in_flight);
+    metrics_set_in_flight(d->index, d->in_flight);
     if (queue_complete(d->dep.queue, &o, outcome_committed, d) != 0)
         log_warn(NULL, "dispatch: queue closing; job %lld stays leased and will be retried",
                  (long long)a->job.job_id);
@@ -386,7 +391,7 @@ static void start_failed(evutil_socket_t fd, short what, void *arg)
     upstream_done(&r, arg);
 }
 
-static void start_attempt(struct dispatch *d, const struct queue_job *job)
+static void start_attempt(struct lane *d, const struct queue_job *job)
 {
     struct attempt *a = calloc(1, sizeof(*a));
     struct queue_outcome o;
@@ -398,7 +403,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
     a->started_ms = util_now_ms();
     a->probe = probing(d);
     LIST_INSERT_HEAD(&d->attempts, a, link);
-    if (d->dep.cfg->extend.dry_run) {
+    if (d->acct->dry_run) {
         /* Everything but the DELETE: the job ends cancelled, and the audit
          * trail says it was a dry run. */
         memset(&o, 0, sizeof(o));
@@ -408,7 +413,7 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
         o.started_ms = o.finished_ms = a->started_ms; /* recorded, not counted */
         snprintf(o.error_code, sizeof(o.error_code), "dry_run");
         snprintf(o.detail, sizeof(o.detail), "dry run: DELETE not sent");
-        metrics_attempt("dry_run", 0);
+        metrics_attempt(d->index, "dry_run", 0);
         log_info(NULL, "dispatch: dry run: would DELETE %s %s", resource_name(job->resource),
                  job->resource_id);
         queue_complete(d->dep.queue, &o, outcome_committed, d);
@@ -416,8 +421,8 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
         return;
     }
     d->in_flight++;
-    metrics_set_in_flight(d->in_flight);
-    if (upstream_delete(d->dep.upstream, job->resource, job->resource_id, upstream_done, a) != 0) {
+    metrics_set_in_flight(d->index, d->in_flight);
+    if (upstream_delete(d->upstream, job->resource, job->resource_id, upstream_done, a) != 0) {
         static const struct timeval now = {0, 0};
 
         a->defer = evtimer_new(d->dep.base, start_failed, a);
@@ -431,14 +436,14 @@ static void start_attempt(struct dispatch *d, const struct queue_job *job)
 
 /* Under a rate limit: whether the next DELETE must wait; if not, the slot
  * is taken for it. */
-static int rate_slot_taken(struct dispatch *d)
+static int rate_slot_taken(struct lane *d)
 {
     /* A shared queue grants each claim no more than the account's rate
      * leaves for all replicas together; spacing here as well would only
      * slow this one. */
     if (queue_shared(d->dep.queue))
         return 0;
-    return retry_rate_slot(&d->next_send_us, d->dep.cfg->extend.rate_per_second, util_mono_us());
+    return retry_rate_slot(&d->next_send_us, d->acct->rate_per_second, util_mono_us());
 }
 
 /*
@@ -453,20 +458,19 @@ static int rate_slot_taken(struct dispatch *d)
  */
 #define PREFETCH_MAX 8
 
-static int prefetch_target(const struct dispatch *d)
+static int prefetch_target(const struct lane *d)
 {
-    const struct config *cfg = d->dep.cfg;
 
     /* In a shared queue a job in hand holds one of the in-flight slots
      * that all replicas share: take only what can be sent now. */
     if (probing(d) || queue_shared(d->dep.queue))
         return 0;
-    return cfg->extend.rate_per_second > 0 ? 1 : d->prefetch;
+    return d->acct->rate_per_second > 0 ? 1 : d->prefetch;
 }
 
-static void prefetch_learn(struct dispatch *d)
+static void prefetch_learn(struct lane *d)
 {
-    int max = d->dep.cfg->extend.max_in_flight;
+    int max = d->acct->max_in_flight;
 
     if (d->n_ready == 0 && d->in_flight < max)
         d->prefetch *= 2;
@@ -485,7 +489,7 @@ static void prefetch_learn(struct dispatch *d)
  * a moment (pause, a 429's hold, an open breaker, a stop, a slow rate) the
  * jobs in hand go back instead of waiting.
  */
-static void release_ready(struct dispatch *d, int64_t due_ms)
+static void release_ready(struct lane *d, int64_t due_ms)
 {
     for (int i = 0; i < d->n_ready; i++) {
         const struct queue_job *job = &d->ready[(d->ready_head + i) % d->cap_ready].job;
@@ -503,7 +507,7 @@ static void release_ready(struct dispatch *d, int64_t due_ms)
  * next probe, behind the rest), and those past their deadline end dead
  * here, unsent, as a job failing through the outage would have.
  */
-static void give_up_unsent(struct dispatch *d, const struct queue_job *job)
+static void give_up_unsent(struct lane *d, const struct queue_job *job)
 {
     struct queue_outcome o;
     char why[256];
@@ -523,7 +527,7 @@ static void give_up_unsent(struct dispatch *d, const struct queue_job *job)
 static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms, int failed,
                        void *arg)
 {
-    struct dispatch *d = arg;
+    struct lane *d = arg;
     int64_t now = util_now_ms();
 
     d->claiming = 0;
@@ -561,18 +565,17 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
 }
 
 /* Starts waiting jobs while the limits allow. */
-static void start_ready(struct dispatch *d)
+static void start_ready(struct lane *d)
 {
-    const struct config *cfg = d->dep.cfg;
     int64_t now = util_now_ms();
     struct queue_job job;
 
     while (d->n_ready > 0) {
-        if (d->in_flight >= cfg->extend.max_in_flight)
+        if (d->in_flight >= d->acct->max_in_flight)
             return;
         if (probing(d) && (d->in_flight > 0 || now < d->probe_at_ms))
             return; /* one probe at a time, when due */
-        if (now - d->ready[d->ready_head].claimed_ms > lease_ms(cfg) / 2) {
+        if (now - d->ready[d->ready_head].claimed_ms > lease_ms(d) / 2) {
             release_ready(d, now); /* waited too long in hand: claim afresh */
             return;
         }
@@ -600,9 +603,8 @@ static void start_ready(struct dispatch *d)
     }
 }
 
-static void pump(struct dispatch *d)
+static void pump(struct lane *d)
 {
-    const struct config *cfg = d->dep.cfg;
     int64_t now = util_now_ms();
     int want;
 
@@ -624,7 +626,7 @@ static void pump(struct dispatch *d)
     if (d->claiming)
         return;
     /* Free slots plus the prefetch, less what is already in hand. */
-    want = cfg->extend.max_in_flight - d->in_flight + prefetch_target(d) - d->n_ready;
+    want = d->acct->max_in_flight - d->in_flight + prefetch_target(d) - d->n_ready;
     /* Held: one probe; while unreachable, a batch to look for jobs past
      * their give-up deadline (see give_up_unsent). */
     if (probing(d))
@@ -637,13 +639,13 @@ static void pump(struct dispatch *d)
         return;
     d->claiming = 1;
     d->claim_want = want;
-    if (queue_claim(d->dep.queue, want, lease_ms(cfg), claim_done, d) != 0)
+    if (queue_claim_account(d->dep.queue, d->acct->id, want, lease_ms(d), claim_done, d) != 0)
         d->claiming = 0;
 }
 
 static void queue_notified(int64_t earliest_due_ms, void *arg)
 {
-    struct dispatch *d = arg;
+    struct lane *d = arg;
     int64_t now = util_now_ms();
 
     if (earliest_due_ms <= now) {
@@ -653,43 +655,14 @@ static void queue_notified(int64_t earliest_due_ms, void *arg)
         arm(d, earliest_due_ms - now);
 }
 
-int dispatch_open(struct dispatch **out, const struct dispatch_deps *dep)
-{
-    struct dispatch *d = calloc(1, sizeof(*d));
+/* ---- the set: one lane per account ------------------------------------ */
 
-    if (d == NULL)
-        return -1;
-    d->dep = *dep;
-    LIST_INIT(&d->attempts);
-    d->prefetch = dep->cfg->extend.max_in_flight;
-    d->cap_ready = (PREFETCH_MAX + 1) * dep->cfg->extend.max_in_flight + 1;
-    d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
-    d->timer = evtimer_new(dep->base, timer_fired, d);
-    if (d->timer == NULL || d->ready == NULL) {
-        if (d->timer != NULL)
-            event_free(d->timer);
-        free(d->ready);
-        free(d);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
+struct dispatch {
+    struct lane *lane[CONFIG_MAX_ACCOUNTS];
+    int n;
+};
 
-void dispatch_start(struct dispatch *d)
-{
-    queue_set_notify(d->dep.queue, queue_notified, d);
-    arm(d, 0);
-}
-
-void dispatch_stop(struct dispatch *d)
-{
-    d->stopping = 1;
-    release_ready(d, util_now_ms());
-    evtimer_del(d->timer);
-}
-
-void dispatch_close(struct dispatch *d)
+static void lane_close(struct lane *d)
 {
     if (d == NULL)
         return;
@@ -703,32 +676,152 @@ void dispatch_close(struct dispatch *d)
     free(d);
 }
 
-void dispatch_set_paused(struct dispatch *d, int paused)
+static int lane_open(struct lane **out, const struct dispatch_deps *dep, int index)
+{
+    struct lane *d = calloc(1, sizeof(*d));
+
+    *out = d;
+    if (d == NULL)
+        return -1;
+    d->dep = *dep;
+    d->index = index;
+    d->acct = &dep->cfg->accounts[index];
+    d->upstream = dep->upstream[index];
+    LIST_INIT(&d->attempts);
+    d->prefetch = d->acct->max_in_flight;
+    d->cap_ready = (PREFETCH_MAX + 1) * d->acct->max_in_flight + 1;
+    d->ready = calloc((size_t)d->cap_ready, sizeof(*d->ready));
+    d->timer = evtimer_new(dep->base, timer_fired, d);
+    if (d->timer == NULL || d->ready == NULL) {
+        if (d->timer != NULL)
+            event_free(d->timer);
+        free(d->ready);
+        free(d);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The queue has one listener: it wakes every lane, and each claims its own. */
+static void set_notified(int64_t earliest_due_ms, void *arg)
+{
+    struct dispatch *ds = arg;
+
+    for (int i = 0; i < ds->n; i++)
+        queue_notified(earliest_due_ms, ds->lane[i]);
+}
+
+int dispatch_open(struct dispatch **out, const struct dispatch_deps *dep)
+{
+    struct dispatch *ds = calloc(1, sizeof(*ds));
+
+    *out = NULL;
+    if (ds == NULL)
+        return -1;
+    for (int i = 0; i < dep->cfg->n_accounts; i++) {
+        if (lane_open(&ds->lane[i], dep, i) != 0) {
+            dispatch_close(ds);
+            return -1;
+        }
+        ds->n = i + 1;
+    }
+    *out = ds;
+    return 0;
+}
+
+void dispatch_start(struct dispatch *ds)
+{
+    queue_set_notify(ds->lane[0]->dep.queue, set_notified, ds);
+    for (int i = 0; i < ds->n; i++)
+        arm(ds->lane[i], 0);
+}
+
+void dispatch_stop(struct dispatch *ds)
+{
+    for (int i = 0; i < ds->n; i++) {
+        struct lane *d = ds->lane[i];
+        d->stopping = 1;
+        release_ready(d, util_now_ms());
+        evtimer_del(d->timer);
+    }
+}
+
+void dispatch_close(struct dispatch *ds)
+{
+    if (ds == NULL)
+        return;
+    for (int i = 0; i < ds->n; i++)
+        lane_close(ds->lane[i]);
+    free(ds);
+}
+
+static void lane_set_paused(struct lane *d, int paused)
 {
     d->paused = paused;
-    metrics_set_paused(paused);
+    metrics_set_paused(d->index, paused);
     if (!paused) {
         d->claim_short = 0;
         pump(d);
     }
 }
 
-int dispatch_paused(const struct dispatch *d)
+int dispatch_set_paused(struct dispatch *ds, int account, int paused)
 {
-    return d->paused;
+    if (account >= ds->n)
+        return -1;
+    for (int i = 0; i < ds->n; i++)
+        if (account < 0 || account == i)
+            lane_set_paused(ds->lane[i], paused);
+    return 0;
 }
 
-int dispatch_breaker_open(const struct dispatch *d)
+int dispatch_account_state(const struct dispatch *ds, int account, struct dispatch_state *st)
 {
-    return d->breaker_open;
+    const struct lane *d;
+
+    memset(st, 0, sizeof(*st));
+    if (account < 0 || account >= ds->n)
+        return -1;
+    d = ds->lane[account];
+    st->paused = d->paused;
+    st->breaker_open = d->breaker_open;
+    st->unreachable = d->unreachable;
+    st->in_flight = d->in_flight;
+    return 0;
 }
 
-int dispatch_unreachable(const struct dispatch *d)
+/* Over every account: paused when all are, held when any is. */
+int dispatch_paused(const struct dispatch *ds)
 {
-    return d->unreachable;
+    int all = ds->n > 0;
+
+    for (int i = 0; i < ds->n; i++)
+        all = all && ds->lane[i]->paused;
+    return all;
 }
 
-int dispatch_in_flight(const struct dispatch *d)
+int dispatch_breaker_open(const struct dispatch *ds)
 {
-    return d->in_flight;
+    for (int i = 0; i < ds->n; i++)
+        if (ds->lane[i]->breaker_open)
+            return 1;
+    return 0;
+}
+
+int dispatch_unreachable(const struct dispatch *ds)
+{
+    for (int i = 0; i < ds->n; i++)
+        if (ds->lane[i]->unreachable)
+            return 1;
+    return 0;
+}
+
+int dispatch_in_flight(const struct dispatch *ds)
+{
+    int n = 0;
+
+    for (int i = 0; i < ds->n; i++)
+        n += ds->lane[i]->in_flight;
+    return n;
 }

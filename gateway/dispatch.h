@@ -1,5 +1,7 @@
 /*
- * dispatch.h: takes due jobs from the queue and deletes them at Extend,
+ * dispatch.h: takes due jobs from the queue and deletes them at Extend, one
+ * lane per configured account, each with its own upstream, limits, hold
+ * and breaker, claiming only its account's jobs,
  * politely (rate_per_second, max_in_flight, a global hold after a 429) and
  * persistently (backoff, give-up only after retry.give_up_after_seconds).
  * A 401, 402 or 403 means the credentials or the account are wrong, not
@@ -25,7 +27,7 @@ struct dispatch_deps {
     const struct config *cfg;
     struct event_base *base;
     struct queue *queue;
-    struct upstream *upstream;
+    struct upstream *const *upstream; /* one per cfg->accounts[i] */
     struct readiness *ready;
 };
 
@@ -36,9 +38,19 @@ void dispatch_start(struct dispatch *d);
 void dispatch_stop(struct dispatch *d);
 void dispatch_close(struct dispatch *d);
 
-/* Operator pause: nothing new is sent until resumed; jobs stay queued. */
-void dispatch_set_paused(struct dispatch *d, int paused);
+/* Operator pause of one account (its index in cfg->accounts) or, with
+ * account -1, of all: nothing new is sent until resumed; jobs stay queued.
+ * -1 for an index past the last account. */
+int dispatch_set_paused(struct dispatch *d, int account, int paused);
 
+struct dispatch_state {
+    int paused, breaker_open, unreachable, in_flight;
+};
+/* One account's lane. 0, or -1 for an index past the last. */
+int dispatch_account_state(const struct dispatch *d, int account, struct dispatch_state *st);
+
+/* Over all accounts: paused when every one is; breaker_open and
+ * unreachable when any one is; in_flight their sum. */
 int dispatch_paused(const struct dispatch *d);
 int dispatch_breaker_open(const struct dispatch *d);
 /* 1 while Extend cannot be reached and sending is held behind probes. */

@@ -40,10 +40,34 @@ static int reason_ok(const char *s, size_t len)
     return 1;
 }
 
+/* "account": an id's syntax only; whether it is configured is the caller's
+ * to say. 0, or -1 with err. */
+static int account_parse(const json_t *v, const char *where, char out[ERASURE_ACCOUNT_MAX + 1],
+                         struct api_error *err)
+{
+    char q[JSON_BODY_SHOW_MAX + 4];
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+
+    if (s == NULL) {
+        api_error_set(err, 400, "invalid_account", "%s%saccount: must be a string", where,
+                      where[0] ? "." : "");
+        return -1;
+    }
+    if (!resource_account_id_valid(s, len)) {
+        api_error_set(err, 400, "invalid_account",
+                      "%s%saccount: \"%s\" is not 1..%d characters of [a-z0-9_-]", where,
+                      where[0] ? "." : "", json_body_show(s, len, q), ERASURE_ACCOUNT_MAX);
+        return -1;
+    }
+    memcpy(out, s, len + 1);
+    return 0;
+}
+
 static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct erasure_item *item,
                       struct api_error *err)
 {
-    json_t *jres = NULL, *jid = NULL, *jreason = NULL, *jnb = NULL, *v;
+    json_t *jres = NULL, *jid = NULL, *jreason = NULL, *jnb = NULL, *jacct = NULL, *v;
     const char *key, *s;
     char q[JSON_BODY_SHOW_MAX + 4];
     int64_t ms;
@@ -65,6 +89,8 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
             jreason = v;
         } else if (strcmp(key, "not_before") == 0) {
             jnb = v;
+        } else if (strcmp(key, "account") == 0) {
+            jacct = v;
         } else {
             /* Refused, so a typo ("not_befor") never silently drops a
              * condition on what is deleted and when. */
@@ -74,6 +100,8 @@ static int item_parse(json_t *obj, const char *where, int64_t now_ms, struct era
         }
     }
 
+    if (jacct != NULL && account_parse(jacct, where, item->account, err) != 0)
+        return -1;
     if (!json_is_string(jres)) {
         api_error_set(err, 400, "unknown_resource", "%s%sresource: %s", where, where[0] ? "." : "",
                       jres == NULL ? "is required" : "must be a string");
@@ -151,8 +179,8 @@ int erasure_parse(const char *body, size_t len, int max_items, int64_t now_ms,
                   struct erasure_item **items, int *n, struct api_error *err)
 {
     struct erasure_item *out = NULL;
-    json_t *root, *list, *v;
-    char where[32];
+    json_t *root, *list, *v, *jacct;
+    char where[32], account[ERASURE_ACCOUNT_MAX + 1] = "";
     size_t count, i;
     int rc = -1;
 
@@ -176,11 +204,14 @@ int erasure_parse(const char *body, size_t len, int max_items, int64_t now_ms,
             goto fail;
         count = 1;
     } else {
-        if (json_object_size(root) != 1) {
+        jacct = json_object_get(root, "account");
+        if (json_object_size(root) != 1 + (jacct != NULL)) {
             api_error_set(err, 400, "invalid_body",
-                          "body: \"items\" cannot be combined with other keys");
+                          "body: \"items\" can only be combined with \"account\"");
             goto fail;
         }
+        if (jacct != NULL && account_parse(jacct, "", account, err) != 0)
+            goto fail;
         if (!json_is_array(list)) {
             api_error_set(err, 400, "invalid_body", "items: must be an array");
             goto fail;
@@ -207,6 +238,9 @@ int erasure_parse(const char *body, size_t len, int max_items, int64_t now_ms,
             snprintf(where, sizeof(where), "items[%zu]", i);
             if (item_parse(v, where, now_ms, &out[i], err) != 0)
                 goto fail;
+            /* The batch's account serves the items that name none. */
+            if (out[i].account[0] == '\0')
+                memcpy(out[i].account, account, sizeof(account));
         }
     }
     *items = out;

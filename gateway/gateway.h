@@ -28,7 +28,7 @@ struct gateway {
     struct config *cfg;
     struct event_base *base;
     struct queue *queue;
-    struct upstream *upstream;
+    struct upstream *upstream[CONFIG_MAX_ACCOUNTS]; /* one per cfg->accounts[i] */
     struct dispatch *dispatch;
     struct audit *audit;
     struct tls_server *tls;

@@ -29,12 +29,22 @@
 #include "http_reply.h"
 #include "http_route.h"
 #include "log.h"
+#include "resource.h"
 #include "tls.h"
 
-/* The public routes; the webhook's path is the configured one, set at
- * open. A receipt is told from a plain read by its suffix, for its label. */
+/* An account's webhook endpoint's last segment: an account id's syntax;
+ * the handler answers 404 for one no account has. */
+static int webhook_account_ok(const char *id, size_t len)
+{
+    return resource_account_id_valid(id, len);
+}
+
+/* The public routes; the webhook paths are the configured one (the default
+ * account's) and that path with "/ID" (each account's), set at open. A
+ * receipt is told from a plain read by its suffix, for its label. */
 static const struct http_route public_routes[] = {
     {HTTP_POST, HTTP_EXACT, NULL, NULL, NULL, http_ingest_webhook, MR_WEBHOOK},
+    {HTTP_POST, HTTP_ID, NULL, NULL, webhook_account_ok, http_ingest_webhook, MR_WEBHOOK},
     {HTTP_POST, HTTP_EXACT, "/v1/deletions", NULL, NULL, http_ingest_create, MR_DELETIONS_CREATE},
     {HTTP_GET, HTTP_PREFIX, "/v1/deletions/", "/receipt", NULL, http_ingest_get, MR_RECEIPT},
     {HTTP_GET, HTTP_PREFIX, "/v1/deletions/", NULL, NULL, http_ingest_get, MR_DELETIONS_GET},
@@ -59,6 +69,7 @@ struct http_listener {
 struct http {
     struct http_ctx ctx;
     struct http_route public_routes[N_PUBLIC];
+    char webhook_prefix[160]; /* webhooks.path + "/" */
     struct http_listener pub;
     struct http_listener admin; /* evh NULL when off */
 };
@@ -180,6 +191,8 @@ int http_open(struct http **out, struct gateway *gw)
     h->ctx.receipt_key = gw->receipt_key;
     memcpy(h->public_routes, public_routes, sizeof(public_routes));
     h->public_routes[0].path = cfg->webhooks.path;
+    snprintf(h->webhook_prefix, sizeof(h->webhook_prefix), "%s/", cfg->webhooks.path);
+    h->public_routes[1].path = h->webhook_prefix;
     h->pub = (struct http_listener){.name = "public",
                                     .routes = h->public_routes,
                                     .n_routes = N_PUBLIC,

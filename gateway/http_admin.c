@@ -9,6 +9,7 @@
  *   POST /admin/deletions/ID/cancel      queued -> cancelled
  *   POST /admin/retry-dead               every dead deletion -> queued
  *   POST /admin/pause, /admin/resume     hold or restart dispatching
+ *        ?account=ID                     of one account only
  *   GET  /admin/export?since=T&until=T&source=S&resource_id=ID&state=S
  *        &limit=N&cursor=C&receipts=true  one page of the compliance export
  */
@@ -41,6 +42,7 @@ struct admin_ctx {
     struct http_req r;
     char what[16];
     int with_receipts; /* export */
+    int account;       /* pause, resume: an index in cfg->accounts, -1 = all */
 };
 
 static struct admin_ctx *admin_ctx_new(const struct http_req *r, const char *what)
@@ -105,13 +107,28 @@ static void stats_done(const struct queue_stats *st, int failed, void *arg)
     } else {
         json_object_set_new(o, "oldest_pending_accepted_at", json_null());
     }
-    /* The ETA assumes the configured rate is what Extend will take. */
-    if (cfg->extend.rate_per_second > 0)
-        json_object_set_new(o, "eta_seconds",
-                            json_real((double)st->jobs_pending / cfg->extend.rate_per_second));
+    /* The ETA assumes the configured rates are what Extend will take; an
+     * account without a limit makes it unknown. */
+    double rate = 0;
+    int unlimited = 0;
+    json_t *accts = json_array();
+    for (int i = 0; i < cfg->n_accounts; i++) {
+        struct dispatch_state ds;
+        rate += cfg->accounts[i].rate_per_second;
+        unlimited |= cfg->accounts[i].rate_per_second <= 0;
+        dispatch_account_state(ctx->dispatch, i, &ds);
+        json_array_append_new(
+            accts, json_pack("{s:s, s:f, s:b, s:b, s:b, s:i}", "id", cfg->accounts[i].id,
+                             "rate_per_second", cfg->accounts[i].rate_per_second, "paused",
+                             ds.paused, "breaker_open", ds.breaker_open, "upstream_unreachable",
+                             ds.unreachable, "in_flight", ds.in_flight));
+    }
+    if (rate > 0 && !unlimited)
+        json_object_set_new(o, "eta_seconds", json_real((double)st->jobs_pending / rate));
     else
         json_object_set_new(o, "eta_seconds", json_null());
-    json_object_set_new(o, "rate_per_second", json_real(cfg->extend.rate_per_second));
+    json_object_set_new(o, "rate_per_second", json_real(unlimited ? 0 : rate));
+    json_object_set_new(o, "accounts", accts);
     json_object_set_new(o, "paused", json_boolean(dispatch_paused(ctx->dispatch)));
     json_object_set_new(o, "breaker_open", json_boolean(readiness_breaker_open(ctx->ready)));
     json_object_set_new(o, "upstream_unreachable",
@@ -276,15 +293,26 @@ static void pause_done(int failed, void *arg)
 {
     struct admin_ctx *a = arg;
     int pause = strcmp(a->what, "pause") == 0;
+    char body[96];
 
     if (failed) {
         http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not record the %s",
                          a->what);
     } else {
         if (!pause)
-            dispatch_set_paused(a->r.ctx->dispatch, 0);
-        log_info(a->r.rid, "admin: dispatching %s", pause ? "paused" : "resumed");
-        http_reply_json(&a->r, 200, pause ? "{\"paused\":true}" : "{\"paused\":false}");
+            dispatch_set_paused(a->r.ctx->dispatch, a->account, 0);
+        if (a->account < 0) {
+            log_info(a->r.rid, "admin: dispatching %s", pause ? "paused" : "resumed");
+            snprintf(body, sizeof(body), "{\"paused\":%s}", pause ? "true" : "false");
+        } else {
+            const char *id = a->r.ctx->cfg->accounts[a->account].id;
+            log_info(a->r.rid, "admin: dispatching %s for account %s", pause ? "paused" : "resumed",
+                     id);
+            /* Account ids are [a-z0-9_-]: no escaping. */
+            snprintf(body, sizeof(body), "{\"paused\":%s,\"account\":\"%s\"}",
+                     pause ? "true" : "false", id);
+        }
+        http_reply_json(&a->r, 200, body);
     }
     admin_ctx_free(a);
 }
@@ -375,14 +403,55 @@ static void admin_retry_dead(struct http_req *r, const char *arg)
 /* A pause holds sending at once; the answer waits for the commit that
  * makes it outlive a restart. A resume sends only once it is committed,
  * so a restart cannot undo it either. */
+/* ?account=ID: the index of that account, -1 without one; -2 with the
+ * answer sent (400 unknown_account). */
+static int admin_account_arg(const struct http_req *r)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+    struct evkeyvalq q;
+    const char *id;
+    int a = -1;
+
+    TAILQ_INIT(&q);
+    if (query == NULL)
+        return -1;
+    if (evhttp_parse_query_str(query, &q) != 0) {
+        http_reply_error(r, 400, "invalid_query", "the query string is malformed");
+        return -2;
+    }
+    id = evhttp_find_header(&q, "account");
+    if (id != NULL && (a = config_account_find(r->ctx->cfg, id, 0)) < 0) {
+        http_reply_error(r, 400, "unknown_account", "no account \"%.32s\" is configured", id);
+        a = -2;
+    }
+    evhttp_clear_headers(&q);
+    return a;
+}
+
+/* A pause of every account holds sending at once; the answer waits for the
+ * commit that makes it outlive a restart. A resume sends only once it is
+ * committed, so a restart cannot undo it either. One account's pause or
+ * resume is an audit record only: it lasts until the next start. */
 static void admin_set_paused(struct http_req *r, int pause)
 {
     struct admin_ctx *a;
+    int account = admin_account_arg(r);
+    char detail[64];
 
+    if (account == -2)
+        return;
     if (pause)
-        dispatch_set_paused(r->ctx->dispatch, 1);
-    if ((a = admin_ctx_new(r, pause ? "pause" : "resume")) != NULL)
+        dispatch_set_paused(r->ctx->dispatch, account, 1);
+    if ((a = admin_ctx_new(r, pause ? "pause" : "resume")) == NULL)
+        return;
+    a->account = account;
+    if (account < 0) {
         admin_handed(a, queue_set_paused(r->ctx->queue, pause, "admin", pause_done, a));
+        return;
+    }
+    snprintf(detail, sizeof(detail), "account %s", r->ctx->cfg->accounts[account].id);
+    admin_handed(a, queue_audit_note(r->ctx->queue, pause ? "paused" : "resumed", "admin", detail,
+                                     pause_done, a));
 }
 
 static void admin_pause(struct http_req *r, const char *arg)

@@ -16,6 +16,7 @@
 #include <event2/http.h>
 
 #include "audit.h"
+#include "config.h"
 #include "dispatch.h"
 #include "http_reply.h"
 #include "metrics.h"
@@ -54,8 +55,10 @@ void http_health_ready(struct http_req *r, const char *arg)
 {
     const struct http_ctx *ctx = r->ctx;
     const struct readiness *rd = ctx->ready;
-    char body[320];
+    /* 16 accounts of at most 32 characters fit, with room. */
+    char body[320 + CONFIG_MAX_ACCOUNTS * 160];
     const char *audit = "ok";
+    int n;
     int audit_ok, ready = ready_now(ctx, &audit, &audit_ok);
 
     (void)arg;
@@ -65,16 +68,33 @@ void http_health_ready(struct http_req *r, const char *arg)
      * one. A read-only cycle gives them the chance. */
     if ((!audit_ok || readiness_queue_failing(rd)) && !readiness_stopping(rd))
         (void)queue_stats(ctx->queue, ready_cycle_done, ctx->ready);
-    snprintf(body, sizeof(body),
-             "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
-             "\"upstream_connection\":\"%s\",\"dispatch\":\"%s\",\"audit\":\"%s\"}",
-             ready ? "ready" : "not_ready", readiness_queue_failing(rd) ? "failing" : "ok",
-             readiness_breaker_open(rd) ? "rejected" : "ok",
-             dispatch_unreachable(ctx->dispatch) ? "unreachable" : "ok",
-             readiness_stopping(rd)           ? "stopping"
-             : dispatch_paused(ctx->dispatch) ? "paused"
-                                              : "running",
-             audit);
+    n = snprintf(body, sizeof(body),
+                 "{\"status\":\"%s\",\"queue\":\"%s\",\"upstream_credentials\":\"%s\","
+                 "\"upstream_connection\":\"%s\",\"dispatch\":\"%s\",\"audit\":\"%s\","
+                 "\"accounts\":{",
+                 ready ? "ready" : "not_ready", readiness_queue_failing(rd) ? "failing" : "ok",
+                 readiness_breaker_open(rd) ? "rejected" : "ok",
+                 dispatch_unreachable(ctx->dispatch) ? "unreachable" : "ok",
+                 readiness_stopping(rd)           ? "stopping"
+                 : dispatch_paused(ctx->dispatch) ? "paused"
+                                                  : "running",
+                 audit);
+    /* Each account's own view: one account's rejected key leaves the
+     * others delivering, and the gateway ready. Ids are [a-z0-9_-]. */
+    for (int i = 0; i < ctx->cfg->n_accounts && n > 0 && (size_t)n < sizeof(body); i++) {
+        struct dispatch_state ds;
+        dispatch_account_state(ctx->dispatch, i, &ds);
+        n += snprintf(body + n, sizeof(body) - (size_t)n,
+                      "%s\"%s\":{\"upstream_credentials\":\"%s\",\"upstream_connection\":\"%s\","
+                      "\"dispatch\":\"%s\"}",
+                      i ? "," : "", ctx->cfg->accounts[i].id, ds.breaker_open ? "rejected" : "ok",
+                      ds.unreachable ? "unreachable" : "ok",
+                      readiness_stopping(rd) ? "stopping"
+                      : ds.paused            ? "paused"
+                                             : "running");
+    }
+    if (n > 0 && (size_t)n < sizeof(body))
+        snprintf(body + n, sizeof(body) - (size_t)n, "}}");
     http_reply_json(r, ready ? 200 : 503, body);
 }
 

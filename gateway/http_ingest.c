@@ -1,7 +1,8 @@
 /*
  * http_ingest.c: the routes that accept deletions.
  *
- *   POST {webhooks.path}        Extend webhooks, Extend's v0 signature
+ *   POST {webhooks.path}        Extend webhooks to the default account, v0 signature
+ *   POST {webhooks.path}/ID     Extend webhooks to the account ID (its own secrets)
  *   POST /v1/deletions          internal clients, Standard Webhooks signature
  *   GET  /v1/deletions/ID       a deletion's state (signed the same way)
  *   GET  /v1/deletions/ID/receipt  a signed statement of a finished deletion
@@ -102,7 +103,8 @@ static void render_items(struct evbuffer *out, const struct queue_item *items, i
                             "%s{\"id\":\"%s\",\"resource\":\"%s\",\"resource_id\":", i ? "," : "",
                             items[i].deletion_id, resource_name(items[i].resource));
         util_json_escape(items[i].resource_id, esc, sizeof(esc));
-        evbuffer_add_printf(out, "%s", esc);
+        /* Account ids are [a-z0-9_-] (config.c, queue_calls.c): no escaping. */
+        evbuffer_add_printf(out, "%s,\"account\":\"%s\"", esc, items[i].account);
         if (items[i].not_before_ms > 0) {
             util_format_time_ms(items[i].not_before_ms, when, sizeof(when));
             evbuffer_add_printf(out, ",\"not_before\":\"%s\"", when);
@@ -125,11 +127,12 @@ static char *evbuffer_to_string(struct evbuffer *b)
 }
 
 /* Hands a prepared submission to the queue; the answer comes later. */
-static void ingest_submit(struct ingest_ctx *c, const char *source, const char *key,
-                          const struct queue_item *items, int n)
+static void ingest_submit(struct ingest_ctx *c, const char *source, const char *account,
+                          const char *key, const struct queue_item *items, int n)
 {
     struct queue_submission sub = {
         .source = source,
+        .account = account,
         .key = key,
         .request_id = c->r.rid,
         .now_ms = util_now_ms(),
@@ -180,11 +183,12 @@ static void send_verify_error(const struct http_req *r, enum verify_result vr)
 }
 
 /* Sets one item; its deletion id sorts by time (see util_sortable_id). */
-static int item_set(struct queue_item *it, int64_t now_ms, enum resource r, const char *id,
-                    const char *reason, int64_t not_before_ms)
+static int item_set(struct queue_item *it, int64_t now_ms, const char *account, enum resource r,
+                    const char *id, const char *reason, int64_t not_before_ms)
 {
     if (util_sortable_id("del_", now_ms, it->deletion_id, sizeof(it->deletion_id)) != 0)
         return -1;
+    snprintf(it->account, sizeof(it->account), "%s", account);
     it->resource = r;
     snprintf(it->resource_id, sizeof(it->resource_id), "%s", id);
     snprintf(it->reason, sizeof(it->reason), "%s", reason);
@@ -195,7 +199,8 @@ static int item_set(struct queue_item *it, int64_t now_ms, enum resource r, cons
 /* Renders the answer ({head, "deletions": [...]}) and hands the request
  * to the queue; c is owned by the queue's callback from here on. */
 static void ingest_accept(struct ingest_ctx *c, const char *head, const char *source,
-                          const char *key, const struct queue_item *items, int n)
+                          const char *account, const char *key, const struct queue_item *items,
+                          int n)
 {
     struct evbuffer *out = evbuffer_new();
 
@@ -212,12 +217,15 @@ static void ingest_accept(struct ingest_ctx *c, const char *head, const char *so
         return;
     }
     c->n_items = n;
-    ingest_submit(c, source, key, items, n);
+    ingest_submit(c, source, account, key, items, n);
 }
 
+/* arg: the account id of {webhooks.path}/ID, NULL for the default's path. */
 void http_ingest_webhook(struct http_req *r, const char *arg)
 {
     const struct config *cfg = r->ctx->cfg;
+    const struct account *acct;
+    int a = arg != NULL ? config_account_find(cfg, arg, 0) : 0;
     const char *ts, *sig, *body;
     struct webhook_plan *plan = NULL;
     struct queue_item *items = NULL;
@@ -229,14 +237,19 @@ void http_ingest_webhook(struct http_req *r, const char *arg)
     size_t len;
     int n;
 
-    (void)arg;
+    /* An endpoint no account has is no route, as any other unknown path. */
+    if (a < 0) {
+        http_reply_error(r, 404, "not_found", "no such route");
+        return;
+    }
+    acct = &cfg->accounts[a];
     if (http_reply_require_json(r) != 0 ||
         http_reply_header_once(r, "x-extend-request-timestamp", &ts) != 0 ||
         http_reply_header_once(r, "x-extend-request-signature", &sig) != 0)
         return;
     body = http_reply_body(r, &len);
-    vr = verify_extend_signature(cfg->webhooks.signing_secrets, cfg->webhooks.n_signing_secrets, ts,
-                                 sig, body, len, now_ms / 1000, cfg->webhooks.max_age_seconds,
+    vr = verify_extend_signature(acct->signing_secrets, acct->n_signing_secrets, ts, sig, body, len,
+                                 now_ms / 1000, cfg->webhooks.max_age_seconds,
                                  cfg->webhooks.max_future_seconds);
     if (vr != VERIFY_OK) {
         send_verify_error(r, vr);
@@ -254,8 +267,8 @@ void http_ingest_webhook(struct http_req *r, const char *arg)
         goto oom;
     snprintf(reason, sizeof(reason), "extend webhook %s", plan->event_type);
     for (int i = 0; i < n; i++) {
-        if (item_set(&items[i], now_ms, plan->items[i].resource, plan->items[i].id, reason,
-                     plan->items[i].not_before_ms) != 0)
+        if (item_set(&items[i], now_ms, acct->id, plan->items[i].resource, plan->items[i].id,
+                     reason, plan->items[i].not_before_ms) != 0)
             goto oom;
     }
     if ((c = ingest_ctx_new(r)) == NULL)
@@ -266,7 +279,7 @@ void http_ingest_webhook(struct http_req *r, const char *arg)
     util_json_escape(plan->event_id, eid, sizeof(eid));
     snprintf(head, sizeof(head), "\"status\":\"%s\",\"event_id\":%s",
              n > 0 ? "accepted" : "ignored", eid);
-    ingest_accept(c, head, "extend", plan->event_id, items, n);
+    ingest_accept(c, head, "extend", acct->id, plan->event_id, items, n);
     goto done;
 oom:
     http_reply_error(r, 503, "queue_unavailable", "out of memory");
@@ -330,8 +343,41 @@ static const struct client *authenticate_client(const struct http_req *r, const 
     return found;
 }
 
+/* Maps each item's account to a configured one ("" = the default) that
+ * the client may name: 400 unknown_account, 403 account_not_allowed. The
+ * request's own account is the first item's. 0, or -1 with the answer sent. */
+static int resolve_accounts(const struct http_req *r, const struct client *client,
+                            const struct erasure_item *parsed, int n, int *acct_of)
+{
+    const struct config *cfg = r->ctx->cfg;
+    char where[40];
+
+    for (int i = 0; i < n; i++) {
+        int a = parsed[i].account[0] != '\0' ? config_account_find(cfg, parsed[i].account, 0) : 0;
+
+        if (n > 1)
+            snprintf(where, sizeof(where), "items[%d].account", i);
+        else
+            snprintf(where, sizeof(where), "account");
+        if (a < 0) {
+            http_reply_error(r, 400, "unknown_account", "%s: no account \"%s\" is configured",
+                             where, parsed[i].account);
+            return -1;
+        }
+        if (!(client->account_mask & (1u << a))) {
+            http_reply_error(r, 403, "account_not_allowed",
+                             "%s: client %s may not request deletions in account \"%s\"", where,
+                             client->id, cfg->accounts[a].id);
+            return -1;
+        }
+        acct_of[i] = a;
+    }
+    return 0;
+}
+
 void http_ingest_create(struct http_req *r, const char *arg)
 {
+    int *acct_of = NULL;
     const struct client *client;
     struct erasure_item *parsed = NULL;
     struct queue_item *items = NULL;
@@ -354,21 +400,26 @@ void http_ingest_create(struct http_req *r, const char *arg)
         send_api_error(r, &err);
         return;
     }
-    if ((items = calloc((size_t)n, sizeof(*items))) == NULL)
+    if ((items = calloc((size_t)n, sizeof(*items))) == NULL ||
+        (acct_of = calloc((size_t)n, sizeof(*acct_of))) == NULL)
         goto oom;
+    if (resolve_accounts(r, client, parsed, n, acct_of) != 0)
+        goto done;
     for (int i = 0; i < n; i++) {
-        if (item_set(&items[i], now_ms, parsed[i].resource, parsed[i].id, parsed[i].reason,
-                     parsed[i].not_before_ms) != 0)
+        if (item_set(&items[i], now_ms, r->ctx->cfg->accounts[acct_of[i]].id, parsed[i].resource,
+                     parsed[i].id, parsed[i].reason, parsed[i].not_before_ms) != 0)
             goto oom;
     }
     if ((c = ingest_ctx_new(r)) == NULL)
         goto done;
     c->ok_status = 202;
-    ingest_accept(c, "\"status\":\"accepted\"", client->id, key, items, n);
+    ingest_accept(c, "\"status\":\"accepted\"", client->id, r->ctx->cfg->accounts[acct_of[0]].id,
+                  key, items, n);
     goto done;
 oom:
     http_reply_error(r, 503, "queue_unavailable", "out of memory");
 done:
+    free(acct_of);
     free(items);
     free(parsed);
 }

@@ -72,6 +72,7 @@ json_t *http_view_json(const struct queue_deletion_view *v, int with_attempts)
     json_object_set_new(o, "state", json_string(deletion_state_name(v->state)));
     json_object_set_new(o, "resource", json_string(resource_name(v->resource)));
     json_object_set_new(o, "resource_id", json_string(v->resource_id));
+    json_object_set_new(o, "account", json_string(v->account));
     if (strcmp(v->source, "extend") == 0) {
         json_object_set_new(who, "type", json_string("extend_webhook"));
         json_object_set_new(who, "event_id", json_string(v->key));

@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "audit.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -36,6 +37,9 @@ static const char *const rejection_codes[] = {
     "unknown_resource",
     "invalid_reason",
     "invalid_not_before",
+    "invalid_account",
+    "unknown_account",
+    "account_not_allowed",
     "batch_too_large",
     "empty_batch",
     "too_many_files",
@@ -89,13 +93,50 @@ static struct {
     uint64_t latency_bucket[N_BUCKETS];
     uint64_t latency_count;
     double latency_sum;
-    int breaker_open;
-    int unreachable;
-    int paused;
-    int in_flight;
     int ready;
     uint64_t sent_late;
+    /* Per account; the ids are the config's, so the label is bounded. */
+    const char *const *account_ids;
+    int n_accounts;
+    struct account_metrics {
+        uint64_t attempts[N_OUTCOMES];
+        int breaker_open, unreachable, paused, in_flight;
+    } a[METRICS_MAX_ACCOUNTS];
 } m;
+
+static const char *const default_ids[] = {"default"};
+
+void metrics_set_accounts(const char *const *ids, int n)
+{
+    m.account_ids = ids;
+    m.n_accounts = n < 0 ? 0 : n > METRICS_MAX_ACCOUNTS ? METRICS_MAX_ACCOUNTS : n;
+}
+
+static int account_ok(int account)
+{
+    if (m.n_accounts == 0) {
+        m.account_ids = default_ids;
+        m.n_accounts = 1;
+    }
+    return account >= 0 && account < m.n_accounts;
+}
+
+static int account_field(int account, size_t off)
+{
+    return *(const int *)(const void *)((const char *)&m.a[account] + off);
+}
+
+/* The sum of one int field over the accounts. */
+static int accounts_sum(size_t off)
+{
+    int sum = 0;
+
+    for (int i = 0; i < m.n_accounts; i++)
+        sum += account_field(i, off);
+    return sum;
+}
+
+#define AF(f) offsetof(struct account_metrics, f)
 
 static size_t find(const char *const *names, size_t n, const char *name)
 {
@@ -134,12 +175,15 @@ void metrics_ingest(const char *result)
         m.ingest[i]++;
 }
 
-void metrics_attempt(const char *outcome, double seconds)
+void metrics_attempt(int account, const char *outcome, double seconds)
 {
     size_t i = find(attempt_outcomes, N_OUTCOMES, outcome);
 
-    if (i < N_OUTCOMES)
+    if (i < N_OUTCOMES) {
         m.attempts[i]++;
+        if (account_ok(account))
+            m.a[account].attempts[i]++;
+    }
     if (strcmp(outcome, "dry_run") == 0)
         return;
     for (size_t b = 0; b < N_BUCKETS; b++) {
@@ -150,19 +194,22 @@ void metrics_attempt(const char *outcome, double seconds)
     m.latency_sum += seconds;
 }
 
-void metrics_set_breaker(int open)
+void metrics_set_breaker(int account, int open)
 {
-    m.breaker_open = open;
+    if (account_ok(account))
+        m.a[account].breaker_open = open != 0;
 }
 
-void metrics_set_unreachable(int held)
+void metrics_set_unreachable(int account, int held)
 {
-    m.unreachable = held;
+    if (account_ok(account))
+        m.a[account].unreachable = held != 0;
 }
 
-void metrics_set_paused(int paused)
+void metrics_set_paused(int account, int paused)
 {
-    m.paused = paused;
+    if (account_ok(account))
+        m.a[account].paused = paused != 0;
 }
 
 void metrics_sent_late(void)
@@ -170,9 +217,45 @@ void metrics_sent_late(void)
     m.sent_late++;
 }
 
-void metrics_set_in_flight(int n)
+void metrics_set_in_flight(int account, int n)
 {
-    m.in_flight = n;
+    if (account_ok(account))
+        m.a[account].in_flight = n;
+}
+
+static void render_accounts(struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } gauges[] = {
+        {"dg_account_breaker_open", "1 while Extend rejects this account's credentials.",
+         AF(breaker_open)},
+        {"dg_account_upstream_unreachable", "1 while this account's Extend cannot be reached.",
+         AF(unreachable)},
+        {"dg_account_dispatch_paused", "1 while an operator has paused this account.", AF(paused)},
+        {"dg_account_upstream_in_flight", "This account's DELETE requests in flight.",
+         AF(in_flight)},
+    };
+
+    (void)account_ok(0);
+    evbuffer_add_printf(out, "# HELP dg_account_upstream_attempts_total DELETE attempts at Extend "
+                             "by account and outcome.\n"
+                             "# TYPE dg_account_upstream_attempts_total counter\n");
+    for (int a = 0; a < m.n_accounts; a++)
+        for (size_t i = 0; i < N_OUTCOMES; i++)
+            evbuffer_add_printf(out,
+                                "dg_account_upstream_attempts_total{account=\"%s\",outcome=\"%s\"}"
+                                " %llu\n",
+                                m.account_ids[a], attempt_outcomes[i],
+                                (unsigned long long)m.a[a].attempts[i]);
+    for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help,
+                            gauges[g].name);
+        for (int a = 0; a < m.n_accounts; a++)
+            evbuffer_add_printf(out, "%s{account=\"%s\"} %d\n", gauges[g].name, m.account_ids[a],
+                                account_field(a, gauges[g].off));
+    }
 }
 
 void metrics_set_ready(int ready)
@@ -257,8 +340,10 @@ void metrics_render(struct evbuffer *out, const struct queue_stats *stats, int64
                         "granted that went out later than their slack (a stalled process).\n"
                         "# TYPE dg_upstream_sent_late_total counter\n"
                         "dg_upstream_sent_late_total %llu\n",
-                        m.breaker_open, m.unreachable, m.paused, m.in_flight, m.ready,
+                        accounts_sum(AF(breaker_open)) > 0, accounts_sum(AF(unreachable)) > 0,
+                        accounts_sum(AF(paused)) > 0, accounts_sum(AF(in_flight)), m.ready,
                         (unsigned long long)m.sent_late);
+    render_accounts(out);
 
     if (stats == NULL)
         return;

@@ -32,11 +32,17 @@ void metrics_rejection(const char *code);
 /* Webhooks and internal requests by result: accepted, ignored, duplicate. */
 void metrics_ingest(const char *result);
 /* One DELETE attempt: its outcome class and how long it took. */
-void metrics_attempt(const char *outcome, double seconds);
-void metrics_set_breaker(int open);
-void metrics_set_unreachable(int held);
-void metrics_set_paused(int paused);
-void metrics_set_in_flight(int n);
+/* The account label's values: the configured ids, set once at start
+ * (ids[] must outlive the metrics); account below is an index into them.
+ * The unlabelled series add every account up (breaker, unreachable and
+ * paused: 1 when any account is). */
+#define METRICS_MAX_ACCOUNTS 16
+void metrics_set_accounts(const char *const *ids, int n);
+void metrics_attempt(int account, const char *outcome, double seconds);
+void metrics_set_breaker(int account, int open);
+void metrics_set_unreachable(int account, int held);
+void metrics_set_paused(int account, int paused);
+void metrics_set_in_flight(int account, int n);
 /* A DELETE a shared limiter granted went out later than its slack. */
 void metrics_sent_late(void);
 /* What /readyz would answer, set before each exposition (dg_ready). */

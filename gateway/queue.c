@@ -134,6 +134,7 @@ int queue_view_from_row(const struct queue_row *row, struct queue_deletion_view 
         deletion_state_from_name(row->text(r, 4), &v->state) != 0)
         return -1;
     q_copy(v->resource_id, sizeof(v->resource_id), row->text(r, 3));
+    q_copy(v->account, sizeof(v->account), row->text(r, 24));
     q_copy(v->source, sizeof(v->source), row->text(r, 5));
     q_copy(v->key, sizeof(v->key), row->text(r, 6));
     q_copy(v->request_id, sizeof(v->request_id), row->text(r, 7));

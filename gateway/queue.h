@@ -69,6 +69,19 @@ int deletion_state_from_name(const char *name, enum deletion_state *out);
 #define QUEUE_DELETION_ID_MAX 39 /* "del_" + 26 base32 characters, with room */
 #define QUEUE_SOURCE_MAX 64      /* "extend" or a client id */
 #define QUEUE_KEY_MAX 255        /* eventId or webhook-id */
+/* Jobs belong to one Extend account (config.h's account ids); "" given by
+ * a caller is the account "default", the one a queue from before accounts
+ * holds everything in. */
+#define QUEUE_ACCOUNT_MAX RESOURCE_ACCOUNT_ID_MAX
+#define QUEUE_DEFAULT_ACCOUNT "default"
+
+struct queue_account_limits {
+    const char *id;
+    double rate_per_second;
+    int max_in_flight;
+};
+
+#define QUEUE_MAX_ACCOUNTS 16
 
 struct queue_options {
     const char *backend;    /* "sqlite" (NULL: the same) or "postgres" */
@@ -80,6 +93,16 @@ struct queue_options {
      * dispatcher, the only one sending. */
     double rate_per_second;
     int max_in_flight;
+    /* PostgreSQL with several accounts: each one's limits, held in its own
+     * limiter row (made at open if missing). n_accounts 0: the one account
+     * "default" with the two limits above. */
+    const struct queue_account_limits *accounts;
+    int n_accounts;
+    /* The default (first) account's id when no account is named "default":
+     * jobs queued before accounts, or under the legacy extend block, are
+     * the account "default"'s, and are given to this one at open so that
+     * some dispatcher claims them. NULL = none to adopt. */
+    const char *adopt_default;
     int64_t idempotency_ttl_ms; /* how long submission keys are remembered */
     int64_t retention_ms;       /* finished deletions are pruned after this; 0 = kept */
     struct audit *audit;        /* NULL = no audit records (unit tests) */
@@ -105,6 +128,7 @@ void queue_close(struct queue *q);
 
 struct queue_item {
     char deletion_id[QUEUE_DELETION_ID_MAX + 1];
+    char account[QUEUE_ACCOUNT_MAX + 1]; /* "" = "default"; coalescing is per account */
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     char reason[ERASURE_REASON_MAX + 1];
@@ -113,6 +137,7 @@ struct queue_item {
 
 struct queue_submission {
     const char *source;     /* "extend" for webhooks, else the client id */
+    const char *account;    /* the account the request came for; NULL = "default" */
     const char *key;        /* eventId or webhook-id: unique within source */
     const char *request_id; /* the gateway's id of the inbound request */
     int64_t now_ms;
@@ -145,6 +170,7 @@ void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg);
 
 struct queue_job {
     int64_t job_id;
+    char account[QUEUE_ACCOUNT_MAX + 1];
     int64_t lease;      /* this claim's token: name it in queue_complete / queue_release */
     int64_t send_at_ms; /* a shared queue's limiter: not before this (0 = now), and not
                            later than QUEUE_SEND_SLACK_MS after it, or the rate may slip */
@@ -164,6 +190,10 @@ typedef void (*queue_claim_cb)(const struct queue_job *jobs, int n, int64_t next
  * lease ended before now, now by the backend's clock) to in_flight with a
  * lease of lease_ms and a new token. */
 int queue_claim(struct queue *q, int max_jobs, int64_t lease_ms, queue_claim_cb cb, void *arg);
+/* The same for one account's jobs only (each account has its own
+ * dispatcher); next_due_ms is that account's too. */
+int queue_claim_account(struct queue *q, const char *account, int max_jobs, int64_t lease_ms,
+                        queue_claim_cb cb, void *arg);
 
 /* How late after its send_at_ms a granted job may go out before it can
  * crowd the next second (the limiter keeps this much in hand). */
@@ -210,6 +240,7 @@ struct queue_attempt_view {
 struct queue_deletion_view {
     char deletion_id[QUEUE_DELETION_ID_MAX + 1];
     int64_t job_id;
+    char account[QUEUE_ACCOUNT_MAX + 1];
     enum resource resource;
     char resource_id[RESOURCE_ID_MAX + 1];
     enum deletion_state state;

@@ -58,6 +58,7 @@ struct op {
     union {
         struct submit_in {
             const char *source, *key, *request_id, *body; /* point into this allocation */
+            const char *account; /* never "": items' accounts are filled in too */
             int status;
             const struct queue_item *items;
             int n_items;
@@ -65,6 +66,7 @@ struct op {
         struct {
             int max_jobs;
             int64_t lease_ms;
+            char account[QUEUE_ACCOUNT_MAX + 1]; /* "" = any account */
         } claim;
         struct queue_outcome complete;
         struct {
@@ -193,7 +195,7 @@ struct queue_row {
  *   13 d.accepted_ms, 14 d.not_before_ms, 15 the later of j.updated_ms and
  *   d.updated_ms, 16 j.due_ms, 17 j.completed_ms, 18 d.state, 19
  *   d.updated_ms, 20 j.final_audit_seq, 21 j.final_audit_mac, 22
- *   d.final_audit_seq, 23 d.final_audit_mac
+ *   d.final_audit_seq, 23 d.final_audit_mac, 24 j.account
  * Fills v from such a row; -1 if it holds a state or resource this code
  * does not know. */
 int queue_view_from_row(const struct queue_row *row, struct queue_deletion_view *v);

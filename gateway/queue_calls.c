@@ -6,6 +6,7 @@
  */
 #include "queue_layer.h"
 #include "log.h"
+#include "resource.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -59,12 +60,20 @@ static int q_str_ok(const char *s, size_t min, size_t max)
     return n >= min && n <= max;
 }
 
+/* An account id as config.c allows them, or "" (the default). */
+static int q_account_ok(const char *s, size_t min)
+{
+    size_t n = s != NULL ? strnlen(s, QUEUE_ACCOUNT_MAX + 1) : 0;
+
+    return q_str_ok(s, min, QUEUE_ACCOUNT_MAX) && (n == 0 || resource_account_id_valid(s, n));
+}
+
 static int q_items_ok(const struct queue_item *items, int n)
 {
     for (int i = 0; i < n; i++) {
         const struct queue_item *it = &items[i];
-        if (!q_str_ok(it->deletion_id, 1, QUEUE_DELETION_ID_MAX) || (int)it->resource < 0 ||
-            it->resource >= RES_COUNT ||
+        if (!q_str_ok(it->deletion_id, 1, QUEUE_DELETION_ID_MAX) || !q_account_ok(it->account, 0) ||
+            (int)it->resource < 0 || it->resource >= RES_COUNT ||
             !resource_id_valid(it->resource_id, strnlen(it->resource_id, RESOURCE_ID_MAX + 1)) ||
             !q_str_ok(it->reason, 0, ERASURE_REASON_MAX))
             return 0;
@@ -78,9 +87,12 @@ int queue_submit(struct queue *q, const struct queue_submission *sub, queue_subm
         sub->n_items >= 0 && sub->n_items <= Q_MAX_ITEMS &&
         (sub->n_items == 0 || sub->items != NULL) && q_str_ok(sub->source, 1, QUEUE_SOURCE_MAX) &&
         q_str_ok(sub->key, 1, QUEUE_KEY_MAX) && q_str_ok(sub->request_id, 0, Q_REQUEST_ID_MAX) &&
-        q_str_ok(sub->response_body, 0, Q_MAX_BODY) && q_items_ok(sub->items, sub->n_items);
+        q_str_ok(sub->response_body, 0, Q_MAX_BODY) && q_account_ok(sub->account, 0) &&
+        q_items_ok(sub->items, sub->n_items);
     size_t n_items = valid ? (size_t)sub->n_items : 0;
-    size_t ls = 0, lk = 0, lr = 0, lb = 0, items_size = n_items * sizeof(struct queue_item);
+    size_t ls = 0, lk = 0, lr = 0, lb = 0, la = 0, items_size = n_items * sizeof(struct queue_item);
+    const char *account =
+        sub->account != NULL && sub->account[0] != '\0' ? sub->account : QUEUE_DEFAULT_ACCOUNT;
     struct op *op;
     char *p;
 
@@ -89,9 +101,10 @@ int queue_submit(struct queue *q, const struct queue_submission *sub, queue_subm
         lk = strlen(sub->key) + 1;
         lr = (sub->request_id != NULL ? strlen(sub->request_id) : 0) + 1;
         lb = (sub->response_body != NULL ? strlen(sub->response_body) : 0) + 1;
+        la = strlen(account) + 1;
     }
     /* One allocation holds the op, its items and its strings. */
-    op = q_op_new(OP_SUBMIT, items_size + ls + lk + lr + lb, arg);
+    op = q_op_new(OP_SUBMIT, items_size + ls + lk + lr + lb + la, arg);
     if (op == NULL)
         return -1;
     op->cb.submit = cb;
@@ -105,6 +118,11 @@ int queue_submit(struct queue *q, const struct queue_submission *sub, queue_subm
     p = (char *)(op + 1);
     if (n_items > 0)
         memcpy(p, sub->items, items_size);
+    for (size_t i = 0; i < n_items; i++) {
+        struct queue_item *it = (struct queue_item *)(void *)p + i;
+        if (it->account[0] == '\0')
+            snprintf(it->account, sizeof(it->account), "%s", QUEUE_DEFAULT_ACCOUNT);
+    }
     op->in.submit.items = (const struct queue_item *)p;
     op->in.submit.n_items = (int)n_items;
     p += items_size;
@@ -115,6 +133,8 @@ int queue_submit(struct queue *q, const struct queue_submission *sub, queue_subm
     op->in.submit.request_id = memcpy(p, sub->request_id != NULL ? sub->request_id : "", lr);
     p += lr;
     op->in.submit.body = memcpy(p, sub->response_body != NULL ? sub->response_body : "", lb);
+    p += lb;
+    op->in.submit.account = memcpy(p, account, la);
     op->in.submit.status = sub->response_status;
     return q_enqueue(q, op);
 }
@@ -127,11 +147,22 @@ void queue_set_notify(struct queue *q, queue_notify_cb cb, void *arg)
 
 int queue_claim(struct queue *q, int max_jobs, int64_t lease_ms, queue_claim_cb cb, void *arg)
 {
+    return queue_claim_account(q, "", max_jobs, lease_ms, cb, arg);
+}
+
+int queue_claim_account(struct queue *q, const char *account, int max_jobs, int64_t lease_ms,
+                        queue_claim_cb cb, void *arg)
+{
     struct op *op = q_op_new(OP_CLAIM, 0, arg);
 
     if (op == NULL)
         return -1;
     op->cb.claim = cb;
+    if (!q_account_ok(account, 0)) {
+        op->failed = 1;
+        return q_enqueue(q, op);
+    }
+    snprintf(op->in.claim.account, sizeof(op->in.claim.account), "%s", account);
     op->in.claim.max_jobs = max_jobs < 1 ? 1 : max_jobs > Q_CLAIM_MAX ? Q_CLAIM_MAX : max_jobs;
     op->in.claim.lease_ms = lease_ms < 1                ? 1
                             : lease_ms > Q_LEASE_MAX_MS ? Q_LEASE_MAX_MS

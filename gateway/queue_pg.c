@@ -361,8 +361,20 @@ static int pg_store_open(const struct queue_options *opts, struct queue_store **
         snprintf(q->replica, sizeof(q->replica), "replica");
     q->ttl_ms = opts->idempotency_ttl_ms;
     q->retention_ms = opts->retention_ms;
-    q->rate = opts->rate_per_second;
-    q->max_in_flight = opts->max_in_flight;
+    if (opts->n_accounts < 0 || opts->n_accounts > QUEUE_MAX_ACCOUNTS) {
+        snprintf(err, errlen, "too many accounts");
+        goto fail;
+    }
+    q->n_accounts = opts->n_accounts > 0 ? opts->n_accounts : 1;
+    if (opts->adopt_default != NULL)
+        snprintf(q->adopt_default, sizeof(q->adopt_default), "%s", opts->adopt_default);
+    for (int i = 0; i < q->n_accounts; i++) {
+        const struct queue_account_limits *l = opts->n_accounts > 0 ? &opts->accounts[i] : NULL;
+        snprintf(q->accounts[i].id, sizeof(q->accounts[i].id), "%s",
+                 l != NULL ? l->id : QUEUE_DEFAULT_ACCOUNT);
+        q->accounts[i].rate = l != NULL ? l->rate_per_second : opts->rate_per_second;
+        q->accounts[i].max_in_flight = l != NULL ? l->max_in_flight : opts->max_in_flight;
+    }
     q->clock_ms = opts->clock_ms;
     if (pg_connect(q, err, errlen) != 0 || queue_pg_migrate(q, err, errlen) != 0)
         goto fail;

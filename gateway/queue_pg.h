@@ -30,7 +30,7 @@
     " d.request_id, d.reason, j.attempts, j.last_http_status, j.last_upstream_request_id,"         \
     " j.last_error, d.accepted_ms, d.not_before_ms, greatest(j.updated_ms, d.updated_ms),"         \
     " j.due_ms, j.completed_ms, d.state, d.updated_ms, j.final_audit_seq, j.final_audit_mac,"      \
-    " d.final_audit_seq, d.final_audit_mac"
+    " d.final_audit_seq, d.final_audit_mac, j.account"
 
 /* A statement held back to go with the next one (queue_pg.c). */
 struct pg_deferred {
@@ -45,9 +45,16 @@ struct queue_store {
     char *password; /* wiped at close */
     char replica[65];
     int64_t ttl_ms, retention_ms;
-    double rate;               /* DELETEs per second for all replicas; 0 = no limit */
-    int max_in_flight;         /* for all replicas; 0 = no limit */
-    int64_t (*clock_ms)(void); /* NULL: the database's clock */
+    /* Each account's limits for all replicas (0 = none), by its row in
+     * dg_limiter; accounts[0] also serves claims that name no account. */
+    struct pg_account {
+        char id[QUEUE_ACCOUNT_MAX + 1];
+        double rate;
+        int max_in_flight;
+    } accounts[QUEUE_MAX_ACCOUNTS];
+    int n_accounts;
+    char adopt_default[QUEUE_ACCOUNT_MAX + 1]; /* queue_options.adopt_default, "" = none */
+    int64_t (*clock_ms)(void);                 /* NULL: the database's clock */
     int64_t last_connect_ms;
 
     /* The loop thread's own connection, LISTENing for the other replicas'
@@ -130,10 +137,14 @@ struct pg_limit {
     int64_t probe_at, interval;
     int probing; /* this claim may take the breaker's one probe */
 };
-int queue_pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, int *allow,
-                        int64_t *wake);
-int queue_pg_limit_write(struct queue_store *q, const struct pg_limit *l, int taken);
-int queue_pg_limiter_learn(struct queue_store *q, const struct queue_outcome *o, int64_t now);
+int queue_pg_limit_read(struct queue_store *q, const struct pg_account *acct, struct pg_limit *l,
+                        int want, int *allow, int64_t *wake);
+int queue_pg_limit_write(struct queue_store *q, const struct pg_account *acct,
+                         const struct pg_limit *l, int taken);
+int queue_pg_limiter_learn(struct queue_store *q, const char *account,
+                           const struct queue_outcome *o, int64_t now);
+/* The account's limits (accounts[0] for "" or one not configured). */
+const struct pg_account *queue_pg_account(const struct queue_store *q, const char *id);
 
 /* ops, one per kind (queue_pg_submit.c, queue_pg_claims.c, queue_pg_ops.c) */
 int queue_pg_op_submit(struct queue_store *q, struct cycle *c, struct op *op);

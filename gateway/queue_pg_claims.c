@@ -23,14 +23,20 @@ static int pg_claim_some(struct queue_store *q, struct cycle *c, struct op *op,
     arg_i64(&a, now);
     arg_i64(&a, n);
     arg_i64(&a, now + op->in.claim.lease_ms);
+#define PG_CLAIM(where)                                                                            \
+    "WITH picked AS MATERIALIZED (SELECT id FROM dg_jobs WHERE state = $1 AND"                     \
+    " due_ms <= $2" where " ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED)"                      \
+    " UPDATE dg_jobs j SET state = 'in_flight', due_ms = $4, lease_until_ms = $4,"                 \
+    " updated_ms = $2, lease = j.lease + 1 FROM picked WHERE j.id = picked.id"                     \
+    " RETURNING j.id, j.resource, j.resource_id, j.attempts, j.clock_start_ms, j.lease,"           \
+    " j.account"
+    /* One account's claims read its own index (account, due_ms); a claim of
+     * any account the plain one. */
+    if (op->in.claim.account[0] != '\0')
+        arg_text(&a, op->in.claim.account);
     r = queue_pg_exec(
-        q,
-        "WITH picked AS MATERIALIZED (SELECT id FROM dg_jobs WHERE state = $1 AND"
-        " due_ms <= $2 ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED)"
-        " UPDATE dg_jobs j SET state = 'in_flight', due_ms = $4, lease_until_ms = $4,"
-        " updated_ms = $2, lease = j.lease + 1 FROM picked WHERE j.id = picked.id"
-        " RETURNING j.id, j.resource, j.resource_id, j.attempts, j.clock_start_ms, j.lease",
-        &a);
+        q, op->in.claim.account[0] != '\0' ? PG_CLAIM(" AND account = $5") : PG_CLAIM(""), &a);
+#undef PG_CLAIM
     if (r == NULL)
         return -1;
     got = PQntuples(r);
@@ -44,6 +50,7 @@ static int pg_claim_some(struct queue_store *q, struct cycle *c, struct op *op,
         job->attempts = (int)queue_pg_i64(r, i, 3);
         job->clock_start_ms = queue_pg_i64(r, i, 4);
         job->lease = queue_pg_i64(r, i, 5);
+        queue_pg_copy(job->account, sizeof(job->account), r, i, 6);
         if (queue_pg_count_job_move(q, c, job->job_id, from, DEL_IN_FLIGHT) != 0) {
             PQclear(r);
             return -1;
@@ -57,26 +64,37 @@ static int pg_claim_some(struct queue_store *q, struct cycle *c, struct op *op,
 int queue_pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
 {
     int max = op->in.claim.max_jobs, allow = 0, rescued;
+    const struct pg_account *acct = queue_pg_account(q, op->in.claim.account);
+    struct pg_args a = {.n = 0};
     int64_t wake;
     struct pg_limit lim;
     PGresult *r;
 
     op->out.claim.jobs = malloc((size_t)(max > 0 ? max : 1) * sizeof(struct queue_job));
-    if (op->out.claim.jobs == NULL || queue_pg_limit_read(q, &lim, max, &allow, &wake) != 0)
+    if (op->out.claim.jobs == NULL || queue_pg_limit_read(q, acct, &lim, max, &allow, &wake) != 0)
         return -1;
     op->out.claim.n = 0;
     /* Expired leases first: their jobs have waited longest. */
     rescued = allow > 0 ? pg_claim_some(q, c, op, DEL_IN_FLIGHT, lim.now, allow) : 0;
     if (rescued < 0 ||
         (allow > rescued && pg_claim_some(q, c, op, DEL_QUEUED, lim.now, allow - rescued) < 0) ||
-        queue_pg_limit_write(q, &lim, op->out.claim.n) != 0)
+        queue_pg_limit_write(q, acct, &lim, op->out.claim.n) != 0)
         return -1;
     for (int i = 0; i < op->out.claim.n; i++)
         op->out.claim.jobs[i].send_at_ms = lim.at > lim.now ? lim.at : 0;
-    r = queue_pg_exec(q,
-                      "SELECT least((SELECT min(due_ms) FROM dg_jobs WHERE state = 'queued'),"
-                      " (SELECT min(due_ms) FROM dg_jobs WHERE state = 'in_flight'))",
-                      NULL);
+    if (op->in.claim.account[0] != '\0') {
+        arg_text(&a, op->in.claim.account);
+        r = queue_pg_exec(q,
+                          "SELECT least((SELECT min(due_ms) FROM dg_jobs WHERE account = $1"
+                          " AND state = 'queued'), (SELECT min(due_ms) FROM dg_jobs"
+                          " WHERE account = $1 AND state = 'in_flight'))",
+                          &a);
+    } else {
+        r = queue_pg_exec(q,
+                          "SELECT least((SELECT min(due_ms) FROM dg_jobs WHERE state = 'queued'),"
+                          " (SELECT min(due_ms) FROM dg_jobs WHERE state = 'in_flight'))",
+                          NULL);
+    }
     if (r == NULL)
         return -1;
     op->out.claim.next_due_ms = PQgetisnull(r, 0, 0) ? INT64_MAX : queue_pg_i64(r, 0, 0);
@@ -90,7 +108,8 @@ int queue_pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
 /* Whether job_id is still in flight under this lease (*owned), locked,
  * with its resource; a late one is dropped and counted (queue.h). */
 static int pg_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id, int64_t lease,
-                         char *res, size_t res_size, char *rid, size_t rid_size, int *owned)
+                         char *res, size_t res_size, char *rid, size_t rid_size,
+                         char account[QUEUE_ACCOUNT_MAX + 1], int *owned)
 {
     struct pg_args a = {.n = 0};
     PGresult *r;
@@ -98,7 +117,9 @@ static int pg_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id,
     *owned = 0;
     arg_i64(&a, job_id);
     r = queue_pg_exec(
-        q, "SELECT state, resource, resource_id, lease FROM dg_jobs WHERE id = $1 FOR UPDATE", &a);
+        q,
+        "SELECT state, resource, resource_id, lease, account FROM dg_jobs WHERE id = $1 FOR UPDATE",
+        &a);
     if (r == NULL || PQntuples(r) != 1) {
         PQclear(r);
         log_warn(NULL, "queue: completion for unknown job %lld", (long long)job_id);
@@ -107,6 +128,7 @@ static int pg_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id,
     *owned = strcmp(PQgetvalue(r, 0, 0), "in_flight") == 0 && queue_pg_i64(r, 0, 3) == lease;
     queue_pg_copy(res, res_size, r, 0, 1);
     queue_pg_copy(rid, rid_size, r, 0, 2);
+    queue_pg_copy(account, QUEUE_ACCOUNT_MAX + 1, r, 0, 4);
     PQclear(r);
     if (!*owned)
         c->stale++;
@@ -116,7 +138,7 @@ static int pg_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id,
 int queue_pg_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct queue_outcome *o = &op->in.complete;
-    char res[32], rid[RESOURCE_ID_MAX + 1], mac[65] = "";
+    char res[32], rid[RESOURCE_ID_MAX + 1], mac[65] = "", account[QUEUE_ACCOUNT_MAX + 1];
     int owned, attempted = o->started_ms != 0;
     int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
     uint64_t seq = 0;
@@ -125,15 +147,17 @@ int queue_pg_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
                              .job_id = o->job_id,
                              .resource = res,
                              .resource_id = rid,
+                             .account = account,
                              .http_status = o->http_status,
                              .upstream_request_id = o->upstream_request_id,
                              .error_code = o->error_code,
                              .detail = o->detail};
 
-    if (pg_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), &owned) != 0)
+    if (pg_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), account,
+                      &owned) != 0)
         return -1;
     op->out.ok = 1;
-    if (queue_pg_limiter_learn(q, o, op->now_ms) != 0)
+    if (queue_pg_limiter_learn(q, account, o, op->now_ms) != 0)
         return -1;
     if (!owned)
         return 0;
@@ -193,12 +217,12 @@ int queue_pg_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
 int queue_pg_op_release(struct queue_store *q, struct cycle *c, struct op *op)
 {
     int64_t due = op->in.release.due_ms > op->now_ms ? op->in.release.due_ms : op->now_ms;
-    char res[32], rid[RESOURCE_ID_MAX + 1];
+    char res[32], rid[RESOURCE_ID_MAX + 1], account[QUEUE_ACCOUNT_MAX + 1];
     struct pg_args a = {.n = 0};
     int owned;
 
     if (pg_job_leased(q, c, op->in.release.job_id, op->in.release.lease, res, sizeof(res), rid,
-                      sizeof(rid), &owned) != 0)
+                      sizeof(rid), account, &owned) != 0)
         return -1;
     op->out.ok = 1;
     if (!owned)

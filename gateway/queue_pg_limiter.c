@@ -26,21 +26,31 @@
  * none while paused or held after a 429; one, to one replica, when the
  * breaker's probe is due; else what the in-flight cap and the rate window
  * leave. *wake: when to ask again if the answer is 0. */
-int queue_pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, int *allow,
-                        int64_t *wake)
+const struct pg_account *queue_pg_account(const struct queue_store *q, const char *id)
+{
+    for (int i = 0; id != NULL && i < q->n_accounts; i++)
+        if (strcmp(q->accounts[i].id, id) == 0)
+            return &q->accounts[i];
+    return &q->accounts[0];
+}
+
+int queue_pg_limit_read(struct queue_store *q, const struct pg_account *acct, struct pg_limit *l,
+                        int want, int *allow, int64_t *wake)
 {
     struct pg_args a = {.n = 0};
     PGresult *r;
     int64_t hold, in_flight;
     int breaker, paused;
+    double rate = acct->rate;
 
     arg_now(q, &a);
+    arg_text(&a, acct->id);
     r = queue_pg_exec(q,
                       "SELECT coalesce($1::bigint, dg_now_ms()), array_to_string(grants, ','),"
                       " hold_until_ms, breaker_open, probe_at_ms, probe_interval_ms, paused,"
-                      " (SELECT count(*) FROM dg_jobs WHERE state = 'in_flight' AND"
-                      " due_ms > coalesce($1::bigint, dg_now_ms()))"
-                      " FROM dg_limiter WHERE account = 'default' FOR UPDATE",
+                      " (SELECT count(*) FROM dg_jobs WHERE account = $2 AND state = 'in_flight'"
+                      " AND due_ms > coalesce($1::bigint, dg_now_ms()))"
+                      " FROM dg_limiter WHERE account = $2 FOR UPDATE",
                       &a);
     if (r == NULL || PQntuples(r) != 1) {
         PQclear(r);
@@ -48,7 +58,7 @@ int queue_pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, int
     }
     memset(l, 0, sizeof(*l));
     l->now = queue_pg_i64(r, 0, 0);
-    l->at = l->now + (q->rate > 0 ? PG_SEND_DELAY_MS : 0);
+    l->at = l->now + (rate > 0 ? PG_SEND_DELAY_MS : 0);
     for (const char *s = PQgetvalue(r, 0, 1); *s != '\0' && l->n_ring < PG_RING_MAX;) {
         char *end;
         long long v = strtoll(s, &end, 10);
@@ -67,8 +77,8 @@ int queue_pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, int
 
     *wake = INT64_MAX;
     *allow = want;
-    if (q->max_in_flight > 0 && *allow > q->max_in_flight - in_flight) {
-        *allow = (int)(q->max_in_flight - in_flight);
+    if (acct->max_in_flight > 0 && *allow > acct->max_in_flight - in_flight) {
+        *allow = (int)(acct->max_in_flight - in_flight);
         /* Slots held by other replicas free as their answers come, which
          * nobody announces: look again soon. */
         if (*allow <= 0)
@@ -89,11 +99,11 @@ int queue_pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, int
             l->probing = 1;
         }
     }
-    if (q->rate > 0 && *allow > 0) {
+    if (rate > 0 && *allow > 0) {
         /* At most per_window grants in any window: rate 10 -> 10 in a
          * second; rate 0.5 -> 1 in two seconds. */
-        int per_window = q->rate >= 1 ? (int)q->rate : 1, used = 0;
-        int64_t window = (int64_t)(1000.0 * per_window / q->rate) + PG_WINDOW_MARGIN_MS;
+        int per_window = rate >= 1 ? (int)rate : 1, used = 0;
+        int64_t window = (int64_t)(1000.0 * per_window / rate) + PG_WINDOW_MARGIN_MS;
         int64_t oldest = INT64_MAX;
 
         for (int i = 0; i < l->n_ring; i++) {
@@ -115,7 +125,8 @@ int queue_pg_limit_read(struct queue_store *q, struct pg_limit *l, int want, int
 
 /* Records what the claim took: one grant per job in the rate window
  * (only grants still inside a minute are kept), and a probe taken. */
-int queue_pg_limit_write(struct queue_store *q, const struct pg_limit *l, int taken)
+int queue_pg_limit_write(struct queue_store *q, const struct pg_account *acct,
+                         const struct pg_limit *l, int taken)
 {
     char buf[PG_RING_MAX * 21 + 2];
     size_t len = 0;
@@ -125,40 +136,43 @@ int queue_pg_limit_write(struct queue_store *q, const struct pg_limit *l, int ta
     if (taken == 0)
         return 0;
     buf[0] = '\0';
-    for (int i = 0; i < l->n_ring && q->rate > 0; i++) {
+    for (int i = 0; i < l->n_ring && acct->rate > 0; i++) {
         if (l->ring[i] > l->now - 60000 && kept < PG_RING_MAX - taken) {
             len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", len ? "," : "",
                                     (long long)l->ring[i]);
             kept++;
         }
     }
-    for (int i = 0; i < taken && q->rate > 0; i++)
+    for (int i = 0; i < taken && acct->rate > 0; i++)
         len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", len ? "," : "",
                                 (long long)l->at);
     arg_text(&a, buf);
     arg_i64(&a, l->probing ? l->now + l->interval : l->probe_at);
     arg_i64(&a, l->probing ? (l->interval * 2 > 60000 ? 60000 : l->interval * 2) : l->interval);
+    arg_text(&a, acct->id);
     return queue_pg_do(q,
                        "UPDATE dg_limiter SET grants = coalesce(string_to_array(nullif($1, ''), "
                        "',')::bigint[], '{}'),"
-                       " probe_at_ms = $2, probe_interval_ms = $3 WHERE account = 'default'",
+                       " probe_at_ms = $2, probe_interval_ms = $3 WHERE account = $4",
                        &a);
 }
 
 /* An answer one replica got holds or frees every replica: a 429 holds all
  * sending until its hold ends, rejected credentials open the breaker, any
  * other answer closes it. */
-int queue_pg_limiter_learn(struct queue_store *q, const struct queue_outcome *o, int64_t now)
+int queue_pg_limiter_learn(struct queue_store *q, const char *account,
+                           const struct queue_outcome *o, int64_t now)
 {
     struct pg_args a = {.n = 0};
 
     if (o->http_status == 0)
         return 0;
+    arg_text(&a, account);
     if (o->http_status == 429) {
         arg_i64(&a, o->retry_at_ms);
         return queue_pg_do(q,
-                           "UPDATE dg_limiter SET hold_until_ms = greatest(hold_until_ms, $1)"
-                           " WHERE account = 'default'",
+                           "UPDATE dg_limiter SET hold_until_ms = greatest(hold_until_ms, $2)"
+                           " WHERE account = $1",
                            &a);
     }
     if (o->http_status == 401 || o->http_status == 402 || o->http_status == 403) {
@@ -166,11 +180,11 @@ int queue_pg_limiter_learn(struct queue_store *q, const struct queue_outcome *o,
         return queue_pg_do(
             q,
             "UPDATE dg_limiter SET breaker_open = true, probe_at_ms = greatest(probe_at_ms,"
-            " $1 + probe_interval_ms) WHERE account = 'default' AND NOT breaker_open",
+            " $2 + probe_interval_ms) WHERE account = $1 AND NOT breaker_open",
             &a);
     }
     return queue_pg_do(q,
                        "UPDATE dg_limiter SET breaker_open = false, probe_interval_ms = 1000"
-                       " WHERE account = 'default' AND breaker_open",
-                       NULL);
+                       " WHERE account = $1 AND breaker_open",
+                       &a);
 }

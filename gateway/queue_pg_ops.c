@@ -136,7 +136,7 @@ static int pg_retry_job(struct queue_store *q, struct cycle *c, struct op *op, i
                         const char *deletion_id, int64_t *count)
 {
     struct pg_args a = {.n = 0};
-    char res[32], rid[RESOURCE_ID_MAX + 1];
+    char res[32], rid[RESOURCE_ID_MAX + 1], account[QUEUE_ACCOUNT_MAX + 1];
     int64_t live, target = job_id;
     enum deletion_state from;
     PGresult *r;
@@ -152,7 +152,7 @@ static int pg_retry_job(struct queue_store *q, struct cycle *c, struct op *op, i
     r = queue_pg_exec(
         q,
         "SELECT state, resource, resource_id, (SELECT count(*) FROM dg_deletions WHERE"
-        " job_id = $1 AND state IS NULL) FROM dg_jobs WHERE id = $1 FOR UPDATE",
+        " job_id = $1 AND state IS NULL), account FROM dg_jobs WHERE id = $1 FOR UPDATE",
         &a);
     if (r == NULL || PQntuples(r) != 1 ||
         deletion_state_from_name(PQgetvalue(r, 0, 0), &from) != 0) {
@@ -162,16 +162,18 @@ static int pg_retry_job(struct queue_store *q, struct cycle *c, struct op *op, i
     queue_pg_copy(res, sizeof(res), r, 0, 1);
     queue_pg_copy(rid, sizeof(rid), r, 0, 2);
     live = queue_pg_i64(r, 0, 3);
+    queue_pg_copy(account, sizeof(account), r, 0, 4);
     PQclear(r);
     if (live == 0)
         return 0;
     a.n = 0;
     arg_text(&a, res);
     arg_text(&a, rid);
+    arg_text(&a, account);
     r = queue_pg_exec(
         q,
         "SELECT id, state, due_ms FROM dg_jobs WHERE resource = $1 AND resource_id = $2"
-        " AND state IN ('queued', 'in_flight') FOR UPDATE",
+        " AND account = $3 AND state IN ('queued', 'in_flight') FOR UPDATE",
         &a);
     if (r == NULL)
         return -1;
@@ -344,7 +346,7 @@ int queue_pg_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
     struct pg_args a = {.n = 0};
 
     arg_text(&a, op->in.note.paused ? "t" : "f");
-    if (queue_pg_do(q, "UPDATE dg_limiter SET paused = $1 WHERE account = 'default'", &a) != 0)
+    if (queue_pg_do(q, "UPDATE dg_limiter SET paused = $1", &a) != 0)
         return -1;
     return queue_op_note(q, c, op);
 }
@@ -441,7 +443,7 @@ int queue_pg_op_export(struct queue_store *q, struct cycle *c, struct op *op)
     rows = PQntuples(r);
     for (i = 0; i < rows && n < limit; i++) {
         last_ms = queue_pg_i64(r, i, 13);
-        last_seq = queue_pg_i64(r, i, 24);
+        last_seq = queue_pg_i64(r, i, 25);
         if (queue_pg_view_read(r, i, &v[n]) != 0)
             continue;
         if ((op->in.export.state >= 0 && (int)v[n].state != op->in.export.state) ||

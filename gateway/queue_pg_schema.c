@@ -64,6 +64,17 @@ static const char *const migrations[] = {
     " probe_at_ms bigint NOT NULL DEFAULT 0, probe_interval_ms bigint NOT NULL DEFAULT 1000,"
     " paused boolean NOT NULL DEFAULT false);"
     "INSERT INTO dg_limiter (account) VALUES ('default');",
+    /* v2: jobs and submissions belong to an Extend account, what was queued
+     * before to "default"; one pending job per resource in each account;
+     * each account's claims read their own jobs by due time. */
+    "ALTER TABLE dg_jobs ADD COLUMN account text NOT NULL DEFAULT 'default';"
+    "ALTER TABLE dg_submissions ADD COLUMN account text NOT NULL DEFAULT 'default';"
+    "DROP INDEX dg_jobs_pending;"
+    "CREATE UNIQUE INDEX dg_jobs_pending ON dg_jobs (account, resource, resource_id)"
+    " WHERE state IN ('queued', 'in_flight');"
+    "CREATE INDEX dg_jobs_account_queued_due ON dg_jobs (account, due_ms) WHERE state = 'queued';"
+    "CREATE INDEX dg_jobs_account_leased_due ON dg_jobs (account, due_ms)"
+    " WHERE state = 'in_flight';",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -116,6 +127,20 @@ int queue_pg_migrate(struct queue_store *q, char *err, size_t errlen)
         if (queue_pg_do(
                 q, "INSERT INTO dg_counts (replica, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &a) != 0)
+            goto sql_fail;
+    }
+    if (q->adopt_default[0] != '\0') {
+        struct pg_args a = {.n = 0};
+        arg_text(&a, q->adopt_default);
+        if (queue_pg_do(q, "UPDATE dg_jobs SET account = $1 WHERE account = 'default'", &a) != 0)
+            goto sql_fail;
+    }
+    /* One limiter row per configured account, shared by every replica. */
+    for (int i = 0; i < q->n_accounts; i++) {
+        struct pg_args a = {.n = 0};
+        arg_text(&a, q->accounts[i].id);
+        if (queue_pg_do(q, "INSERT INTO dg_limiter (account) VALUES ($1) ON CONFLICT DO NOTHING",
+                        &a) != 0)
             goto sql_fail;
     }
     if (queue_pg_do(q, "COMMIT", NULL) != 0)

@@ -117,7 +117,7 @@ static int arr_args(struct pg_array *v, int n, struct pg_args *a)
 
 /* One resource of the run: the job all its items share. */
 struct run_job {
-    const char *resource, *resource_id;
+    const char *account, *resource, *resource_id;
     int64_t first_due, first_now; /* of its first item: a new job's clock and creation */
     int64_t min_due, min_now;     /* its earliest due time, and the first item that asked for it */
     int64_t id;
@@ -169,17 +169,28 @@ static int op_key_cmp(const void *x, const void *y)
     return pair_cmp(a->source, a->key, b->source, b->key);
 }
 
+/* A job is one resource in one account: coalescing is per account. */
+static int triple_cmp(const char *a0, const char *a1, const char *a2, const char *b0,
+                      const char *b1, const char *b2)
+{
+    int c = strcmp(a0, b0);
+
+    return c != 0 ? c : pair_cmp(a1, a2, b1, b2);
+}
+
 static int job_cmp(const void *x, const void *y)
 {
     const struct run_job *a = x, *b = y;
 
-    return pair_cmp(a->resource, a->resource_id, b->resource, b->resource_id);
+    return triple_cmp(a->account, a->resource, a->resource_id, b->account, b->resource,
+                      b->resource_id);
 }
 
 /* r->jobs is sorted (run_group_jobs). */
-static struct run_job *job_find(struct pg_run *r, const char *res, const char *rid)
+static struct run_job *job_find(struct pg_run *r, const char *acct, const char *res,
+                                const char *rid)
 {
-    struct run_job key = {.resource = res, .resource_id = rid};
+    struct run_job key = {.account = acct, .resource = res, .resource_id = rid};
 
     return bsearch(&key, r->jobs, (size_t)r->n_jobs, sizeof(*r->jobs), job_cmp);
 }
@@ -219,7 +230,7 @@ static int run_collect(struct queue_store *q, struct pg_run *r, struct op *first
 static int run_store_keys(struct queue_store *q, struct pg_run *r)
 {
     struct run_op *sorted[RUN_MAX_OPS] = {NULL};
-    struct pg_array v[5] = {{0}};
+    struct pg_array v[6] = {{0}};
     struct pg_args a = {.n = 0};
     PGresult *res = NULL;
     int rc = -1, n_left = 0;
@@ -236,20 +247,22 @@ static int run_store_keys(struct queue_store *q, struct pg_run *r)
         arr_i64(&v[2], in->status);
         arr_text(&v[3], in->body);
         arr_i64(&v[4], sorted[i]->op->now_ms);
+        arr_text(&v[5], in->account);
     }
-    if (arr_args(v, 5, &a) != 0)
+    if (arr_args(v, 6, &a) != 0)
         goto fail;
     arg_i64(&a, q->ttl_ms);
     /* A key older than the TTL is taken over by the new submission. Two
      * replicas taking the same key: the second waits for the first's
      * commit, then finds the key. */
     res = queue_pg_exec(q,
-                        "INSERT INTO dg_submissions (source, key, status, body, created_ms)"
-                        " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],"
-                        " $5::bigint[]) ON CONFLICT (source, key) DO UPDATE SET"
-                        " status = excluded.status, body = excluded.body,"
-                        " created_ms = excluded.created_ms WHERE $6::bigint > 0 AND"
-                        " dg_submissions.created_ms <= excluded.created_ms - $6"
+                        "INSERT INTO dg_submissions (source, key, status, body, created_ms,"
+                        " account) SELECT * FROM unnest($1::text[], $2::text[], $3::int[],"
+                        " $4::text[], $5::bigint[], $6::text[]) ON CONFLICT (source, key) DO"
+                        " UPDATE SET status = excluded.status, body = excluded.body,"
+                        " created_ms = excluded.created_ms, account = excluded.account"
+                        " WHERE $7::bigint > 0 AND"
+                        " dg_submissions.created_ms <= excluded.created_ms - $7"
                         " RETURNING source, key",
                         &a);
     if (res == NULL)
@@ -283,7 +296,7 @@ static int run_store_keys(struct queue_store *q, struct pg_run *r)
     /* Known keys: replay their first answer, change nothing. */
     PQclear(res);
     res = NULL;
-    arr_free(v, 5);
+    arr_free(v, 6);
     memset(v, 0, sizeof(v));
     a.n = 0;
     for (int i = 0; i < r->n_ops; i++) {
@@ -316,13 +329,13 @@ static int run_store_keys(struct queue_store *q, struct pg_run *r)
     rc = 0;
 fail:
     PQclear(res);
-    arr_free(v, 5);
+    arr_free(v, 6);
     return rc;
 }
 
 /* An item of an op that took, for grouping by resource. */
 struct run_item {
-    const char *resource, *resource_id;
+    const char *account, *resource, *resource_id;
     int seq; /* its place in the run: the first of a resource makes its job */
     int op;
     int k;
@@ -331,7 +344,8 @@ struct run_item {
 static int item_cmp(const void *x, const void *y)
 {
     const struct run_item *a = x, *b = y;
-    int c = pair_cmp(a->resource, a->resource_id, b->resource, b->resource_id);
+    int c = triple_cmp(a->account, a->resource, a->resource_id, b->account, b->resource,
+                       b->resource_id);
 
     return c != 0 ? c : (a->seq > b->seq) - (a->seq < b->seq);
 }
@@ -355,7 +369,8 @@ static int run_group_jobs(struct pg_run *r, int n_items)
     for (int i = 0; i < r->n_ops; i++) {
         const struct submit_in *in = &r->ops[i].op->in.submit;
         for (int k = 0; r->ops[i].took && k < in->n_items; k++, n++)
-            items[n] = (struct run_item){.resource = resource_name(in->items[k].resource),
+            items[n] = (struct run_item){.account = in->items[k].account,
+                                         .resource = resource_name(in->items[k].resource),
                                          .resource_id = in->items[k].resource_id,
                                          .seq = n,
                                          .op = i,
@@ -367,10 +382,11 @@ static int run_group_jobs(struct pg_run *r, int n_items)
         int64_t due = item_due(op, &op->in.submit.items[items[x].k]);
         struct run_job *j = &r->jobs[r->n_jobs - 1];
 
-        if (x == 0 ||
-            pair_cmp(j->resource, j->resource_id, items[x].resource, items[x].resource_id) != 0) {
+        if (x == 0 || triple_cmp(j->account, j->resource, j->resource_id, items[x].account,
+                                 items[x].resource, items[x].resource_id) != 0) {
             j = &r->jobs[r->n_jobs++];
-            *j = (struct run_job){.resource = items[x].resource,
+            *j = (struct run_job){.account = items[x].account,
+                                  .resource = items[x].resource,
                                   .resource_id = items[x].resource_id,
                                   .first_due = due,
                                   .first_now = op->now_ms,
@@ -391,7 +407,7 @@ static int run_group_jobs(struct pg_run *r, int n_items)
  * brings forward: it is not held back by an earlier retention delay. */
 static int run_store_jobs(struct queue_store *q, struct pg_run *r)
 {
-    struct pg_array v[6] = {{0}};
+    struct pg_array v[7] = {{0}};
     struct pg_args a = {.n = 0};
     PGresult *res = NULL;
     int rc = -1, n_old = 0, n_lowered = 0;
@@ -403,22 +419,24 @@ static int run_store_jobs(struct queue_store *q, struct pg_run *r)
         arr_i64(&v[3], r->jobs[j].first_due);
         arr_i64(&v[4], r->jobs[j].first_now);
         arr_i64(&v[5], r->jobs[j].min_now);
+        arr_text(&v[6], r->jobs[j].account);
     }
-    if (arr_args(v, 6, &a) != 0)
+    if (arr_args(v, 7, &a) != 0)
         goto fail;
-    res =
-        queue_pg_exec(q,
-                      "INSERT INTO dg_jobs (resource, resource_id, state, due_ms, clock_start_ms,"
-                      " created_ms, updated_ms) SELECT r, i, 'queued', d, s, c, u FROM"
-                      " unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],"
-                      " $5::bigint[], $6::bigint[]) AS t(r, i, d, s, c, u)"
-                      " ON CONFLICT (resource, resource_id) WHERE state IN ('queued', 'in_flight')"
-                      " DO NOTHING RETURNING id, resource, resource_id",
-                      &a);
+    res = queue_pg_exec(
+        q,
+        "INSERT INTO dg_jobs (resource, resource_id, state, due_ms, clock_start_ms,"
+        " created_ms, updated_ms, account) SELECT r, i, 'queued', d, s, c, u, acct FROM"
+        " unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],"
+        " $5::bigint[], $6::bigint[], $7::text[]) AS t(r, i, d, s, c, u, acct)"
+        " ON CONFLICT (account, resource, resource_id) WHERE state IN ('queued', 'in_flight')"
+        " DO NOTHING RETURNING id, account, resource, resource_id",
+        &a);
     if (res == NULL)
         goto fail;
     for (int row = 0; row < PQntuples(res); row++) {
-        struct run_job *j = job_find(r, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
+        struct run_job *j =
+            job_find(r, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2), PQgetvalue(res, row, 3));
         if (j == NULL)
             goto fail;
         j->id = queue_pg_i64(res, row, 0);
@@ -432,34 +450,37 @@ static int run_store_jobs(struct queue_store *q, struct pg_run *r)
     }
 
     PQclear(res);
-    arr_free(v, 6);
+    arr_free(v, 7);
     memset(v, 0, sizeof(v));
     a.n = 0;
     for (int j = 0; j < r->n_jobs; j++) {
         if (!r->jobs[j].is_new) {
             arr_text(&v[0], r->jobs[j].resource);
             arr_text(&v[1], r->jobs[j].resource_id);
+            arr_text(&v[2], r->jobs[j].account);
         }
     }
-    if (arr_args(v, 2, &a) != 0)
+    if (arr_args(v, 3, &a) != 0)
         goto fail;
     res = queue_pg_exec(q,
-                        "SELECT id, resource, resource_id, state, due_ms FROM dg_jobs WHERE"
-                        " (resource, resource_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+                        "SELECT id, account, resource, resource_id, state, due_ms FROM dg_jobs"
+                        " WHERE (resource, resource_id, account) IN (SELECT * FROM"
+                        " unnest($1::text[], $2::text[], $3::text[]))"
                         " AND state IN ('queued', 'in_flight') ORDER BY id FOR UPDATE",
                         &a);
     if (res == NULL || PQntuples(res) != n_old)
         goto fail; /* one went on meanwhile: the batch runs again, isolated */
-    arr_free(v, 6);
+    arr_free(v, 7);
     memset(v, 0, sizeof(v));
     a.n = 0;
     for (int row = 0; row < PQntuples(res); row++) {
-        struct run_job *j = job_find(r, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
+        struct run_job *j =
+            job_find(r, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2), PQgetvalue(res, row, 3));
         if (j == NULL || j->is_new || j->id != 0)
             goto fail;
         j->id = queue_pg_i64(res, row, 0);
-        j->queued = strcmp(PQgetvalue(res, row, 3), "queued") == 0;
-        j->lowered = j->queued && j->min_due < queue_pg_i64(res, row, 4);
+        j->queued = strcmp(PQgetvalue(res, row, 4), "queued") == 0;
+        j->lowered = j->queued && j->min_due < queue_pg_i64(res, row, 5);
         if (j->lowered) {
             arr_i64(&v[0], j->id);
             arr_i64(&v[1], j->min_due);
@@ -477,7 +498,7 @@ static int run_store_jobs(struct queue_store *q, struct pg_run *r)
     rc = 0;
 fail:
     PQclear(res);
-    arr_free(v, 6);
+    arr_free(v, 7);
     return rc;
 }
 
@@ -545,8 +566,11 @@ static int run_answer(struct queue_store *q, struct cycle *c, struct run_op *ro)
 {
     struct op *op = ro->op;
     const struct submit_in *in = &op->in.submit;
-    struct audit_record rec = {
-        .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
+    struct audit_record rec = {.time_ms = op->now_ms,
+                               .account = in->account,
+                               .source = in->source,
+                               .key = in->key,
+                               .request_id = in->request_id};
     struct pg_run *r = q->run;
 
     c->n_submits++;
@@ -581,6 +605,7 @@ static int run_answer(struct queue_store *q, struct cycle *c, struct run_op *ro)
         rec.job_id = j->id;
         rec.resource = resource_name(it->resource);
         rec.resource_id = it->resource_id;
+        rec.account = it->account;
         if (queue_cycle_audit(c, &rec, NULL, NULL) != 0)
             return -1;
     }

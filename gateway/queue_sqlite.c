@@ -26,7 +26,7 @@
     " d.request_id, d.reason, j.attempts, j.last_http_status, j.last_upstream_request_id,"         \
     " j.last_error, d.accepted_ms, d.not_before_ms, max(j.updated_ms, d.updated_ms), j.due_ms,"    \
     " j.completed_ms, d.state, d.updated_ms, j.final_audit_seq, j.final_audit_mac,"                \
-    " d.final_audit_seq, d.final_audit_mac"
+    " d.final_audit_seq, d.final_audit_mac, j.account"
 
 const char *const sq_stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -36,28 +36,39 @@ const char *const sq_stmt_sql[S_COUNT] = {
     [S_RELEASE] = "RELEASE op",
     [S_ROLLBACK_TO] = "ROLLBACK TO op",
     /* A key older than the TTL is taken over by the new submission. */
-    [S_SUB_UPSERT] = "INSERT INTO submissions (source, key, status, body, created_ms)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source, key) DO UPDATE SET"
+    [S_SUB_UPSERT] = "INSERT INTO submissions (source, key, status, body, created_ms, account)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?7) ON CONFLICT (source, key) DO UPDATE SET"
                      " status = excluded.status, body = excluded.body,"
-                     " created_ms = excluded.created_ms WHERE submissions.created_ms <= ?6",
+                     " created_ms = excluded.created_ms, account = excluded.account"
+                     " WHERE submissions.created_ms <= ?6",
     [S_SUB_GET] = "SELECT status, body FROM submissions WHERE source = ?1 AND key = ?2",
     [S_SUB_PRUNE] = "DELETE FROM submissions WHERE rowid IN (SELECT rowid FROM submissions"
                     " WHERE created_ms <= ?1 ORDER BY created_ms LIMIT ?2)",
-    /* A resource has one pending job at most: every insert looks first. */
+    /* A resource has one pending job at most in each account: every insert
+     * looks first. */
     [S_JOB_FIND_PENDING] = "SELECT id, state, due_ms FROM jobs INDEXED BY jobs_resource_id"
-                           " WHERE resource_id = ?2 AND resource = ?1"
+                           " WHERE resource_id = ?2 AND resource = ?1 AND account = ?3"
                            " AND state IN ('queued', 'in_flight')",
     [S_JOB_INSERT] = "INSERT INTO jobs (resource, resource_id, state, due_ms, clock_start_ms,"
-                     " created_ms, updated_ms) VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4)",
+                     " created_ms, updated_ms, account)"
+                     " VALUES (?1, ?2, 'queued', ?3, ?3, ?4, ?4, ?5)",
     [S_JOB_SET_DUE] = "UPDATE jobs SET due_ms = ?2, updated_ms = ?3 WHERE id = ?1",
     [S_DEL_INSERT] = "INSERT INTO deletions (id, job_id, source, key, request_id, reason,"
                      " not_before_ms, accepted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [S_CLAIM_SELECT] = "SELECT id, resource, resource_id, attempts, clock_start_ms, due_ms, lease"
-                       " FROM jobs WHERE state = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
+    [S_CLAIM_SELECT] = "SELECT id, resource, resource_id, attempts, clock_start_ms, due_ms, lease,"
+                       " account FROM jobs WHERE state = ?1 AND due_ms <= ?2 ORDER BY due_ms"
+                       " LIMIT ?3",
+    /* One account's dispatcher: index (account, state, due_ms), so another
+     * account's backlog is never scanned. */
+    [S_CLAIM_SELECT_ACCOUNT] = "SELECT id, resource, resource_id, attempts, clock_start_ms, due_ms,"
+                               " lease, account FROM jobs WHERE account = ?4 AND state = ?1"
+                               " AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
     [S_CLAIM_UPDATE] = "UPDATE jobs SET state = 'in_flight', due_ms = ?2, lease_until_ms = ?2,"
                        " updated_ms = ?3, lease = ?4 WHERE id = ?1",
     [S_NEXT_DUE] = "SELECT due_ms FROM jobs WHERE state = ?1 ORDER BY due_ms LIMIT 1",
-    [S_JOB_GET] = "SELECT state, resource, resource_id, lease FROM jobs WHERE id = ?1",
+    [S_NEXT_DUE_ACCOUNT] = "SELECT due_ms FROM jobs WHERE account = ?2 AND state = ?1"
+                           " ORDER BY due_ms LIMIT 1",
+    [S_JOB_GET] = "SELECT state, resource, resource_id, lease, account FROM jobs WHERE id = ?1",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, started_ms, finished_ms, http_status,"
                          " upstream_request_id, error_code, detail)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -180,8 +191,11 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct submit_in *in = &op->in.submit;
     sqlite3_stmt *st = q->st[S_SUB_UPSERT];
-    struct audit_record r = {
-        .time_ms = op->now_ms, .source = in->source, .key = in->key, .request_id = in->request_id};
+    struct audit_record r = {.time_ms = op->now_ms,
+                             .account = in->account,
+                             .source = in->source,
+                             .key = in->key,
+                             .request_id = in->request_id};
 
     c->n_submits++;
     sq_bind_text(st, 1, in->source);
@@ -190,6 +204,7 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
     sq_bind_text(st, 4, in->body);
     sqlite3_bind_int64(st, 5, op->now_ms);
     sqlite3_bind_int64(st, 6, q->ttl_ms > 0 ? op->now_ms - q->ttl_ms : INT64_MIN);
+    sq_bind_text(st, 7, in->account);
     if (sq_done(q, S_SUB_UPSERT) != 0)
         return -1;
 
@@ -229,6 +244,7 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
         st = q->st[S_JOB_FIND_PENDING];
         sq_bind_text(st, 1, res);
         sq_bind_text(st, 2, it->resource_id);
+        sq_bind_text(st, 3, it->account);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
             sqlite3_reset(st);
@@ -237,6 +253,7 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
             sq_bind_text(st, 2, it->resource_id);
             sqlite3_bind_int64(st, 3, due);
             sqlite3_bind_int64(st, 4, op->now_ms);
+            sq_bind_text(st, 5, it->account);
             if (sq_done(q, S_JOB_INSERT) != 0)
                 return -1;
             job_id = sqlite3_last_insert_rowid(q->db);
@@ -284,6 +301,7 @@ static int q_op_submit(struct queue_store *q, struct cycle *c, struct op *op)
         r.job_id = job_id;
         r.resource = res;
         r.resource_id = it->resource_id;
+        r.account = it->account;
         if (queue_cycle_audit(c, &r, NULL, NULL) != 0)
             return -1;
     }
@@ -350,15 +368,17 @@ static int q_claim_row_cmp(const void *a, const void *b)
 
 /* Reads up to max claimable jobs in one state into rows (index (state,
  * due_ms): a range scan that stops at the limit). -1 on failure. */
-static int q_claim_read(struct queue_store *q, enum deletion_state state, int64_t now, int max,
-                        struct claim_row *rows)
+static int q_claim_read(struct queue_store *q, const char *account, enum deletion_state state,
+                        int64_t now, int max, struct claim_row *rows)
 {
-    sqlite3_stmt *st = q->st[S_CLAIM_SELECT];
+    sqlite3_stmt *st = q->st[account[0] != '\0' ? S_CLAIM_SELECT_ACCOUNT : S_CLAIM_SELECT];
     int n = 0, rc = SQLITE_DONE;
 
     sq_bind_text(st, 1, deletion_state_name(state));
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int(st, 3, max);
+    if (account[0] != '\0')
+        sq_bind_text(st, 4, account);
     while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct claim_row *r = &rows[n];
         memset(r, 0, sizeof(*r));
@@ -371,6 +391,7 @@ static int q_claim_read(struct queue_store *q, enum deletion_state state, int64_
         r->job.clock_start_ms = sqlite3_column_int64(st, 4);
         r->due_ms = sqlite3_column_int64(st, 5);
         r->job.lease = sqlite3_column_int64(st, 6);
+        sq_col_copy(st, 7, r->job.account, sizeof(r->job.account));
         n++;
     }
     if (n < max && rc != SQLITE_DONE) {
@@ -381,12 +402,14 @@ static int q_claim_read(struct queue_store *q, enum deletion_state state, int64_
     return n;
 }
 
-static int q_next_due(struct queue_store *q, const char *state, int64_t *due)
+static int q_next_due(struct queue_store *q, const char *account, const char *state, int64_t *due)
 {
-    sqlite3_stmt *st = q->st[S_NEXT_DUE];
+    sqlite3_stmt *st = q->st[account[0] != '\0' ? S_NEXT_DUE_ACCOUNT : S_NEXT_DUE];
     int rc;
 
     sq_bind_text(st, 1, state);
+    if (account[0] != '\0')
+        sq_bind_text(st, 2, account);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) < *due)
         *due = sqlite3_column_int64(st, 0);
@@ -404,8 +427,8 @@ static int q_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
 
     if (rows == NULL)
         return -1;
-    nq = q_claim_read(q, DEL_QUEUED, now, max, rows);
-    ni = nq < 0 ? -1 : q_claim_read(q, DEL_IN_FLIGHT, now, max, rows + nq);
+    nq = q_claim_read(q, op->in.claim.account, DEL_QUEUED, now, max, rows);
+    ni = nq < 0 ? -1 : q_claim_read(q, op->in.claim.account, DEL_IN_FLIGHT, now, max, rows + nq);
     if (ni < 0)
         goto fail;
     n = nq + ni;
@@ -429,8 +452,8 @@ static int q_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
     }
     op->out.claim.n = n;
     op->out.claim.next_due_ms = INT64_MAX;
-    if (q_next_due(q, "queued", &op->out.claim.next_due_ms) != 0 ||
-        q_next_due(q, "in_flight", &op->out.claim.next_due_ms) != 0)
+    if (q_next_due(q, op->in.claim.account, "queued", &op->out.claim.next_due_ms) != 0 ||
+        q_next_due(q, op->in.claim.account, "in_flight", &op->out.claim.next_due_ms) != 0)
         goto fail;
     free(rows);
     return 0;
@@ -445,7 +468,8 @@ fail:
  * newer news: it is dropped and counted, and it is no failure, since there
  * is nothing for the caller to redo. */
 static int q_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id, int64_t lease,
-                        char *res, size_t res_size, char *rid, size_t rid_size, int *owned)
+                        char *res, size_t res_size, char *rid, size_t rid_size,
+                        char *account /* NULL, or QUEUE_ACCOUNT_MAX + 1 */, int *owned)
 {
     sqlite3_stmt *st = q->st[S_JOB_GET];
 
@@ -460,6 +484,8 @@ static int q_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id, 
              sqlite3_column_int64(st, 3) == lease;
     sq_col_copy(st, 1, res, res_size);
     sq_col_copy(st, 2, rid, rid_size);
+    if (account != NULL)
+        sq_col_copy(st, 4, account, QUEUE_ACCOUNT_MAX + 1);
     sqlite3_reset(st);
     if (!*owned)
         c->stale++;
@@ -473,16 +499,19 @@ static int q_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
     char res[32], rid[RESOURCE_ID_MAX + 1];
     int owned, attempted = o->started_ms != 0;
     int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
+    char account[QUEUE_ACCOUNT_MAX + 1] = "";
     struct audit_record r = {.time_ms = op->now_ms,
                              .job_id = o->job_id,
                              .resource = res,
                              .resource_id = rid,
+                             .account = account,
                              .http_status = o->http_status,
                              .upstream_request_id = o->upstream_request_id,
                              .error_code = o->error_code,
                              .detail = o->detail};
 
-    if (q_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), &owned) != 0)
+    if (q_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), account,
+                     &owned) != 0)
         return -1;
     op->out.ok = 1;
     if (!owned)
@@ -548,7 +577,7 @@ static int q_op_release(struct queue_store *q, struct cycle *c, struct op *op)
     int owned;
 
     if (q_job_leased(q, c, op->in.release.job_id, op->in.release.lease, res, sizeof(res), rid,
-                     sizeof(rid), &owned) != 0)
+                     sizeof(rid), NULL, &owned) != 0)
         return -1;
     op->out.ok = 1;
     if (!owned)

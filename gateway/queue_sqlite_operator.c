@@ -173,7 +173,7 @@ int sq_op_export(struct queue_store *q, struct cycle *c, struct op *op)
     while (n < limit && scanned < QUEUE_EXPORT_SCAN && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         scanned++;
         last_ms = sqlite3_column_int64(st, 13);
-        last_seq = sqlite3_column_int64(st, 24);
+        last_seq = sqlite3_column_int64(st, 25);
         if (q_view_read(st, &v[n]) != 0)
             continue;
         cur = &v[n];
@@ -204,7 +204,7 @@ static int q_retry_job(struct queue_store *q, struct cycle *c, struct op *op, in
                        const char *deletion_id, int64_t *count)
 {
     sqlite3_stmt *st = q->st[S_JOB_GET];
-    char res[32], rid[RESOURCE_ID_MAX + 1];
+    char res[32], rid[RESOURCE_ID_MAX + 1], account[QUEUE_ACCOUNT_MAX + 1];
     int64_t live, target = job_id;
     enum deletion_state from;
     struct audit_record r = {.event = "retried",
@@ -226,6 +226,7 @@ static int q_retry_job(struct queue_store *q, struct cycle *c, struct op *op, in
     }
     sq_col_copy(st, 1, res, sizeof(res));
     sq_col_copy(st, 2, rid, sizeof(rid));
+    sq_col_copy(st, 4, account, sizeof(account));
     sqlite3_reset(st);
 
     st = q->st[S_JOB_LIVE_COUNT];
@@ -242,6 +243,7 @@ static int q_retry_job(struct queue_store *q, struct cycle *c, struct op *op, in
     st = q->st[S_JOB_FIND_PENDING];
     sq_bind_text(st, 1, res);
     sq_bind_text(st, 2, rid);
+    sq_bind_text(st, 3, account);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         target = sqlite3_column_int64(st, 0);

@@ -165,6 +165,13 @@ static const char *const migrations[] = {
      * build two, a quarter of the worker's instructions. */
     "DROP INDEX IF EXISTS jobs_finished;"
     "CREATE INDEX jobs_finished ON jobs (completed_ms) WHERE state NOT IN ('queued', 'in_flight');",
+    /* v10: jobs and submissions belong to an Extend account; what an
+     * earlier version queued belongs to the account "default" (the legacy
+     * extend block's). Each account's dispatcher claims its own jobs by
+     * (account, state, due_ms); a deletion's account is its job's. */
+    "ALTER TABLE jobs ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
+    "ALTER TABLE submissions ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
+    "CREATE INDEX jobs_account_due ON jobs (account, state, due_ms);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -240,7 +247,7 @@ static int q_query_int(sqlite3 *db, const char *sql, int64_t bind, int64_t *out)
  * a crash back in the queue, due now: this process owns the file, so no
  * one else can be working on them, and their DELETE is sent again (Extend
  * answers 404 if the first one did land, which counts as done). */
-static int q_migrate(sqlite3 *db, int64_t now, char *err, size_t errlen)
+static int q_migrate(sqlite3 *db, int64_t now, const char *adopt, char *err, size_t errlen)
 {
     int64_t version = 0;
     int rc;
@@ -291,6 +298,18 @@ static int q_migrate(sqlite3 *db, int64_t now, char *err, size_t errlen)
     if (sqlite3_changes(db) > 0)
         log_warn(NULL, "queue: %d job(s) in flight at the last stop are queued again",
                  sqlite3_changes(db));
+    if (adopt != NULL) {
+        char *sql =
+            sqlite3_mprintf("UPDATE jobs SET account = %Q WHERE account = 'default'", adopt);
+        if (sql == NULL || q_exec(db, sql, err, errlen) != 0) {
+            sqlite3_free(sql);
+            goto fail;
+        }
+        sqlite3_free(sql);
+        if (sqlite3_changes(db) > 0)
+            log_info(NULL, "queue: %d job(s) of the account \"default\" are now %s's",
+                     sqlite3_changes(db), adopt);
+    }
     if (q_exec(db, "COMMIT", err, errlen) != 0)
         goto fail;
     return 0;
@@ -561,7 +580,7 @@ int sq_store_open(const struct queue_options *opts, struct queue_store **out, ch
     }
     sqlite3_busy_timeout(q->ckpt_db, Q_BUSY_TIMEOUT_MS);
     if (q_quick_check(q->db, opts->path, err, errlen) != 0 ||
-        q_migrate(q->db, util_now_ms(), err, errlen) != 0)
+        q_migrate(q->db, util_now_ms(), opts->adopt_default, err, errlen) != 0)
         goto fail;
     /* A connection learns that the file is in WAL mode only when it first
      * reads it; until then every checkpoint on it is a silent no-op. */

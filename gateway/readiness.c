@@ -13,6 +13,29 @@ void readiness_set_breaker_open(struct readiness *r, int open)
     r->breaker_open = open != 0;
 }
 
+void readiness_set_accounts(struct readiness *r, int n)
+{
+    r->n_accounts = n;
+}
+
+void readiness_set_account_breaker(struct readiness *r, int account, int open)
+{
+    unsigned all = r->n_accounts > 1 && r->n_accounts < 32 ? (1u << r->n_accounts) - 1 : 1u;
+
+    if (account < 0 || account >= 32)
+        return;
+    if (open)
+        r->breaker_accounts |= 1u << account;
+    else
+        r->breaker_accounts &= ~(1u << account);
+    r->breaker_open = (r->breaker_accounts & all) == all;
+}
+
+int readiness_account_breaker(const struct readiness *r, int account)
+{
+    return account >= 0 && account < 32 && (r->breaker_accounts & (1u << account)) != 0;
+}
+
 void readiness_set_stopping(struct readiness *r)
 {
     r->stopping = 1;

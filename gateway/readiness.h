@@ -12,13 +12,21 @@
 #define DG_READINESS_H
 
 struct readiness {
-    int queue_failing; /* the last queue commit failed */
-    int breaker_open;  /* Extend refused the credentials */
-    int stopping;      /* SIGTERM: answers in progress finish, nothing new */
+    int queue_failing;         /* the last queue commit failed */
+    int breaker_open;          /* Extend refused the credentials (of every account) */
+    unsigned breaker_accounts; /* bit i: account i's credentials are refused */
+    int n_accounts;            /* 0 or 1: one account, its breaker is the gateway's */
+    int stopping;              /* SIGTERM: answers in progress finish, nothing new */
 };
 
 void readiness_set_queue_failing(struct readiness *r, int failing);
 void readiness_set_breaker_open(struct readiness *r, int open);
+/* One account's breaker: the gateway is not ready while every account's
+ * credentials are refused (one bad key leaves the others delivering).
+ * n: the number of accounts, set once at start. */
+void readiness_set_accounts(struct readiness *r, int n);
+void readiness_set_account_breaker(struct readiness *r, int account, int open);
+int readiness_account_breaker(const struct readiness *r, int account);
 void readiness_set_stopping(struct readiness *r);
 
 int readiness_queue_failing(const struct readiness *r);

@@ -312,6 +312,10 @@ static json_t *statement_of(const struct queue_deletion_view *v, int64_t now_ms,
     bad |= json_object_set_new(st, "resource", json_string(resource_name(v->resource)));
     bad |= json_object_set_new(st, "resource_id", field(v->resource_id, sizeof(v->resource_id)));
     bad |= json_object_set_new(st, "collection", json_string(resource_collection(v->resource)));
+    /* The Extend account the resource was deleted in; a legacy gateway's
+     * one account "default" is left out, so its receipts read as before. */
+    if (v->account[0] != '\0' && strcmp(v->account, "default") != 0)
+        bad |= json_object_set_new(st, "account", field(v->account, sizeof(v->account)));
     bad |= json_object_set(st, "requested_by", who);
     bad |= json_object_set_new(st, "reason", field(v->reason, sizeof(v->reason)));
     bad |=

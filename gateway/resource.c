@@ -56,6 +56,17 @@ int resource_id_valid(const char *id, size_t len)
     return 1;
 }
 
+int resource_account_id_valid(const char *id, size_t len)
+{
+    if (id == NULL || len == 0 || len > RESOURCE_ACCOUNT_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '_' ||
+              id[i] == '-'))
+            return 0;
+    return 1;
+}
+
 int resource_encode_segment(const char *id, char *out, size_t outlen)
 {
     static const char hex[] = "0123456789ABCDEF";

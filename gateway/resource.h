@@ -33,6 +33,12 @@ int resource_from_name(const char *name, enum resource *out);
  * non-ASCII) is refused so an id can never change the path it lands in. */
 int resource_id_valid(const char *id, size_t len);
 
+/* An Extend account's id (config.h's accounts[].id): 1..32 characters of
+ * [a-z0-9_-], the one rule for the config, request bodies, webhook paths,
+ * the queue and ctl. It is safe in a path, a label and JSON unescaped. */
+#define RESOURCE_ACCOUNT_ID_MAX 32
+int resource_account_id_valid(const char *id, size_t len);
+
 /* Percent-encodes id as one path segment (RFC 3986 unreserved characters
  * pass, everything else becomes %XX). Returns 0, or -1 if out is too small;
  * out needs 3 * strlen(id) + 1 bytes at most. */

@@ -590,15 +590,15 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *arg, voi
 
 /* ---- the API ------------------------------------------------------------- */
 
-int upstream_open(struct upstream **out, struct event_base *base, const struct config *cfg,
+int upstream_open(struct upstream **out, struct event_base *base, const struct account *acct,
                   char *err, size_t errlen)
 {
     struct upstream *u = NULL;
     const char *ws;
-    int max = cfg != NULL && cfg->extend.max_in_flight > 0 ? cfg->extend.max_in_flight : 1;
+    int max = acct != NULL && acct->max_in_flight > 0 ? acct->max_in_flight : 1;
 
     *out = NULL;
-    if (base == NULL || cfg == NULL) {
+    if (base == NULL || acct == NULL) {
         snprintf(err, errlen, "extend: no configuration");
         return -1;
     }
@@ -612,32 +612,32 @@ int upstream_open(struct upstream **out, struct event_base *base, const struct c
         return -1;
     }
     u->base = base;
-    if (check_base_url(u, cfg->extend.base_url, err, errlen) != 0)
+    if (check_base_url(u, acct->base_url, err, errlen) != 0)
         goto fail;
-    if (cfg->extend.api_version == NULL ||
-        !header_value_ok((const unsigned char *)cfg->extend.api_version,
-                         strlen(cfg->extend.api_version), UP_HEADER_VALUE_MAX)) {
+    if (acct->api_version == NULL ||
+        !header_value_ok((const unsigned char *)acct->api_version, strlen(acct->api_version),
+                         UP_HEADER_VALUE_MAX)) {
         snprintf(err, errlen, "extend.api_version: must be set, visible ASCII");
         goto fail;
     }
-    ws = cfg->extend.workspace_id;
+    ws = acct->workspace_id;
     if (ws != NULL && ws[0] != '\0' &&
         !header_value_ok((const unsigned char *)ws, strlen(ws), UP_HEADER_VALUE_MAX)) {
         snprintf(err, errlen, "extend.workspace_id: must be visible ASCII");
         goto fail;
     }
-    u->api_version = strdup(cfg->extend.api_version);
+    u->api_version = strdup(acct->api_version);
     u->workspace_id = ws != NULL && ws[0] != '\0' ? strdup(ws) : NULL;
     if (u->api_version == NULL || (ws != NULL && ws[0] != '\0' && u->workspace_id == NULL)) {
         snprintf(err, errlen, "extend: out of memory");
         goto fail;
     }
-    if (cfg->extend.ca_file != NULL && set_ca(u, cfg->extend.ca_file, err, errlen) != 0)
+    if (acct->ca_file != NULL && set_ca(u, acct->ca_file, err, errlen) != 0)
         goto fail;
-    u->timeout_ms = cfg->extend.timeout_ms > 0 ? cfg->extend.timeout_ms : 30000;
-    u->connect_timeout_ms = cfg->extend.connect_timeout_ms > 0 ? cfg->extend.connect_timeout_ms
-                                                               : 0; /* within timeout_ms */
-    u->hdrs = headers_build(u, &cfg->extend.token);
+    u->timeout_ms = acct->timeout_ms > 0 ? acct->timeout_ms : 30000;
+    u->connect_timeout_ms =
+        acct->connect_timeout_ms > 0 ? acct->connect_timeout_ms : 0; /* within timeout_ms */
+    u->hdrs = headers_build(u, &acct->token);
     if (u->hdrs == NULL) {
         snprintf(err, errlen, "extend.token: missing, empty, too long or not visible ASCII");
         goto fail;

@@ -39,9 +39,10 @@ typedef void (*upstream_done_cb)(const struct upstream_result *r, void *arg);
  * up: main calls this before any thread starts. 0 or -1. */
 int upstream_global_init(void);
 
-/* Reads extend.* from cfg (the token must be resolved). Refuses a base_url
- * that is not https unless its host is a loopback address. */
-int upstream_open(struct upstream **out, struct event_base *base, const struct config *cfg,
+/* Reads one account's upstream keys (the token must be resolved); errors
+ * name the key as in the legacy block ("extend.ca_file"). Refuses a
+ * base_url that is not https unless its host is a loopback address. */
+int upstream_open(struct upstream **out, struct event_base *base, const struct account *acct,
                   char *err, size_t errlen);
 
 /* Swaps the bearer token (SIGHUP); requests already sent keep the old one. */

@@ -307,7 +307,11 @@ def deep_merge(base, over):
 class Gateway:
     """The real binary with a config written for this test."""
 
-    def __init__(self, workdir, sim=None, overrides=None, env=None, wait_path=("public", "/healthz")):
+    def __init__(self, workdir, sim=None, overrides=None, env=None, wait_path=("public", "/healthz"),
+                 drop=()):
+        """drop: dotted keys of the default config to leave out (the legacy
+        "extend" block and "webhooks.signing_secrets" for an "accounts"
+        config)."""
         self.wait_path = wait_path
         self.workdir = workdir
         self.port = free_port()
@@ -336,6 +340,12 @@ class Gateway:
         }
         with open(os.path.join(workdir, "billing.secret"), "w") as f:
             f.write(OTHER_SECRET + "\n")
+        for key in drop:
+            *parents, last = key.split(".")
+            node = cfg
+            for p in parents:
+                node = node[p]
+            node.pop(last, None)
         deep_merge(cfg, overrides or {})
         with open(self.config_path, "w") as f:
             json.dump(cfg, f, indent=2)

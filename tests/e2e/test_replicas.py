@@ -145,6 +145,58 @@ class ReplicasTest(h.GatewayTestCase):
             r = h.run_cli("audit", "verify", "-c", g.config_path, env=g.env)
             assert r.returncode == 0, r.stdout + r.stderr
 
+    def test_two_accounts_keep_a_limiter_row_each_across_replicas(self):
+        url = fresh_db("accounts")
+        eu, us = self.sim(token="sk_e2e_eu_token"), self.sim(token="sk_e2e_us_token")
+        rates = {"eu": 5, "us": 10}
+        env = {"EU_TOKEN": "sk_e2e_eu_token", "US_TOKEN": "sk_e2e_us_token"}
+        accounts = [{"id": aid, "base_url": sim.url, "ca_file": os.path.join(h.certs(), "ca.pem"),
+                     "token": "env:%s_TOKEN" % aid.upper(), "timeout_ms": 2000,
+                     "connect_timeout_ms": 1000, "rate_per_second": rates[aid], "max_in_flight": 3,
+                     "signing_secrets": ["env:EXTEND_WEBHOOK_SECRET"]}
+                    for aid, sim in (("eu", eu), ("us", us))]
+        gws = []
+        for i in range(2):
+            d = os.path.join(self.dir, "r%d" % i)
+            os.mkdir(d)
+            g = h.Gateway(d, None, drop=("extend", "webhooks.signing_secrets"), env=env, overrides={
+                "queue": {"backend": "postgres", "url": url, "replica_id": "r%d" % i,
+                          "lease_slack_seconds": 2},
+                "accounts": accounts})
+            self.procs.append(g)
+            gws.append(g)
+        rows = subprocess.run([PSQL, url, "-Atc", "SELECT account FROM dg_limiter ORDER BY 1"],
+                              check=True, capture_output=True, text=True).stdout.split()
+        assert rows == ["default", "eu", "us"], rows
+        for g in gws:
+            assert g.admin("POST", "/admin/pause").status == 200
+        ids = {"eu": [], "us": []}
+        for i in range(30):
+            for aid in ("eu", "us"):
+                if aid == "eu" and i >= 15:
+                    continue
+                r = gws[i % 2].erasure({"resource": "file", "id": "file_%s%02d" % (aid, i),
+                                        "account": aid})
+                assert r.status == 202, r
+                ids[aid].append(r.json()["deletions"][0]["id"])
+        for g in gws:
+            assert g.admin("POST", "/admin/resume").status == 200
+        h.wait_for(lambda: len(eu.deletes()) >= 15 and len(us.deletes()) >= 30, 30, 0.2,
+                   what="every DELETE")
+        for aid, sim in (("eu", eu), ("us", us)):
+            seen = sim.deletes()
+            assert {d["id"] for d in seen} == {"file_%s%02d" % (aid, i) for i in range(len(seen))}, seen
+            assert all(d["headers"]["authorization"] == "Bearer " + env[aid.upper() + "_TOKEN"]
+                       for d in seen)
+            grants = subprocess.run([PSQL, url, "-Atc", "SELECT unnest(grants) FROM dg_limiter"
+                                     " WHERE account = '%s'" % aid],
+                                    check=True, capture_output=True, text=True).stdout.split()
+            assert len(grants) >= len(seen), (aid, grants)
+            ok, worst = windows_ok([int(x) for x in grants], rates[aid])
+            assert ok, "account %s: %d granted in one second, above %d" % (aid, worst, rates[aid])
+        for d in ids["us"][:3]:
+            assert gws[0].show(d)["account"] == "us"
+
     def test_a_429_or_401_seen_by_one_replica_holds_them_all(self):
         url = fresh_db("hold")
         sim = self.sim()

@@ -45,7 +45,7 @@ static int64_t test_clock(void)
 /* The lease token of each job's last claim, so completions name it. */
 #define MAX_JOBS 4096
 
-#define SCHEMA_NOW 9 /* the queue's schema version */
+#define SCHEMA_NOW 10 /* the queue's schema version */
 static int64_t leases[MAX_JOBS];
 
 /* ---- loop helpers ---- */
@@ -529,6 +529,110 @@ static void test_coalescing(void)
     CHECK(submit1(q, "crm", "w6", "del_b3", "exr_B", now + 7200000, now + 20, "", &r) ==
           QUEUE_SUBMIT_OK);
     CHECK(get(q, "del_b3", &g2) && g2.v.job_id == g1.v.job_id && g2.v.next_attempt_ms == now + 10);
+    queue_close(q);
+}
+
+static int claim_account(struct queue *q, const char *account, int64_t now, int max,
+                         struct claim_res *c)
+{
+    memset(c, 0, sizeof(*c));
+    fake_now = now;
+    CHECK(queue_claim_account(q, account, max, 60000, on_claim, c) == 0);
+    run_until(&c->done);
+    CHECK(c->done == 1);
+    fake_now = 0;
+    return c->n;
+}
+
+/* Jobs belong to an account: the same resource in two accounts is two
+ * jobs, coalescing happens within one account, and each account's claims
+ * take its own jobs only. Items that name no account are "default"'s. */
+static void test_accounts_coalesce_and_claim_apart(void)
+{
+    static const struct queue_account_limits acc[] = {{"eu", 0, 0}, {"us", 0, 0}};
+    char path[512], err[256] = "";
+    struct queue_options o = {
+        .backend = backend, .path = path, .accounts = acc, .n_accounts = 2, .clock_ms = test_clock};
+    struct queue *q = NULL;
+    struct queue_item it[3];
+    struct sub_res r;
+    struct get_res ge1, ge2, gu1, gd;
+    struct claim_res c;
+    int64_t now = util_now_ms();
+
+    db_path("accounts.db", path, sizeof(path));
+    if (queue_open(&q, base, &o, err, sizeof(err)) != 0)
+        fprintf(stderr, "queue_open %s: %s\n", path, err);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    make_item(&it[0], "del_e1", "exr_A", 0);
+    snprintf(it[0].account, sizeof(it[0].account), "eu");
+    make_item(&it[1], "del_u1", "exr_A", 0);
+    snprintf(it[1].account, sizeof(it[1].account), "us");
+    struct queue_submission sub = {.source = "crm",
+                                   .account = "eu",
+                                   .key = "k1",
+                                   .request_id = "req_test",
+                                   .now_ms = now,
+                                   .items = it,
+                                   .n_items = 2,
+                                   .response_status = 202,
+                                   .response_body = ""};
+    memset(&r, 0, sizeof(r));
+    CHECK(queue_submit(q, &sub, on_submit, &r) == 0);
+    run_until(&r.done);
+    CHECK(r.status == QUEUE_SUBMIT_OK);
+    make_item(&it[2], "del_e2", "exr_A", 0);
+    snprintf(it[2].account, sizeof(it[2].account), "eu");
+    sub.key = "k2";
+    sub.items = &it[2];
+    sub.n_items = 1;
+    memset(&r, 0, sizeof(r));
+    CHECK(queue_submit(q, &sub, on_submit, &r) == 0);
+    run_until(&r.done);
+    CHECK(r.status == QUEUE_SUBMIT_OK);
+    CHECK(submit1(q, "crm", "k3", "del_d1", "exr_A", 0, now, "", &r) == QUEUE_SUBMIT_OK);
+
+    CHECK(get(q, "del_e1", &ge1) && get(q, "del_e2", &ge2) && get(q, "del_u1", &gu1) &&
+          get(q, "del_d1", &gd));
+    CHECK(ge1.v.job_id == ge2.v.job_id);
+    CHECK(gu1.v.job_id != ge1.v.job_id && gd.v.job_id != ge1.v.job_id &&
+          gd.v.job_id != gu1.v.job_id);
+    CHECK_STR(ge1.v.account, "eu");
+    CHECK_STR(gu1.v.account, "us");
+    CHECK_STR(gd.v.account, "default");
+
+    /* Each account's claim takes its own job, and only that. */
+    CHECK(claim_account(q, "us", now, 10, &c) == 1);
+    CHECK(c.jobs[0].job_id == gu1.v.job_id);
+    CHECK_STR(c.jobs[0].account, "us");
+    CHECK(claim_account(q, "us", now, 10, &c) == 0);
+    CHECK(claim_account(q, "eu", now, 10, &c) == 1);
+    CHECK(c.jobs[0].job_id == ge1.v.job_id);
+    CHECK_STR(c.jobs[0].account, "eu");
+    /* The in-flight eu job still takes a third eu request; us's does not. */
+    make_item(&it[0], "del_e3", "exr_A", 0);
+    snprintf(it[0].account, sizeof(it[0].account), "eu");
+    sub.key = "k4";
+    sub.items = it;
+    sub.n_items = 1;
+    memset(&r, 0, sizeof(r));
+    CHECK(queue_submit(q, &sub, on_submit, &r) == 0);
+    run_until(&r.done);
+    CHECK(get(q, "del_e3", &ge2) && ge2.v.job_id == ge1.v.job_id && ge2.v.state == DEL_IN_FLIGHT);
+    /* A claim of any account takes what is left: default's. */
+    CHECK(claim(q, now, 10, 60000, &c) == 1);
+    CHECK(c.jobs[0].job_id == gd.v.job_id);
+    CHECK_STR(c.jobs[0].account, "default");
+    /* An account id out of bounds fails the call. */
+    CHECK(claim_account(q, "EU!", now, 10, &c) == -1);
+    snprintf(it[0].account, sizeof(it[0].account), "Bad");
+    sub.key = "k5";
+    memset(&r, 0, sizeof(r));
+    CHECK(queue_submit(q, &sub, on_submit, &r) == 0);
+    run_until(&r.done);
+    CHECK(r.status == QUEUE_SUBMIT_FAILED);
     queue_close(q);
 }
 
@@ -1110,8 +1214,8 @@ static void test_reopen_keeps_rows_and_requeues_in_flight(void)
     /* A write to jobs evaluates every partial index's predicate; none may
      * need an ephemeral table (an IN list of more than two values does),
      * or each claim and completion builds one per index. */
-    CHECK(sqlite3_prepare_v2(db, "EXPLAIN UPDATE jobs SET state = 'deleted' WHERE id = 1", -1,
-                             &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "EXPLAIN UPDATE jobs SET state = 'deleted' WHERE id = 1", -1, &st,
+                             NULL) == SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW)
         CHECK(strcmp((const char *)sqlite3_column_text(st, 1), "OpenEphemeral") != 0);
     sqlite3_finalize(st);
@@ -1125,6 +1229,8 @@ static void test_reopen_keeps_rows_and_requeues_in_flight(void)
                        "ALTER TABLE meta DROP COLUMN audit_seq; ALTER TABLE meta DROP COLUMN"
                        " audit_mac; ALTER TABLE meta DROP COLUMN paused;"
                        "ALTER TABLE jobs DROP COLUMN lease; DROP INDEX jobs_finished;"
+                       "DROP INDEX jobs_account_due; ALTER TABLE jobs DROP COLUMN account;"
+                       "ALTER TABLE submissions DROP COLUMN account;"
                        "DROP INDEX deletions_accepted; DROP INDEX jobs_resource_id;"
                        "CREATE TRIGGER count_job_state AFTER UPDATE OF state ON jobs BEGIN"
                        " SELECT 1; END;"
@@ -1630,6 +1736,7 @@ int main(void)
         test_kill_after_ok_keeps_row(); /* first: fork before any thread exists */
     test_submit_ok_duplicate_and_sources();
     test_coalescing();
+    test_accounts_coalesce_and_claim_apart();
     test_one_commit_answers_each_submission_as_alone();
     test_due_limit_and_lease();
     test_complete_attempts_and_retry_at();

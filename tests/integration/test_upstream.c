@@ -324,14 +324,14 @@ static void base_config(struct config *cfg, char *url, size_t urllen, int port)
 {
     memset(cfg, 0, sizeof(*cfg));
     snprintf(url, urllen, "http://127.0.0.1:%d/v1/", port);
-    cfg->extend.base_url = url;
-    cfg->extend.api_version = "2026-02-09";
-    cfg->extend.token.value = (unsigned char *)TOKEN1;
-    cfg->extend.token.len = strlen(TOKEN1);
-    cfg->extend.workspace_id = "ws_test";
-    cfg->extend.timeout_ms = 2000;
-    cfg->extend.connect_timeout_ms = 1000;
-    cfg->extend.max_in_flight = 4;
+    cfg->accounts[0].base_url = url;
+    cfg->accounts[0].api_version = "2026-02-09";
+    cfg->accounts[0].token.value = (unsigned char *)TOKEN1;
+    cfg->accounts[0].token.len = strlen(TOKEN1);
+    cfg->accounts[0].workspace_id = "ws_test";
+    cfg->accounts[0].timeout_ms = 2000;
+    cfg->accounts[0].connect_timeout_ms = 1000;
+    cfg->accounts[0].max_in_flight = 4;
 }
 
 static void test_base_url_rules(void)
@@ -359,9 +359,9 @@ static void test_base_url_rules(void)
 
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         base_config(&cfg, url, sizeof(url), 1);
-        cfg.extend.base_url = (char *)table[i].url;
+        cfg.accounts[0].base_url = (char *)table[i].url;
         err[0] = '\0';
-        int rc = upstream_open(&u, base, &cfg, err, sizeof(err));
+        int rc = upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err));
         if ((rc == 0) != table[i].ok)
             fprintf(stderr, "base_url %s: rc %d (%s)\n", table[i].url, rc, err);
         CHECK((rc == 0) == table[i].ok);
@@ -372,23 +372,23 @@ static void test_base_url_rules(void)
 
     /* Tokens that could inject a header line, and missing tokens. */
     base_config(&cfg, url, sizeof(url), 1);
-    cfg.extend.token.value = (unsigned char *)"sk_a\r\nX-Evil: 1";
-    cfg.extend.token.len = strlen((char *)cfg.extend.token.value);
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == -1 && u == NULL);
-    cfg.extend.token.value = NULL;
-    cfg.extend.token.len = 0;
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == -1);
+    cfg.accounts[0].token.value = (unsigned char *)"sk_a\r\nX-Evil: 1";
+    cfg.accounts[0].token.len = strlen((char *)cfg.accounts[0].token.value);
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == -1 && u == NULL);
+    cfg.accounts[0].token.value = NULL;
+    cfg.accounts[0].token.len = 0;
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == -1);
 
     /* ca_file must exist and hold a certificate; a real bundle is fine. */
     base_config(&cfg, url, sizeof(url), 1);
-    cfg.extend.ca_file = "/nonexistent/ca.pem";
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == -1);
+    cfg.accounts[0].ca_file = "/nonexistent/ca.pem";
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == -1);
     CHECK(strstr(err, "extend.ca_file") != NULL);
-    cfg.extend.ca_file = "/etc/hostname";
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == -1);
+    cfg.accounts[0].ca_file = "/etc/hostname";
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == -1);
     if (access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
-        cfg.extend.ca_file = "/etc/ssl/certs/ca-certificates.crt";
-        CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+        cfg.accounts[0].ca_file = "/etc/ssl/certs/ca-certificates.crt";
+        CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
         upstream_close(u);
     }
 }
@@ -431,8 +431,8 @@ static void test_config_and_upstream_agree_on_base_url(void)
         if (cfg_ok)
             config_free(&loaded);
         base_config(&cfg, url, sizeof(url), 1);
-        cfg.extend.base_url = (char *)urls[i];
-        up_ok = upstream_open(&u, base, &cfg, err, sizeof(err)) == 0;
+        cfg.accounts[0].base_url = (char *)urls[i];
+        up_ok = upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0;
         upstream_close(u);
         if (cfg_ok != up_ok)
             fprintf(stderr, "base_url %s: config %s it, upstream %s it\n", urls[i],
@@ -450,7 +450,7 @@ static void test_scripted_answers(struct server *srv)
     struct secret tok2 = {NULL, (unsigned char *)TOKEN2, strlen(TOKEN2)};
 
     base_config(&cfg, url, sizeof(url), srv->port);
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u == NULL)
         return;
 
@@ -544,8 +544,8 @@ static void test_timeout_and_refused(struct server *srv)
     int fd, closed_port, bound;
 
     base_config(&cfg, url, sizeof(url), srv->port);
-    cfg.extend.timeout_ms = 300;
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    cfg.accounts[0].timeout_ms = 300;
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u == NULL)
         return;
     CHECK(start(u, RES_EXTRACT_RUN, "exr_slow", &slow) == 0);
@@ -571,7 +571,7 @@ static void test_timeout_and_refused(struct server *srv)
     /* Without a port of its own the refusal below would test port 0. */
     REQUIRE(bound);
     base_config(&cfg, url, sizeof(url), closed_port);
-    CHECK(upstream_open(&u2, base, &cfg, err, sizeof(err)) == 0);
+    CHECK(upstream_open(&u2, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u2 == NULL)
         return;
     CHECK(start(u2, RES_EXTRACT_RUN, "exr_ok", &refused) == 0);
@@ -592,7 +592,7 @@ static void test_many_bounded_in_flight(struct server *srv)
     int ok = 0, before = srv->requests;
 
     base_config(&cfg, url, sizeof(url), srv->port);
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u == NULL)
         return;
     srv->max_current = 0;
@@ -626,7 +626,7 @@ static void test_stale_keepalive_is_retried(void)
         return;
     }
     base_config(&cfg, url, sizeof(url), rs.port);
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u != NULL) {
         CHECK(start(u, RES_EXTRACT_RUN, "exr_a", &a) == 0);
         run_until(&a.done, 1);
@@ -749,7 +749,7 @@ static void test_tls_trust(void)
     snprintf(url, sizeof(url), "https://127.0.0.1:%d/v1", ts.srv.port);
 
     /* System CAs only: the self-signed server is refused. */
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u != NULL) {
         CHECK(start(u, RES_EXTRACT_RUN, "exr_ok", &untrusted) == 0);
         run_until(&untrusted.done, 1);
@@ -761,8 +761,8 @@ static void test_tls_trust(void)
     }
 
     /* extend.ca_file adds the server's CA to the system bundle. */
-    cfg.extend.ca_file = ts.ca_path;
-    CHECK(upstream_open(&u, base, &cfg, err, sizeof(err)) == 0);
+    cfg.accounts[0].ca_file = ts.ca_path;
+    CHECK(upstream_open(&u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (u != NULL) {
         CHECK(start(u, RES_EXTRACT_RUN, "exr_ok", &trusted) == 0);
         run_until(&trusted.done, 1);
@@ -793,7 +793,7 @@ static void test_close_inside_callback(struct server *srv)
     char url[128], err[256];
 
     base_config(&cfg, url, sizeof(url), srv->port);
-    CHECK(upstream_open(&closing_u, base, &cfg, err, sizeof(err)) == 0);
+    CHECK(upstream_open(&closing_u, base, &cfg.accounts[0], err, sizeof(err)) == 0);
     if (closing_u == NULL)
         return;
     CHECK(upstream_delete(closing_u, RES_EXTRACT_RUN, "exr_ok", on_done_close, NULL) == 0);

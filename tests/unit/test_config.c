@@ -63,6 +63,146 @@ static char *print_to_string(const struct config *cfg)
     return buf;
 }
 
+#define TWO_ACCOUNTS                                                                               \
+    "{\"accounts\": [{\"id\": \"eu\", \"base_url\": \"https://api.eu1.extend.ai\","                \
+    " \"token\": \"env:EU_TOKEN\", \"workspace_id\": \"ws_eu\", \"rate_per_second\": 2,"           \
+    " \"signing_secrets\": [\"env:EU_WSS\"]},"                                                     \
+    " {\"id\": \"us-2\", \"token\": \"file:/run/us\", \"max_in_flight\": 9,"                       \
+    " \"signing_secrets\": [\"env:US_WSS\", \"env:US_WSS_OLD\"]}]"
+
+static void test_legacy_extend_block_is_the_account_default(void)
+{
+    struct config cfg;
+
+    CHECK(load_ok(&cfg, "{\"extend\": {\"base_url\": \"https://api.eu1.extend.ai\","
+                        " \"rate_per_second\": 3}, \"webhooks\": {\"signing_secrets\":"
+                        " [\"env:W1\", \"env:W2\"]}}") == 0);
+    CHECK(cfg.n_accounts == 1 && cfg.legacy_extend);
+    CHECK_STR(cfg.accounts[0].id, "default");
+    CHECK_STR(cfg.accounts[0].base_url, "https://api.eu1.extend.ai");
+    CHECK(cfg.accounts[0].rate_per_second == 3.0 && cfg.accounts[0].max_in_flight == 4);
+    CHECK(cfg.accounts[0].n_signing_secrets == 2);
+    CHECK_STR(cfg.accounts[0].signing_secrets[1].ref, "env:W2");
+    CHECK(config_account_find(&cfg, "default", 0) == 0);
+    CHECK(config_account_find(&cfg, "eu", 0) == -1);
+    /* check shows the block where the file has it, and the account. */
+    char *out = print_to_string(&cfg);
+    CHECK(out != NULL && strstr(out, "\"extend\"") != NULL && strstr(out, "\"accounts\"") != NULL);
+    free(out);
+    config_free(&cfg);
+}
+
+static void test_accounts_form_loads_each_account(void)
+{
+    struct config cfg;
+
+    CHECK(load_ok(&cfg, TWO_ACCOUNTS ", \"clients\": [{\"id\": \"crm\", \"secrets\": [\"env:C\"],"
+                                     " \"accounts\": [\"us-2\"]}, {\"id\": \"all\","
+                                     " \"secrets\": [\"env:C\"]}]}") == 0);
+    CHECK(cfg.n_accounts == 2 && !cfg.legacy_extend);
+    CHECK_STR(cfg.accounts[0].id, "eu");
+    CHECK_STR(cfg.accounts[0].workspace_id, "ws_eu");
+    CHECK(cfg.accounts[0].rate_per_second == 2.0);
+    CHECK_STR(cfg.accounts[1].id, "us-2");
+    CHECK_STR(cfg.accounts[1].base_url, "https://api.extend.ai");
+    CHECK_STR(cfg.accounts[1].token.ref, "file:/run/us");
+    CHECK(cfg.accounts[1].max_in_flight == 9 && cfg.accounts[1].n_signing_secrets == 2);
+    CHECK(config_account_find(&cfg, "us-2", 0) == 1);
+    CHECK(config_account_find(&cfg, "us-2x", 4) == 1);
+    CHECK(cfg.clients[0].n_accounts == 1 && cfg.clients[0].account_mask == 1u << 1);
+    CHECK(cfg.clients[1].n_accounts == 0 && cfg.clients[1].account_mask == UINT32_MAX);
+    /* check: every account, its token redacted; no legacy block. */
+    char *out = print_to_string(&cfg);
+    CHECK(out != NULL && strstr(out, "\"extend\"") == NULL);
+    CHECK(out != NULL && strstr(out, "\"ref\": \"env:EU_TOKEN\"") != NULL);
+    CHECK(out != NULL && strstr(out, "\"ref\": \"file:/run/us\"") != NULL);
+    free(out);
+    config_free(&cfg);
+}
+
+static void test_accounts_are_checked(void)
+{
+    /* The two forms are one or the other. */
+    expect_error("{\"extend\": {\"rate_per_second\": 1}, \"accounts\": [{\"id\": \"a\","
+                 " \"token\": \"env:T\", \"signing_secrets\": [\"env:W\"]}]}",
+                 "extend: is the legacy form");
+    expect_error("{\"webhooks\": {\"signing_secrets\": [\"env:W\"]}, \"accounts\": [{\"id\": \"a\","
+                 " \"token\": \"env:T\", \"signing_secrets\": [\"env:W\"]}]}",
+                 "webhooks.signing_secrets: with accounts");
+    expect_error("{\"accounts\": []}", "accounts: must have 1 to 16 entries");
+    expect_error("{\"accounts\": [{\"id\": \"a\", \"signing_secrets\": [\"env:W\"]}]}",
+                 "accounts[0].token: required");
+    expect_error("{\"accounts\": [{\"id\": \"a\", \"token\": \"env:T\"}]}",
+                 "accounts[0].signing_secrets: required");
+    expect_error("{\"accounts\": [{\"token\": \"env:T\", \"signing_secrets\": [\"env:W\"]}]}",
+                 "accounts[0].id: required");
+    expect_error("{\"accounts\": [{\"id\": \"a\", \"token\": \"env:T\", \"signing_secrets\":"
+                 " [\"env:W\"], \"rate\": 1}]}",
+                 "accounts[0].rate: unknown key");
+    expect_error("{\"accounts\": [{\"id\": \"a\", \"token\": \"sk_live_x\", \"signing_secrets\":"
+                 " [\"env:W\"]}]}",
+                 "accounts[0].token: must be \"env:NAME\"");
+    expect_error("{\"accounts\": [{\"id\": \"a\", \"token\": \"env:T\", \"signing_secrets\":"
+                 " [\"env:W\"], \"base_url\": \"http://api.extend.ai\"}]}",
+                 "accounts[0].base_url: ");
+    /* Ids: [a-z0-9_-]{1,32}, unique. */
+    static const char *const bad_ids[] = {"EU", "e u", "eu/1",
+                                          "",   "é",   "a234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        char json[256];
+        snprintf(json, sizeof(json),
+                 "{\"accounts\": [{\"id\": \"%s\", \"token\": \"env:T\", \"signing_secrets\":"
+                 " [\"env:W\"]}]}",
+                 bad_ids[i]);
+        expect_error(json, "accounts[0].id: ");
+    }
+    expect_error("{\"accounts\": [{\"id\": \"eu\", \"token\": \"env:T\", \"signing_secrets\":"
+                 " [\"env:W\"]}, {\"id\": \"eu\", \"token\": \"env:U\", \"signing_secrets\":"
+                 " [\"env:W\"]}]}",
+                 "accounts[1].id: duplicate account id \"eu\"");
+    /* clients[].accounts names configured accounts, once each. */
+    expect_error(TWO_ACCOUNTS ", \"clients\": [{\"id\": \"crm\", \"secrets\": [\"env:C\"],"
+                              " \"accounts\": [\"us\"]}]}",
+                 "clients[0].accounts[0]: no account \"us\" is configured");
+    expect_error(TWO_ACCOUNTS ", \"clients\": [{\"id\": \"crm\", \"secrets\": [\"env:C\"],"
+                              " \"accounts\": [\"eu\", \"eu\"]}]}",
+                 "clients[0].accounts: \"eu\" is listed twice");
+    expect_error(TWO_ACCOUNTS ", \"clients\": [{\"id\": \"crm\", \"secrets\": [\"env:C\"],"
+                              " \"accounts\": []}]}",
+                 "clients[0].accounts: must have 1 to 16 entries");
+    expect_error(TWO_ACCOUNTS ", \"clients\": [{\"id\": \"crm\", \"secrets\": [\"env:C\"],"
+                              " \"accounts\": [\"EU\"]}]}",
+                 "clients[0].accounts[0]: may only hold");
+    /* Without accounts, a client may only name "default". */
+    expect_error("{\"clients\": [{\"id\": \"crm\", \"secrets\": [\"env:C\"],"
+                 " \"accounts\": [\"eu\"]}]}",
+                 "clients[0].accounts[0]: no account \"eu\"");
+}
+
+static void test_account_secrets_resolve_per_account(void)
+{
+    struct config cfg;
+    char err[512] = "";
+
+    setenv("DGT_EU_TOKEN", "sk_eu_secret", 1);
+    setenv("DGT_EU_WSS", "wss_eu", 1);
+    unsetenv("DGT_US_TOKEN");
+    CHECK(load_ok(&cfg, "{\"accounts\": [{\"id\": \"eu\", \"token\": \"env:DGT_EU_TOKEN\","
+                        " \"signing_secrets\": [\"env:DGT_EU_WSS\"]}, {\"id\": \"us\","
+                        " \"token\": \"env:DGT_US_TOKEN\", \"signing_secrets\":"
+                        " [\"env:DGT_EU_WSS\"]}]}") == 0);
+    CHECK(config_resolve_secrets(&cfg, err, sizeof(err)) == -1);
+    CHECK(strncmp(err, "accounts[1].token: env:DGT_US_TOKEN", 35) == 0);
+    setenv("DGT_US_TOKEN", "sk_us_secret", 1);
+    CHECK(config_resolve_secrets(&cfg, err, sizeof(err)) == 0);
+    CHECK(cfg.accounts[0].token.len == 12 && memcmp(cfg.accounts[0].token.value, "sk_eu", 5) == 0);
+    CHECK(cfg.accounts[1].token.len == 12 && memcmp(cfg.accounts[1].token.value, "sk_us", 5) == 0);
+    char *out = print_to_string(&cfg);
+    CHECK(out != NULL && strstr(out, "sk_eu") == NULL && strstr(out, "sk_us") == NULL);
+    free(out);
+    config_free(&cfg);
+}
+
 static void test_defaults_are_the_documented_ones(void)
 {
     struct config cfg;
@@ -76,16 +216,16 @@ static void test_defaults_are_the_documented_ones(void)
     CHECK(cfg.admin.port == 8081);
     CHECK_STR(cfg.admin.token.ref, "env:DG_ADMIN_TOKEN");
     CHECK(cfg.admin.token.value == NULL);
-    CHECK_STR(cfg.extend.base_url, "https://api.extend.ai");
-    CHECK_STR(cfg.extend.api_version, "2026-02-09");
-    CHECK_STR(cfg.extend.token.ref, "env:EXTEND_API_TOKEN");
-    CHECK(cfg.extend.workspace_id == NULL && cfg.extend.ca_file == NULL);
-    CHECK(cfg.extend.timeout_ms == 30000 && cfg.extend.connect_timeout_ms == 10000);
-    CHECK(cfg.extend.rate_per_second == 8.0 && cfg.extend.max_in_flight == 4);
-    CHECK(!cfg.extend.dry_run);
+    CHECK_STR(cfg.accounts[0].base_url, "https://api.extend.ai");
+    CHECK_STR(cfg.accounts[0].api_version, "2026-02-09");
+    CHECK_STR(cfg.accounts[0].token.ref, "env:EXTEND_API_TOKEN");
+    CHECK(cfg.accounts[0].workspace_id == NULL && cfg.accounts[0].ca_file == NULL);
+    CHECK(cfg.accounts[0].timeout_ms == 30000 && cfg.accounts[0].connect_timeout_ms == 10000);
+    CHECK(cfg.accounts[0].rate_per_second == 8.0 && cfg.accounts[0].max_in_flight == 4);
+    CHECK(!cfg.accounts[0].dry_run);
     CHECK_STR(cfg.webhooks.path, "/webhooks/extend");
-    CHECK(cfg.webhooks.n_signing_secrets == 1);
-    CHECK_STR(cfg.webhooks.signing_secrets[0].ref, "env:EXTEND_WEBHOOK_SECRET");
+    CHECK(cfg.accounts[0].n_signing_secrets == 1);
+    CHECK_STR(cfg.accounts[0].signing_secrets[0].ref, "env:EXTEND_WEBHOOK_SECRET");
     CHECK(cfg.webhooks.max_age_seconds == 300 && cfg.webhooks.max_future_seconds == 60);
     CHECK(cfg.webhooks.n_rules == 2);
     CHECK_STR(cfg.webhooks.rules[0].event, "extract_run.processed");
@@ -124,9 +264,9 @@ static void test_values_from_the_file_override_defaults(void)
                         " \"cert_subject\": \"crm.internal\"}],"
                         " \"audit\": {\"rotate_bytes\": 17179869184},"
                         " \"receipts\": {\"signing_key\": \"file:var/receipt-key.pem\"}}") == 0);
-    CHECK(cfg.extend.rate_per_second == 2.5);
-    CHECK(cfg.extend.dry_run);
-    CHECK_STR(cfg.extend.workspace_id, "ws_A-1");
+    CHECK(cfg.accounts[0].rate_per_second == 2.5);
+    CHECK(cfg.accounts[0].dry_run);
+    CHECK_STR(cfg.accounts[0].workspace_id, "ws_A-1");
     CHECK(cfg.webhooks.n_rules == 1);
     CHECK_STR(cfg.webhooks.rules[0].event, "extract_run.*");
     CHECK(cfg.webhooks.rules[0].deletes == (RULE_DELETE_RUN | RULE_DELETE_FILE));
@@ -299,15 +439,15 @@ static void test_base_url_rules(void)
     expect_error("{\"extend\": {\"base_url\": \"https://[]\"}}", "extend.base_url: has no host");
 
     CHECK(load_ok(&cfg, "{\"extend\": {\"base_url\": \"http://127.0.0.1:9000/\"}}") == 0);
-    CHECK_STR(cfg.extend.base_url, "http://127.0.0.1:9000");
+    CHECK_STR(cfg.accounts[0].base_url, "http://127.0.0.1:9000");
     config_free(&cfg);
     CHECK(load_ok(&cfg, "{\"extend\": {\"base_url\": \"http://[::1]:9000/v1//\"}}") == 0);
-    CHECK_STR(cfg.extend.base_url, "http://[::1]:9000/v1");
+    CHECK_STR(cfg.accounts[0].base_url, "http://[::1]:9000/v1");
     config_free(&cfg);
     CHECK(load_ok(&cfg, "{\"extend\": {\"base_url\": \"http://localhost\"}}") == 0);
     config_free(&cfg);
     CHECK(load_ok(&cfg, "{\"extend\": {\"base_url\": \"https://eu.api.extend.ai/\"}}") == 0);
-    CHECK_STR(cfg.extend.base_url, "https://eu.api.extend.ai");
+    CHECK_STR(cfg.accounts[0].base_url, "https://eu.api.extend.ai");
     config_free(&cfg);
 }
 
@@ -348,10 +488,10 @@ static void test_secret_resolution(void)
     CHECK(config_resolve_secrets(&cfg, err, sizeof(err)) == 0);
     CHECK_STR((char *)cfg.admin.token.value, "admin-secret-value");
     CHECK(cfg.admin.token.len == 18);
-    CHECK_STR((char *)cfg.extend.token.value, "token-secret-value"); /* "\r\n" dropped */
-    CHECK(cfg.extend.token.len == 18);
-    CHECK_STR((char *)cfg.webhooks.signing_secrets[1].value, "two\n"); /* only one dropped */
-    CHECK(cfg.webhooks.signing_secrets[1].len == 4);
+    CHECK_STR((char *)cfg.accounts[0].token.value, "token-secret-value"); /* "\r\n" dropped */
+    CHECK(cfg.accounts[0].token.len == 18);
+    CHECK_STR((char *)cfg.accounts[0].signing_secrets[1].value, "two\n"); /* only one dropped */
+    CHECK(cfg.accounts[0].signing_secrets[1].len == 4);
     CHECK_STR((char *)cfg.clients[0].secrets[0].value, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     CHECK(cfg.receipts.signing_key.value == NULL); /* not configured, not read */
 
@@ -377,7 +517,7 @@ static void test_secret_resolution(void)
     CHECK(config_resolve_secrets(&cfg, err, sizeof(err)) == -1);
     CHECK(strncmp(err, "webhooks.signing_secrets[0]: env:DGT_WSS", 40) == 0);
     CHECK_STR((char *)cfg.admin.token.value, "admin-rotated");
-    CHECK_STR((char *)cfg.webhooks.signing_secrets[0].value, "wss_webhook-secret-value");
+    CHECK_STR((char *)cfg.accounts[0].signing_secrets[0].value, "wss_webhook-secret-value");
     setenv("DGT_WSS", "wss_webhook-secret-value", 1);
     config_free(&cfg);
 
@@ -542,6 +682,10 @@ static void test_shipped_files(void)
         CHECK(json_array_size(json_object_get(ja, "clients")) == 1);
         json_object_del(ja, "clients");
         json_object_del(jb, "clients");
+        /* The example is in the accounts form; "{}" is the legacy one,
+         * whose print also shows its own keys. */
+        json_object_del(jb, "extend");
+        json_object_del(json_object_get(jb, "webhooks"), "signing_secrets");
         CHECK(json_equal(ja, jb));
     }
     json_decref(ja);
@@ -553,7 +697,7 @@ static void test_shipped_files(void)
 
     snprintf(path, sizeof(path), "%s/config/dev.json", src);
     CHECK(config_load(&dev, path, err, sizeof(err)) == 0);
-    CHECK_STR(dev.extend.base_url, "https://127.0.0.1:9443");
+    CHECK_STR(dev.accounts[0].base_url, "https://127.0.0.1:9443");
     CHECK(dev.n_clients == 1);
     CHECK_STR(dev.clients[0].id, "crm");
     config_free(&dev);
@@ -665,6 +809,10 @@ int main(int argc, char **argv)
     test_client_secrets_must_be_whsec_base64();
     test_receipt_key_must_be_ed25519_pem();
     test_truncated_files_fail_cleanly();
+    test_legacy_extend_block_is_the_account_default();
+    test_accounts_form_loads_each_account();
+    test_accounts_are_checked();
+    test_account_secrets_resolve_per_account();
     test_shipped_files();
     test_reference_doc_matches_table();
     cleanup();

@@ -229,6 +229,39 @@ static void test_unknown_keys_and_shapes(void)
     refused("", "malformed_json", "body:");
 }
 
+static void test_account_per_request_and_per_item(void)
+{
+    struct api_error e;
+
+    CHECK(parse("{\"resource\":\"file\",\"id\":\"file_1\",\"account\":\"eu-1\"}", 1000, &e) == 0);
+    CHECK(N == 1 && strcmp(ITEMS[0].account, "eu-1") == 0);
+    CHECK(parse("{\"resource\":\"file\",\"id\":\"file_1\"}", 1000, &e) == 0);
+    CHECK(N == 1 && ITEMS[0].account[0] == '\0');
+    /* The batch's account serves items that name none; an item's own wins. */
+    CHECK(parse("{\"account\":\"us\",\"items\":[{\"resource\":\"file\",\"id\":\"f1\"},"
+                "{\"resource\":\"file\",\"id\":\"f2\",\"account\":\"eu\"}]}",
+                1000, &e) == 0);
+    CHECK(N == 2 && strcmp(ITEMS[0].account, "us") == 0 && strcmp(ITEMS[1].account, "eu") == 0);
+    CHECK(parse("{\"items\":[{\"resource\":\"file\",\"id\":\"f1\"}]}", 1000, &e) == 0);
+    CHECK(N == 1 && ITEMS[0].account[0] == '\0');
+    refused("{\"resource\":\"file\",\"id\":\"f\",\"account\":\"EU\"}", "invalid_account",
+            "account: \"EU\" is not 1..32 characters");
+    refused("{\"resource\":\"file\",\"id\":\"f\",\"account\":\"\"}", "invalid_account",
+            "account: ");
+    refused("{\"resource\":\"file\",\"id\":\"f\",\"account\":7}", "invalid_account",
+            "account: must be a string");
+    refused("{\"resource\":\"file\",\"id\":\"f\",\"account\":"
+            "\"a23456789012345678901234567890123\"}",
+            "invalid_account", "account: ");
+    refused("{\"account\":\"eu/x\",\"items\":[{\"resource\":\"file\",\"id\":\"f1\"}]}",
+            "invalid_account", "account: ");
+    refused("{\"items\":[{\"resource\":\"file\",\"id\":\"f1\",\"account\":\"a b\"}]}",
+            "invalid_account", "items[0].account: ");
+    refused(
+        "{\"account\":\"eu\",\"reason\":\"x\",\"items\":[{\"resource\":\"file\",\"id\":\"f\"}]}",
+        "invalid_body", "body: \"items\" can only be combined with \"account\"");
+}
+
 int main(void)
 {
     test_single_item();
@@ -239,6 +272,7 @@ int main(void)
     test_reason_bounds();
     test_not_before();
     test_unknown_keys_and_shapes();
+    test_account_per_request_and_per_item();
     free(ITEMS);
     return check_done();
 }

@@ -594,8 +594,8 @@ static void test_accounts_coalesce_and_claim_apart(void)
     CHECK(r.status == QUEUE_SUBMIT_OK);
     CHECK(submit1(q, "crm", "k3", "del_d1", "exr_A", 0, now, "", &r) == QUEUE_SUBMIT_OK);
 
-    CHECK(get(q, "del_e1", &ge1) && get(q, "del_e2", &ge2) && get(q, "del_u1", &gu1) &&
-          get(q, "del_d1", &gd));
+    REQUIRE(get(q, "del_e1", &ge1) && get(q, "del_e2", &ge2) && get(q, "del_u1", &gu1) &&
+            get(q, "del_d1", &gd));
     CHECK(ge1.v.job_id == ge2.v.job_id);
     CHECK(gu1.v.job_id != ge1.v.job_id && gd.v.job_id != ge1.v.job_id &&
           gd.v.job_id != gu1.v.job_id);

@@ -1,14 +1,12 @@
 /*
  * queue_bench.c: how many durable submissions per second the queue takes
- * with grouped commits (SQLite; PostgreSQL when QUEUE_BENCH_PG_URL is set). 64 clients each submit one single-item
- * deletion, wait for its OK (committed and fsynced), then send the next,
- * until N are done. Each submission is what a webhook makes: a random
- * event id as its key, and ITEMS deletions (the run and its file) with
- * random resource ids, every change audited. Prints submissions/s,
- * commits/s, the mean group and the process's CPU time per submission.
- * Then it drains what it queued as the dispatcher does (claims of up to
- * 128 jobs, one completion per job, "deleted") and prints the CPU time per
- * job.
+ * with grouped commits (SQLite; PostgreSQL when QUEUE_BENCH_PG_URL is set). 64 clients each submit
+ * one single-item deletion, wait for its OK (committed and fsynced), then send the next, until N
+ * are done. Each submission is what a webhook makes: a random event id as its key, and ITEMS
+ * deletions (the run and its file) with random resource ids, every change audited. Prints
+ * submissions/s, commits/s, the mean group and the process's CPU time per submission. Then it
+ * drains what it queued as the dispatcher does (claims of up to 128 jobs, one completion per job,
+ * "deleted") and prints the CPU time per job.
  *
  *   queue_bench [N] [DIR] [CLIENTS] [ITEMS]   (defaults: 20000, a fresh
  *                                      directory in /tmp, 64 clients, 2 items)

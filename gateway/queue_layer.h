@@ -37,8 +37,8 @@ struct queue {
 
     queue_notify_cb notify_cb; /* loop thread only, like the three below */
     void *notify_arg;
-    int draining;  /* callbacks are being delivered */
-    int closed;    /* queue_close was called */
+    int draining; /* callbacks are being delivered */
+    int closed;   /* queue_close was called */
 };
 
 #endif

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Static checks of the project's C sources: clang-tidy (checks in
-# .clang-tidy, every finding an error) and cppcheck. Both read the build's
-# compile_commands.json or the sources directly; a finding fails the run.
+# Static checks of the project's C sources: clang-format (.clang-format,
+# applied everywhere), clang-tidy (checks in .clang-tidy, every finding an
+# error) and cppcheck, which reads the build's compile_commands.json or
+# the sources directly. A finding fails the run.
 # Usage: scripts/lint.sh BUILD_DIR
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:?usage: scripts/lint.sh BUILD_DIR}
 [ -f "$build/compile_commands.json" ] || { echo "lint: no $build/compile_commands.json (configure first)" >&2; exit 2; }
+
+# Formatting first: cheap, and a diff is the clearest finding.
+unformatted=""
+for f in "$root"/gateway/*.[ch] "$root"/tools/extend-sim/*.[ch] "$root"/tests/check.h \
+    "$root"/tests/unit/*.c "$root"/tests/integration/*.c "$root"/bench/*.c; do
+    clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || unformatted="$unformatted ${f#"$root"/}"
+done
+if [ -n "$unformatted" ]; then
+    echo "lint: not formatted (clang-format -i):$unformatted" >&2
+    exit 1
+fi
 
 # Sources of the daemon, the tools and the tests; not the fuzz drivers,
 # which build with clang's own flags.

@@ -31,7 +31,9 @@ flags="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 libs="$(pkg-config --cflags --libs jansson libcrypto libcurl libevent) -lm"
 core="$top/gateway/verify.c $top/gateway/webhook.c $top/gateway/erasure.c $top/gateway/json_body.c
       $top/gateway/resource.c $top/gateway/util.c $top/gateway/http_framing.c
-      $top/gateway/config.c $top/gateway/retry.c $top/gateway/upstream.c $top/gateway/log.c"
+      $top/gateway/config.c $top/gateway/config_schema.c $top/gateway/config_secret.c
+      $top/gateway/base_url.c $top/gateway/hmac.c $top/gateway/retry.c $top/gateway/upstream.c
+      $top/gateway/log.c"
 
 status=0
 for target in fuzz_webhook fuzz_erasure fuzz_json_outline fuzz_http_framing fuzz_config \

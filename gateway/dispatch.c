@@ -61,18 +61,12 @@ struct lane {
     int ready_head, n_ready; /* a ring of cap_ready, oldest at ready_head */
     LIST_HEAD(attempt_list, attempt) attempts; /* in flight, so a stop can free them */
     int cap_ready;
-    int prefetch;          /* jobs to keep in hand beside those in flight */
-    int claim_want;        /* how many the current claim asked for */
-    int claim_short;       /* the last claim took every due job; reset by timer and notify */
-    int64_t hold_until_ms; /* after a 429: nothing is sent before this */
-    int rl_streak;         /* 429s in a row, each to a request sent after the one before */
-    int64_t rl_last_ms;    /* when the last 429 arrived */
-    /* Held for the account, one probe at a time (see the top comment): */
-    int breaker_open;           /* Extend refuses the credentials */
-    int unreachable;            /* Extend does not answer at all */
-    int probes_failed;          /* failures in a row since the hold began */
-    int64_t probe_at_ms;        /* the next probe is not sent before this */
-    int64_t last_answer_ms;     /* when any HTTP answer last arrived */
+    int prefetch;    /* jobs to keep in hand beside those in flight */
+    int claim_want;  /* how many the current claim asked for */
+    int claim_short; /* the last claim took every due job; reset by timer and notify */
+    /* The 429 hold, the breaker and the unreachable hold (one probe at a
+     * time, see the top comment): changed only by retry_decide. */
+    struct retry_account sending;
     char unreachable_error[64]; /* the last transport error, for jobs given up meanwhile */
     char unreachable_detail[200];
     int paused;
@@ -162,75 +156,16 @@ static void outcome_committed(int failed, void *arg)
 
 static int probing(const struct lane *d)
 {
-    return d->breaker_open || d->unreachable;
-}
-
-static int *hold_flag(struct lane *d, enum retry_hold why)
-{
-    return why == RETRY_HOLD_CREDENTIALS ? &d->breaker_open : &d->unreachable;
+    return d->sending.breaker_open || d->sending.unreachable;
 }
 
 static void hold_set(struct lane *d, enum retry_hold why, int on)
 {
-    *hold_flag(d, why) = on;
     if (why == RETRY_HOLD_CREDENTIALS) {
         metrics_set_breaker(d->index, on);
         readiness_set_account_breaker(d->dep.ready, d->index, on);
     } else
         metrics_set_unreachable(d->index, on);
-}
-
-/*
- * Holds all sending behind one probe (why: credentials or unreachable). The
- * probe interval grows only with probes that fail: the answers to requests
- * that were already out when the hold began say nothing new, and counting
- * them would push the first probe out by as many doublings.
- */
-static void hold_open(struct lane *d, const struct attempt *a, int64_t now, enum retry_hold why)
-{
-    const struct config *cfg = d->dep.cfg;
-
-    if (!probing(d))
-        d->probes_failed = 1;
-    else if (a->probe)
-        d->probes_failed += d->probes_failed < 64;
-    else if (*hold_flag(d, why))
-        return;
-    hold_set(d, why, 1);
-    d->probe_at_ms =
-        now + retry_probe_interval_ms(d->unreachable ? RETRY_HOLD_UNREACHABLE : why,
-                                      d->probes_failed, cfg->retry.initial_ms, cfg->retry.max_ms);
-}
-
-static void breaker_open(struct lane *d, const struct attempt *a, int64_t now, int status)
-{
-    if (!d->breaker_open)
-        log_error(NULL,
-                  "dispatch: Extend answered %d: credentials or account rejected; holding every "
-                  "job and probing",
-                  status);
-    hold_open(d, a, now, RETRY_HOLD_CREDENTIALS);
-}
-
-static void unreachable_open(struct lane *d, const struct attempt *a, int64_t now,
-                             const struct upstream_result *r)
-{
-    if (!d->unreachable)
-        log_error(NULL, "dispatch: Extend unreachable (%s: %s); holding every job and probing",
-                  r->transport_error, r->transport_detail);
-    snprintf(d->unreachable_error, sizeof(d->unreachable_error), "%.63s", r->transport_error);
-    snprintf(d->unreachable_detail, sizeof(d->unreachable_detail), "%.199s", r->transport_detail);
-    hold_open(d, a, now, RETRY_HOLD_UNREACHABLE);
-}
-
-static void hold_close(struct lane *d, enum retry_hold why)
-{
-    if (!*hold_flag(d, why))
-        return;
-    hold_set(d, why, 0);
-    log_info(NULL, "dispatch: %s; resuming at the configured rate",
-             why == RETRY_HOLD_CREDENTIALS ? "Extend accepts the credentials again"
-                                           : "Extend answers again");
 }
 
 static int given_up(const struct config *cfg, const struct queue_job *job, int64_t now)
@@ -263,79 +198,57 @@ static const char *class_name(enum retry_class c)
     }
 }
 
-/* Turns Extend's answer into what the queue records. Pure but for the
- * breaker and the global hold, which it updates. */
+/* Turns Extend's answer into what the queue records (retry_decide, which
+ * also moves the account's holds on), then says what changed. */
 static void decide(struct lane *d, const struct attempt *a, const struct upstream_result *r,
                    int64_t now, struct queue_outcome *o)
 {
     const struct config *cfg = d->dep.cfg;
-    enum retry_class cls = retry_classify(r->http_status);
-    int next_attempt = a->job.attempts + 1;
-    int64_t delay;
-    int give_up = given_up(cfg, &a->job, now);
+    const struct retry_answer ans = {.http_status = r->http_status,
+                                     .retry_after = r->retry_after,
+                                     .ratelimit_reset = r->ratelimit_reset,
+                                     .started_ms = a->started_ms,
+                                     .probe = a->probe,
+                                     .attempts = a->job.attempts,
+                                     .give_up = given_up(cfg, &a->job, now)};
+    struct retry_verdict v;
+    static const enum deletion_state states[] = {[RETRY_V_DELETED] = DEL_DELETED,
+                                                 [RETRY_V_NOT_FOUND] = DEL_NOT_FOUND,
+                                                 [RETRY_V_REJECTED] = DEL_REJECTED,
+                                                 [RETRY_V_AGAIN] = DEL_QUEUED,
+                                                 [RETRY_V_GIVE_UP] = DEL_DEAD};
 
-    o->counts_as_attempt = 1;
-    switch (cls) {
-    case RETRY_DELETED:
-        o->state = DEL_DELETED;
-        break;
-    case RETRY_NOT_FOUND:
-        o->state = DEL_NOT_FOUND;
-        break;
-    case RETRY_REJECTED:
-        o->state = DEL_REJECTED;
-        break;
-    case RETRY_RATE_LIMITED:
-        /* A 429 is the account's limit, not this job's failure: it does not
-         * use up the retry budget, and it pauses everyone. */
-        o->counts_as_attempt = 0;
-        /* The 429s to requests that were out together are one in the row. */
-        if (a->started_ms >= d->rl_last_ms && d->rl_streak < 64)
-            d->rl_streak++;
-        d->rl_last_ms = now;
-        delay = retry_rate_limit_hold_ms(r->retry_after, r->ratelimit_reset, d->rl_streak,
-                                         cfg->retry.initial_ms, cfg->retry.max_ms, now);
-        if (now + delay > d->hold_until_ms)
-            d->hold_until_ms = now + delay;
-        o->state = give_up ? DEL_DEAD : DEL_QUEUED;
-        o->retry_at_ms = d->hold_until_ms;
-        break;
-    case RETRY_CREDENTIALS:
-        o->counts_as_attempt = 0;
-        o->state = DEL_QUEUED;
-        o->retry_at_ms = now;
-        breaker_open(d, a, now, r->http_status);
-        break;
-    case RETRY_TRANSIENT:
-    default:
-        delay = retry_next_delay_ms(r->retry_after, r->ratelimit_reset, next_attempt,
-                                    cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32());
-        o->state = give_up ? DEL_DEAD : DEL_QUEUED;
-        o->retry_at_ms = now + delay;
-        /* No answer, and none to any request since this one was sent:
-         * Extend is out of reach, not this job in trouble. Its own backoff
-         * must not outlast the hold, or the backlog would wait for it
-         * after Extend is back. A request that alone fails while others
-         * are answered keeps its own backoff. */
-        if (r->http_status == 0 && a->started_ms >= d->last_answer_ms) {
-            unreachable_open(d, a, now, r);
-            if (o->retry_at_ms > d->probe_at_ms)
-                o->retry_at_ms = d->probe_at_ms;
-        }
-        break;
+    retry_decide(&d->sending, &ans, cfg->retry.initial_ms, cfg->retry.max_ms, now, random_u32(),
+                 &v);
+    o->state = states[v.kind];
+    o->retry_at_ms = v.retry_at_ms;
+    o->counts_as_attempt = v.counts_as_attempt;
+    if (v.events & RETRY_EV_BREAKER_OPENED) {
+        log_error(NULL,
+                  "dispatch: Extend answered %d: credentials or account rejected; holding every "
+                  "job and probing",
+                  r->http_status);
+        hold_set(d, RETRY_HOLD_CREDENTIALS, 1);
     }
-    if (r->http_status != 0) {
-        d->last_answer_ms = now;
-        hold_close(d, RETRY_HOLD_UNREACHABLE);
-        /* Only an answer to a request sent after the last 429 says the
-         * account's limit lets requests through again. */
-        if (cls != RETRY_RATE_LIMITED && a->started_ms >= d->rl_last_ms)
-            d->rl_streak = 0;
+    if (v.events & RETRY_EV_UNREACHABLE_SEEN) {
+        snprintf(d->unreachable_error, sizeof(d->unreachable_error), "%.63s", r->transport_error);
+        snprintf(d->unreachable_detail, sizeof(d->unreachable_detail), "%.199s",
+                 r->transport_detail);
     }
-    if (cls != RETRY_CREDENTIALS && r->http_status != 0)
-        hold_close(d, RETRY_HOLD_CREDENTIALS);
-    if (!probing(d))
-        d->probes_failed = 0;
+    if (v.events & RETRY_EV_UNREACHABLE_OPENED) {
+        log_error(NULL, "dispatch: Extend unreachable (%s: %s); holding every job and probing",
+                  r->transport_error, r->transport_detail);
+        hold_set(d, RETRY_HOLD_UNREACHABLE, 1);
+    }
+    if (v.events & RETRY_EV_UNREACHABLE_CLOSED) {
+        log_info(NULL, "dispatch: Extend answers again; resuming at the configured rate");
+        hold_set(d, RETRY_HOLD_UNREACHABLE, 0);
+    }
+    if (v.events & RETRY_EV_BREAKER_CLOSED) {
+        log_info(NULL, "dispatch: Extend accepts the credentials again; resuming at the "
+                       "configured rate");
+        hold_set(d, RETRY_HOLD_CREDENTIALS, 0);
+    }
     if (o->state == DEL_DEAD)
         dead_detail(o, cfg, r->error_message[0] ? r->error_message : r->transport_detail);
 }
@@ -545,7 +458,7 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
     readiness_set_queue_failing(d->dep.ready, 0);
     /* pump() never asks for more than the ring holds. */
     for (int i = 0; i < n; i++) {
-        if (d->unreachable && given_up(d->dep.cfg, &jobs[i], now)) {
+        if (d->sending.unreachable && given_up(d->dep.cfg, &jobs[i], now)) {
             give_up_unsent(d, &jobs[i]);
             continue;
         }
@@ -573,7 +486,7 @@ static void start_ready(struct lane *d)
     while (d->n_ready > 0) {
         if (d->in_flight >= d->acct->max_in_flight)
             return;
-        if (probing(d) && (d->in_flight > 0 || now < d->probe_at_ms))
+        if (probing(d) && (d->in_flight > 0 || now < d->sending.probe_at_ms))
             return; /* one probe at a time, when due */
         if (now - d->ready[d->ready_head].claimed_ms > lease_ms(d) / 2) {
             release_ready(d, now); /* waited too long in hand: claim afresh */
@@ -612,14 +525,14 @@ static void pump(struct lane *d)
         release_ready(d, now);
         return;
     }
-    if (now < d->hold_until_ms) {
-        release_ready(d, d->hold_until_ms);
-        arm(d, d->hold_until_ms - now);
+    if (now < d->sending.hold_until_ms) {
+        release_ready(d, d->sending.hold_until_ms);
+        arm(d, d->sending.hold_until_ms - now);
         return;
     }
-    if (probing(d) && d->in_flight == 0 && now < d->probe_at_ms) {
-        release_ready(d, d->probe_at_ms);
-        arm(d, d->probe_at_ms - now);
+    if (probing(d) && d->in_flight == 0 && now < d->sending.probe_at_ms) {
+        release_ready(d, d->sending.probe_at_ms);
+        arm(d, d->sending.probe_at_ms - now);
         return;
     }
     start_ready(d);
@@ -630,7 +543,7 @@ static void pump(struct lane *d)
     /* Held: one probe; while unreachable, a batch to look for jobs past
      * their give-up deadline (see give_up_unsent). */
     if (probing(d))
-        want = d->in_flight > 0 || d->n_ready > 0 ? 0 : d->unreachable ? d->cap_ready : 1;
+        want = d->in_flight > 0 || d->n_ready > 0 ? 0 : d->sending.unreachable ? d->cap_ready : 1;
     if (want > d->cap_ready - d->n_ready)
         want = d->cap_ready - d->n_ready;
     /* After a claim that found everything due, nothing else is due until
@@ -785,8 +698,8 @@ int dispatch_account_state(const struct dispatch *ds, int account, struct dispat
         return -1;
     d = ds->lane[account];
     st->paused = d->paused;
-    st->breaker_open = d->breaker_open;
-    st->unreachable = d->unreachable;
+    st->breaker_open = d->sending.breaker_open;
+    st->unreachable = d->sending.unreachable;
     st->in_flight = d->in_flight;
     return 0;
 }
@@ -804,7 +717,7 @@ int dispatch_paused(const struct dispatch *ds)
 int dispatch_breaker_open(const struct dispatch *ds)
 {
     for (int i = 0; i < ds->n; i++)
-        if (ds->lane[i]->breaker_open)
+        if (ds->lane[i]->sending.breaker_open)
             return 1;
     return 0;
 }
@@ -812,7 +725,7 @@ int dispatch_breaker_open(const struct dispatch *ds)
 int dispatch_unreachable(const struct dispatch *ds)
 {
     for (int i = 0; i < ds->n; i++)
-        if (ds->lane[i]->unreachable)
+        if (ds->lane[i]->sending.unreachable)
             return 1;
     return 0;
 }

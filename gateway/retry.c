@@ -270,3 +270,114 @@ int retry_rate_slot(int64_t *next_send_us, double rate_per_second, int64_t now_u
     *next_send_us = now_us + (int64_t)ceil(1e6 / rate_per_second);
     return 0;
 }
+
+static int *hold_flag(struct retry_account *acct, enum retry_hold why)
+{
+    return why == RETRY_HOLD_CREDENTIALS ? &acct->breaker_open : &acct->unreachable;
+}
+
+/* Holds all sending behind one probe. The probe interval grows only with
+ * probes that fail: the answers to requests already out when the hold
+ * began say nothing new, and counting them would push the first probe out
+ * by as many doublings. */
+static void hold_open(struct retry_account *acct, int probe, enum retry_hold why,
+                      int64_t initial_ms, int64_t max_ms, int64_t now_ms, unsigned *events)
+{
+    int *flag = hold_flag(acct, why);
+
+    if (!acct->breaker_open && !acct->unreachable)
+        acct->probes_failed = 1;
+    else if (probe)
+        acct->probes_failed += acct->probes_failed < 64;
+    else if (*flag)
+        return;
+    if (!*flag)
+        *events |=
+            why == RETRY_HOLD_CREDENTIALS ? RETRY_EV_BREAKER_OPENED : RETRY_EV_UNREACHABLE_OPENED;
+    *flag = 1;
+    acct->probe_at_ms =
+        now_ms + retry_probe_interval_ms(acct->unreachable ? RETRY_HOLD_UNREACHABLE : why,
+                                         acct->probes_failed, initial_ms, max_ms);
+}
+
+static void hold_close(struct retry_account *acct, enum retry_hold why, unsigned *events)
+{
+    int *flag = hold_flag(acct, why);
+
+    if (!*flag)
+        return;
+    *flag = 0;
+    *events |=
+        why == RETRY_HOLD_CREDENTIALS ? RETRY_EV_BREAKER_CLOSED : RETRY_EV_UNREACHABLE_CLOSED;
+}
+
+void retry_decide(struct retry_account *acct, const struct retry_answer *ans, int64_t initial_ms,
+                  int64_t max_ms, int64_t now_ms, uint32_t random_u32, struct retry_verdict *v)
+{
+    int64_t delay;
+
+    v->cls = retry_classify(ans->http_status);
+    v->kind = RETRY_V_AGAIN;
+    v->retry_at_ms = now_ms;
+    v->counts_as_attempt = 1;
+    v->events = 0;
+    switch (v->cls) {
+    case RETRY_DELETED:
+        v->kind = RETRY_V_DELETED;
+        break;
+    case RETRY_NOT_FOUND:
+        v->kind = RETRY_V_NOT_FOUND;
+        break;
+    case RETRY_REJECTED:
+        v->kind = RETRY_V_REJECTED;
+        break;
+    case RETRY_RATE_LIMITED:
+        v->counts_as_attempt = 0;
+        /* The 429s to requests that were out together are one in the row. */
+        if (ans->started_ms >= acct->rl_last_ms && acct->rl_streak < 64)
+            acct->rl_streak++;
+        acct->rl_last_ms = now_ms;
+        delay = retry_rate_limit_hold_ms(ans->retry_after, ans->ratelimit_reset, acct->rl_streak,
+                                         initial_ms, max_ms, now_ms);
+        if (now_ms + delay > acct->hold_until_ms)
+            acct->hold_until_ms = now_ms + delay;
+        v->kind = ans->give_up ? RETRY_V_GIVE_UP : RETRY_V_AGAIN;
+        v->retry_at_ms = acct->hold_until_ms;
+        break;
+    case RETRY_CREDENTIALS:
+        v->counts_as_attempt = 0;
+        hold_open(acct, ans->probe, RETRY_HOLD_CREDENTIALS, initial_ms, max_ms, now_ms, &v->events);
+        break;
+    case RETRY_TRANSIENT:
+    default:
+        delay = retry_next_delay_ms(ans->retry_after, ans->ratelimit_reset, ans->attempts + 1,
+                                    initial_ms, max_ms, now_ms, random_u32);
+        v->kind = ans->give_up ? RETRY_V_GIVE_UP : RETRY_V_AGAIN;
+        v->retry_at_ms = now_ms + delay;
+        /* No answer, and none to any request since this one was sent:
+         * Extend is out of reach, not this job in trouble. Its own backoff
+         * must not outlast the hold, or the backlog would wait for it
+         * after Extend is back. A request that alone fails while others
+         * are answered keeps its own backoff. */
+        if (ans->http_status == 0 && ans->started_ms >= acct->last_answer_ms) {
+            v->events |= RETRY_EV_UNREACHABLE_SEEN;
+            hold_open(acct, ans->probe, RETRY_HOLD_UNREACHABLE, initial_ms, max_ms, now_ms,
+                      &v->events);
+            if (v->retry_at_ms > acct->probe_at_ms)
+                v->retry_at_ms = acct->probe_at_ms;
+        }
+        break;
+    }
+    if (ans->http_status != 0) {
+        acct->last_answer_ms = now_ms;
+        hold_close(acct, RETRY_HOLD_UNREACHABLE, &v->events);
+        /* Only an answer to a request sent after the last 429 says the
+         * account's limit lets requests through again. */
+        if (v->cls != RETRY_RATE_LIMITED && ans->started_ms >= acct->rl_last_ms)
+            acct->rl_streak = 0;
+    }
+    if (v->cls != RETRY_CREDENTIALS && ans->http_status != 0)
+        hold_close(acct, RETRY_HOLD_CREDENTIALS, &v->events);
+    if (!acct->breaker_open && !acct->unreachable)
+        acct->probes_failed = 0;
+}

@@ -84,4 +84,67 @@ int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial
  * the rate. rate_per_second <= 0: no limit, always 0. */
 int retry_rate_slot(int64_t *next_send_us, double rate_per_second, int64_t now_us);
 
+/* ---- the whole decision for one answer ---- */
+
+/* One account's sending state, as the answers so far left it. The
+ * dispatcher keeps one per account and changes it only through
+ * retry_decide; everything else reads it. */
+struct retry_account {
+    int64_t hold_until_ms;  /* after a 429: nothing is sent before this */
+    int rl_streak;          /* 429s in a row, each to a request sent after the one before */
+    int64_t rl_last_ms;     /* when the last 429 arrived */
+    int breaker_open;       /* Extend refuses the credentials */
+    int unreachable;        /* Extend does not answer at all */
+    int probes_failed;      /* failures in a row since the hold began */
+    int64_t probe_at_ms;    /* the next probe is not sent before this */
+    int64_t last_answer_ms; /* when any HTTP answer last arrived */
+};
+
+/* One attempt and what came back. */
+struct retry_answer {
+    int http_status;         /* 0: no HTTP answer */
+    const char *retry_after; /* the answer's headers, or NULL */
+    const char *ratelimit_reset;
+    int64_t started_ms; /* when the request went out */
+    int probe;          /* it was sent while all sending was held */
+    int attempts;       /* attempts counted for the job before this one */
+    int give_up;        /* the job's give-up time has passed */
+};
+
+enum retry_verdict_kind {
+    RETRY_V_DELETED,
+    RETRY_V_NOT_FOUND,
+    RETRY_V_REJECTED,
+    RETRY_V_AGAIN,   /* queued again, due at retry_at_ms */
+    RETRY_V_GIVE_UP, /* dead: failures past the give-up time */
+};
+
+/* What changed in the account, for logs, metrics and readiness. */
+#define RETRY_EV_BREAKER_OPENED 0x1
+#define RETRY_EV_BREAKER_CLOSED 0x2
+#define RETRY_EV_UNREACHABLE_OPENED 0x4
+#define RETRY_EV_UNREACHABLE_CLOSED 0x8
+#define RETRY_EV_UNREACHABLE_SEEN 0x10 /* this answer was a sign of it (keep its detail) */
+
+struct retry_verdict {
+    enum retry_class cls;
+    enum retry_verdict_kind kind;
+    int64_t retry_at_ms;   /* RETRY_V_AGAIN and RETRY_V_GIVE_UP */
+    int counts_as_attempt; /* 0 for 429s and credential holds */
+    unsigned events;       /* RETRY_EV_* */
+};
+
+/*
+ * The dispatch policy for one answer: the job's verdict, and the account's
+ * state moved on (the 429 streak and hold, the credentials breaker, the
+ * unreachable hold and its probes). A 429 holds the whole account and
+ * does not use the job's retry budget; 401/402/403 open the breaker and
+ * keep the job queued; no answer at all, with no answer to anything sent
+ * since, holds the account behind probes and caps the job's own backoff at
+ * the next probe; any HTTP answer ends the unreachable hold, and any but a
+ * 401/402/403 the breaker. Pure: the clock and the randomness come in.
+ */
+void retry_decide(struct retry_account *acct, const struct retry_answer *ans, int64_t initial_ms,
+                  int64_t max_ms, int64_t now_ms, uint32_t random_u32, struct retry_verdict *v);
+
 #endif

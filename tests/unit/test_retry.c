@@ -266,6 +266,105 @@ static void test_rate_slots_keep_every_second_within_the_rate(void)
     }
 }
 
+/* ---- retry_decide: the whole policy for one answer ---- */
+
+#define INIT_MS 1000
+#define MAX_MS 300000
+
+static struct retry_verdict decide_at(struct retry_account *acct, int status, int64_t started,
+                                      int64_t now, int probe, int give_up)
+{
+    struct retry_answer ans = {.http_status = status,
+                               .started_ms = started,
+                               .probe = probe,
+                               .attempts = 2,
+                               .give_up = give_up};
+    struct retry_verdict v;
+
+    retry_decide(acct, &ans, INIT_MS, MAX_MS, now, 0x12345678u, &v);
+    return v;
+}
+
+static void test_decide_terminal_answers(void)
+{
+    struct retry_account acct = {0};
+
+    CHECK(decide_at(&acct, 204, 0, 10, 0, 0).kind == RETRY_V_DELETED);
+    CHECK(decide_at(&acct, 404, 0, 10, 0, 0).kind == RETRY_V_NOT_FOUND);
+    CHECK(decide_at(&acct, 422, 0, 10, 0, 1).kind == RETRY_V_REJECTED);
+    struct retry_verdict v = decide_at(&acct, 503, 0, 10, 0, 0);
+    CHECK(v.kind == RETRY_V_AGAIN && v.counts_as_attempt && v.retry_at_ms > 10);
+    CHECK(decide_at(&acct, 503, 0, 10, 0, 1).kind == RETRY_V_GIVE_UP);
+    CHECK(acct.last_answer_ms == 10 && !acct.breaker_open && !acct.unreachable);
+}
+
+static void test_decide_429_holds_the_account_and_keeps_the_budget(void)
+{
+    struct retry_account acct = {0};
+    struct retry_verdict v = decide_at(&acct, 429, 100, 1000, 0, 0);
+
+    CHECK(v.kind == RETRY_V_AGAIN && v.counts_as_attempt == 0);
+    CHECK(acct.rl_streak == 1 && acct.hold_until_ms >= 1000 + RETRY_RATE_LIMIT_FLOOR_MS);
+    CHECK(v.retry_at_ms == acct.hold_until_ms);
+    /* A 429 to a request that was out with the first: the same one in the row. */
+    v = decide_at(&acct, 429, 500, 1200, 0, 0);
+    CHECK(acct.rl_streak == 1);
+    /* One sent after it: the row grows, and so does the hold. */
+    int64_t first = acct.hold_until_ms;
+    v = decide_at(&acct, 429, 1300, 3000, 0, 0);
+    CHECK(acct.rl_streak == 2 && acct.hold_until_ms > first);
+    /* A 429 past the give-up time still gives up; one answer that is not a
+     * 429, to a request sent after the last 429, ends the row. */
+    CHECK(decide_at(&acct, 429, 3100, 3200, 0, 1).kind == RETRY_V_GIVE_UP);
+    decide_at(&acct, 200, 2000, 3300, 0, 0);
+    CHECK(acct.rl_streak == 3); /* sent before the last 429: says nothing */
+    decide_at(&acct, 200, 3250, 3400, 0, 0);
+    CHECK(acct.rl_streak == 0);
+}
+
+static void test_decide_credentials_open_the_breaker_until_an_answer(void)
+{
+    struct retry_account acct = {0};
+    struct retry_verdict v = decide_at(&acct, 401, 0, 1000, 0, 1);
+
+    /* Never dead for the account's fault, and no attempt counted. */
+    CHECK(v.kind == RETRY_V_AGAIN && v.counts_as_attempt == 0 && v.retry_at_ms == 1000);
+    CHECK(acct.breaker_open && (v.events & RETRY_EV_BREAKER_OPENED));
+    CHECK(acct.probes_failed == 1);
+    int64_t probe1 = acct.probe_at_ms;
+    CHECK(probe1 == 1000 + retry_probe_interval_ms(RETRY_HOLD_CREDENTIALS, 1, INIT_MS, MAX_MS));
+    /* More 401s to requests already out: nothing new, nothing moves. */
+    v = decide_at(&acct, 403, 0, 1100, 0, 0);
+    CHECK(v.events == 0 && acct.probes_failed == 1 && acct.probe_at_ms == probe1);
+    /* A failed probe doubles the wait. */
+    v = decide_at(&acct, 401, 1200, 1300, 1, 0);
+    CHECK(acct.probes_failed == 2 && acct.probe_at_ms > probe1 && v.events == 0);
+    /* Any other answer closes it. */
+    v = decide_at(&acct, 404, 1400, 1500, 1, 0);
+    CHECK(!acct.breaker_open && (v.events & RETRY_EV_BREAKER_CLOSED) && acct.probes_failed == 0);
+}
+
+static void test_decide_no_answer_holds_behind_probes(void)
+{
+    struct retry_account acct = {.last_answer_ms = 500};
+    /* No answer to a request sent before the last answer: its own trouble. */
+    struct retry_verdict v = decide_at(&acct, 0, 400, 1000, 0, 0);
+
+    CHECK(v.events == 0 && !acct.unreachable && v.kind == RETRY_V_AGAIN);
+    /* None to one sent after it: Extend is out of reach. */
+    v = decide_at(&acct, 0, 600, 1000, 0, 0);
+    CHECK(acct.unreachable && (v.events & RETRY_EV_UNREACHABLE_OPENED) &&
+          (v.events & RETRY_EV_UNREACHABLE_SEEN));
+    CHECK(v.retry_at_ms <= acct.probe_at_ms && v.counts_as_attempt == 1);
+    /* Still nothing, past the give-up time: dead, the hold stays. */
+    v = decide_at(&acct, 0, 700, 1100, 0, 1);
+    CHECK(v.kind == RETRY_V_GIVE_UP && acct.unreachable &&
+          !(v.events & RETRY_EV_UNREACHABLE_OPENED));
+    /* Any HTTP answer, even a 500, ends the hold. */
+    v = decide_at(&acct, 500, 1200, 1300, 1, 0);
+    CHECK(!acct.unreachable && (v.events & RETRY_EV_UNREACHABLE_CLOSED) && acct.probes_failed == 0);
+}
+
 int main(void)
 {
     test_classify_table();
@@ -278,5 +377,9 @@ int main(void)
     test_rate_limit_hold_grows_with_the_streak();
     test_probe_intervals();
     test_rate_slots_keep_every_second_within_the_rate();
+    test_decide_terminal_answers();
+    test_decide_429_holds_the_account_and_keeps_the_budget();
+    test_decide_credentials_open_the_breaker_until_an_answer();
+    test_decide_no_answer_holds_behind_probes();
     return check_done();
 }

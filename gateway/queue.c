@@ -84,6 +84,34 @@ int queue_cycle_audit(struct cycle *c, const struct audit_record *r, uint64_t *s
     return 0;
 }
 
+struct audit_record queue_operator_record(const struct op *op, const char *event,
+                                          const char *deletion_id, const char *res, const char *rid)
+{
+    return (struct audit_record){.event = event,
+                                 .time_ms = op->now_ms,
+                                 .deletion_id = deletion_id,
+                                 .resource = res,
+                                 .resource_id = rid,
+                                 .source = "operator",
+                                 .key = op->in.target.actor};
+}
+
+struct audit_record queue_outcome_record(const struct op *op, const char *res, const char *rid,
+                                         const char *account)
+{
+    const struct queue_outcome *o = &op->in.complete;
+
+    return (struct audit_record){.time_ms = op->now_ms,
+                                 .job_id = o->job_id,
+                                 .resource = res,
+                                 .resource_id = rid,
+                                 .account = account,
+                                 .http_status = o->http_status,
+                                 .upstream_request_id = o->upstream_request_id,
+                                 .error_code = o->error_code,
+                                 .detail = o->detail};
+}
+
 void queue_cycle_note_due(struct cycle *c, int64_t due_ms)
 {
     if (due_ms < c->notify_due)

@@ -205,6 +205,14 @@ int queue_view_from_row(const struct queue_row *row, struct queue_deletion_view 
  * trail does not hold. seq and mac may be NULL. */
 int queue_cycle_audit(struct cycle *c, const struct audit_record *r, uint64_t *seq, char mac[65]);
 void queue_cycle_note_due(struct cycle *c, int64_t due_ms);
+/* The records both backends write, built one way. An operator's change
+ * (event "retried", "cancelled") of deletion_id on resource res/rid; and a
+ * completion's outcome (o = op->in.complete), its event left to set. */
+struct audit_record queue_operator_record(const struct op *op, const char *event,
+                                          const char *deletion_id, const char *res,
+                                          const char *rid);
+struct audit_record queue_outcome_record(const struct op *op, const char *res, const char *rid,
+                                         const char *account);
 /* OP_NOTE needs no storage: one audit record about no deletion, committed
  * with its cycle. Both backends' tables name it. */
 int queue_op_note(struct queue_store *s, struct cycle *c, struct op *op);

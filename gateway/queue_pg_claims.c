@@ -138,20 +138,13 @@ static int pg_job_leased(struct queue_store *q, struct cycle *c, int64_t job_id,
 int queue_pg_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct queue_outcome *o = &op->in.complete;
-    char res[32], rid[RESOURCE_ID_MAX + 1], mac[65] = "", account[QUEUE_ACCOUNT_MAX + 1];
+    char res[32] = "", rid[RESOURCE_ID_MAX + 1] = "", mac[65] = "",
+         account[QUEUE_ACCOUNT_MAX + 1] = "";
     int owned, attempted = o->started_ms != 0;
     int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
     uint64_t seq = 0;
     struct pg_args a = {.n = 0};
-    struct audit_record r = {.time_ms = op->now_ms,
-                             .job_id = o->job_id,
-                             .resource = res,
-                             .resource_id = rid,
-                             .account = account,
-                             .http_status = o->http_status,
-                             .upstream_request_id = o->upstream_request_id,
-                             .error_code = o->error_code,
-                             .detail = o->detail};
+    struct audit_record r = queue_outcome_record(op, res, rid, account);
 
     if (pg_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), account,
                       &owned) != 0)

@@ -136,17 +136,11 @@ static int pg_retry_job(struct queue_store *q, struct cycle *c, struct op *op, i
                         const char *deletion_id, int64_t *count)
 {
     struct pg_args a = {.n = 0};
-    char res[32], rid[RESOURCE_ID_MAX + 1], account[QUEUE_ACCOUNT_MAX + 1];
+    char res[32] = "", rid[RESOURCE_ID_MAX + 1] = "", account[QUEUE_ACCOUNT_MAX + 1] = "";
     int64_t live, target = job_id;
     enum deletion_state from;
     PGresult *r;
-    struct audit_record rec = {.event = "retried",
-                               .time_ms = op->now_ms,
-                               .deletion_id = deletion_id,
-                               .resource = res,
-                               .resource_id = rid,
-                               .source = "operator",
-                               .key = op->in.target.actor};
+    struct audit_record rec = queue_operator_record(op, "retried", deletion_id, res, rid);
 
     arg_i64(&a, job_id);
     r = queue_pg_exec(
@@ -296,14 +290,8 @@ int queue_pg_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
     queue_pg_copy(res, sizeof(res), r, 0, 1);
     queue_pg_copy(rid, sizeof(rid), r, 0, 2);
     PQclear(r);
-    struct audit_record rec = {.event = "cancelled",
-                               .time_ms = op->now_ms,
-                               .deletion_id = op->in.target.id,
-                               .job_id = job_id,
-                               .resource = res,
-                               .resource_id = rid,
-                               .source = "operator",
-                               .key = op->in.target.actor};
+    struct audit_record rec = queue_operator_record(op, "cancelled", op->in.target.id, res, rid);
+    rec.job_id = job_id;
     if (queue_cycle_audit(c, &rec, &seq, mac) != 0)
         return -1;
     a.n = 0;

@@ -496,19 +496,11 @@ static int q_op_complete(struct queue_store *q, struct cycle *c, struct op *op)
 {
     const struct queue_outcome *o = &op->in.complete;
     sqlite3_stmt *st;
-    char res[32], rid[RESOURCE_ID_MAX + 1];
+    char res[32] = "", rid[RESOURCE_ID_MAX + 1] = "";
     int owned, attempted = o->started_ms != 0;
     int64_t due = o->retry_at_ms > 0 ? o->retry_at_ms : op->now_ms;
     char account[QUEUE_ACCOUNT_MAX + 1] = "";
-    struct audit_record r = {.time_ms = op->now_ms,
-                             .job_id = o->job_id,
-                             .resource = res,
-                             .resource_id = rid,
-                             .account = account,
-                             .http_status = o->http_status,
-                             .upstream_request_id = o->upstream_request_id,
-                             .error_code = o->error_code,
-                             .detail = o->detail};
+    struct audit_record r = queue_outcome_record(op, res, rid, account);
 
     if (q_job_leased(q, c, o->job_id, o->lease, res, sizeof(res), rid, sizeof(rid), account,
                      &owned) != 0)
@@ -573,7 +565,7 @@ static int q_op_release(struct queue_store *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_JOB_RELEASE];
     int64_t due = op->in.release.due_ms > op->now_ms ? op->in.release.due_ms : op->now_ms;
-    char res[32], rid[RESOURCE_ID_MAX + 1];
+    char res[32] = "", rid[RESOURCE_ID_MAX + 1] = "";
     int owned;
 
     if (q_job_leased(q, c, op->in.release.job_id, op->in.release.lease, res, sizeof(res), rid,

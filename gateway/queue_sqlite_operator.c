@@ -204,16 +204,10 @@ static int q_retry_job(struct queue_store *q, struct cycle *c, struct op *op, in
                        const char *deletion_id, int64_t *count)
 {
     sqlite3_stmt *st = q->st[S_JOB_GET];
-    char res[32], rid[RESOURCE_ID_MAX + 1], account[QUEUE_ACCOUNT_MAX + 1];
+    char res[32] = "", rid[RESOURCE_ID_MAX + 1] = "", account[QUEUE_ACCOUNT_MAX + 1] = "";
     int64_t live, target = job_id;
     enum deletion_state from;
-    struct audit_record r = {.event = "retried",
-                             .time_ms = op->now_ms,
-                             .deletion_id = deletion_id,
-                             .resource = res,
-                             .resource_id = rid,
-                             .source = "operator",
-                             .key = op->in.target.actor};
+    struct audit_record r = queue_operator_record(op, "retried", deletion_id, res, rid);
 
     sqlite3_bind_int64(st, 1, job_id);
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -336,7 +330,7 @@ int sq_op_retry(struct queue_store *q, struct cycle *c, struct op *op)
 int sq_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
 {
     sqlite3_stmt *st = q->st[S_DEL_TARGET];
-    char res[32], rid[RESOURCE_ID_MAX + 1];
+    char res[32] = "", rid[RESOURCE_ID_MAX + 1] = "";
     int64_t job_id, live;
     uint64_t seq;
     char mac[65];
@@ -358,14 +352,8 @@ int sq_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
     if (!cancellable)
         return 0;
 
-    struct audit_record r = {.event = "cancelled",
-                             .time_ms = op->now_ms,
-                             .deletion_id = op->in.target.id,
-                             .job_id = job_id,
-                             .resource = res,
-                             .resource_id = rid,
-                             .source = "operator",
-                             .key = op->in.target.actor};
+    struct audit_record r = queue_operator_record(op, "cancelled", op->in.target.id, res, rid);
+    r.job_id = job_id;
     if (queue_cycle_audit(c, &r, &seq, mac) != 0)
         return -1;
     st = q->st[S_DEL_CANCEL];

@@ -41,7 +41,7 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "bench: building into $BUILD (Release)" >&2
-bench_build
+[ -n "${BENCH_NO_BUILD:-}" ] || bench_build
 case " $TARGETS " in *" peer-"*) "$root/bench/peer-setup.sh" ;; esac
 sim_start
 if [ -z "$sim_pid" ]; then

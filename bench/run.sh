@@ -46,8 +46,7 @@ trap 'exit 130' INT TERM
 for tool in wrk python3 sqlite3 cmake; do
     command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh bench)" >&2; exit 1; }
 done
-echo "bench: building into $BUILD (Release)" >&2
-bench_build
+[ -n "${BENCH_NO_BUILD:-}" ] || { echo "bench: building into $BUILD (Release)" >&2; bench_build; }
 case " $TARGETS " in *" peer-"*) "$root/bench/peer-setup.sh" ;; esac
 sim_start
 sink="a closed port"

@@ -308,11 +308,11 @@ static void test_decide_429_holds_the_account_and_keeps_the_budget(void)
     CHECK(v.retry_at_ms == acct.hold_until_ms);
     /* A 429 to a request that was out with the first: the same one in the row. */
     v = decide_at(&acct, 429, 500, 1200, 0, 0);
-    CHECK(acct.rl_streak == 1);
+    CHECK(acct.rl_streak == 1 && v.retry_at_ms == acct.hold_until_ms);
     /* One sent after it: the row grows, and so does the hold. */
     int64_t first = acct.hold_until_ms;
     v = decide_at(&acct, 429, 1300, 3000, 0, 0);
-    CHECK(acct.rl_streak == 2 && acct.hold_until_ms > first);
+    CHECK(acct.rl_streak == 2 && acct.hold_until_ms > first && v.retry_at_ms == acct.hold_until_ms);
     /* A 429 past the give-up time still gives up; one answer that is not a
      * 429, to a request sent after the last 429, ends the row. */
     CHECK(decide_at(&acct, 429, 3100, 3200, 0, 1).kind == RETRY_V_GIVE_UP);

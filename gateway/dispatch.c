@@ -8,10 +8,10 @@
  * waits for the next due job, and the queue's notify callback wakes the
  * dispatcher when new work is committed, so it never polls.
  *
- * Rate limit: sends are spaced by at least 1/rate_per_second, measured
- * when each DELETE starts (not when it was claimed, since a claim's commit
- * takes a variable time), so no second ever holds more than the configured
- * number. Jobs claimed ahead wait in `ready` for a slot, and go back to the
+ * Rate limit: starts are paced by retry_rate_take, evenly and never more
+ * than rate_per_second in any second, counted when each DELETE starts
+ * (not when it was claimed, since a claim's commit takes a variable
+ * time). Jobs claimed ahead wait in `ready` for a slot, and go back to the
  * queue whenever sending stops, so no lease lapses in hand. A 429 holds all
  * sending until its Retry-After, at least a second, longer with each 429 in
  * a row: the limit is the account's, not a job's.
@@ -55,10 +55,10 @@ struct lane {
     struct event *timer;
     int64_t timer_at_ms; /* when the armed timer fires, 0 if not armed */
     int in_flight;
-    int claiming;            /* a claim is with the queue: one at a time */
-    int64_t next_send_us;    /* rate limit: no DELETE starts before this (mono us) */
-    struct ready_job *ready; /* claimed, waiting for a free slot (prefetch): */
-    int ready_head, n_ready; /* a ring of cap_ready, oldest at ready_head */
+    int claiming;                              /* a claim is with the queue: one at a time */
+    struct retry_rate pace;                    /* the rate limit's starts (mono us) */
+    struct ready_job *ready;                   /* claimed, waiting for a free slot (prefetch): */
+    int ready_head, n_ready;                   /* a ring of cap_ready, oldest at ready_head */
     LIST_HEAD(attempt_list, attempt) attempts; /* in flight, so a stop can free them */
     int cap_ready;
     int prefetch;    /* jobs to keep in hand beside those in flight */
@@ -347,16 +347,21 @@ static void start_attempt(struct lane *d, const struct queue_job *job)
     }
 }
 
-/* Under a rate limit: whether the next DELETE must wait; if not, the slot
- * is taken for it. */
-static int rate_slot_taken(struct lane *d)
+/* Under a rate limit: whether the next DELETE must wait (then *wait_ms
+ * says how long); if not, its start is counted. */
+static int rate_slot_taken(struct lane *d, int64_t *wait_ms)
 {
+    int64_t now = util_mono_us(), until;
+
     /* A shared queue grants each claim no more than the account's rate
-     * leaves for all replicas together; spacing here as well would only
+     * leaves for all replicas together; pacing here as well would only
      * slow this one. */
     if (queue_shared(d->dep.queue))
         return 0;
-    return retry_rate_slot(&d->next_send_us, d->acct->rate_per_second, util_mono_us());
+    if (retry_rate_take(&d->pace, d->acct->rate_per_second, now, &until) == 0)
+        return 0;
+    *wait_ms = (until - now + 999) / 1000;
+    return 1;
 }
 
 /*
@@ -480,7 +485,7 @@ static void claim_done(const struct queue_job *jobs, int n, int64_t next_due_ms,
 /* Starts waiting jobs while the limits allow. */
 static void start_ready(struct lane *d)
 {
-    int64_t now = util_now_ms();
+    int64_t now = util_now_ms(), wait_ms;
     struct queue_job job;
 
     while (d->n_ready > 0) {
@@ -496,8 +501,8 @@ static void start_ready(struct lane *d)
             arm(d, d->ready[d->ready_head].job.send_at_ms - now);
             return; /* the shared limiter's moment for it is still to come */
         }
-        if (rate_slot_taken(d)) {
-            arm(d, (d->next_send_us - util_mono_us()) / 1000 + 1);
+        if (rate_slot_taken(d, &wait_ms)) {
+            arm(d, wait_ms);
             return;
         }
         /* Out of the ring before it starts: a start can lead back here. */

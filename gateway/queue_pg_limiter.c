@@ -5,6 +5,7 @@
  * together.
  */
 #include "queue_pg.h"
+#include "retry.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,11 +101,12 @@ int queue_pg_limit_read(struct queue_store *q, const struct pg_account *acct, st
         }
     }
     if (rate > 0 && *allow > 0) {
-        /* At most per_window grants in any window: rate 10 -> 10 in a
-         * second; rate 0.5 -> 1 in two seconds. */
-        int per_window = rate >= 1 ? (int)rate : 1, used = 0;
-        int64_t window = (int64_t)(1000.0 * per_window / rate) + PG_WINDOW_MARGIN_MS;
-        int64_t oldest = INT64_MAX;
+        /* At most per_window grants in any window (retry.h). */
+        int per_window, used = 0;
+        int64_t window, oldest = INT64_MAX;
+
+        retry_rate_window(rate, &per_window, &window);
+        window = (window + 999) / 1000 + PG_WINDOW_MARGIN_MS;
 
         for (int i = 0; i < l->n_ring; i++) {
             if (l->ring[i] > l->at - window) {

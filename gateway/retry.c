@@ -259,15 +259,50 @@ int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial
     return retry_backoff_ms(failed, first, max_ms, UINT32_MAX);
 }
 
-int retry_rate_slot(int64_t *next_send_us, double rate_per_second, int64_t now_us)
+void retry_rate_window(double rate_per_second, int *per_window, int64_t *window_us)
 {
+    int n = rate_per_second >= 1 ? (int)rate_per_second : 1;
+
+    if (n > RETRY_RATE_WINDOW_MAX)
+        n = RETRY_RATE_WINDOW_MAX;
+    *per_window = n;
+    /* Rounded up: a window a microsecond short would let one start too
+     * many into a second. */
+    *window_us = (int64_t)ceil(1e6 * n / rate_per_second);
+}
+
+int retry_rate_take(struct retry_rate *r, double rate_per_second, int64_t now_us,
+                    int64_t *wait_until_us)
+{
+    int per_window;
+    int64_t window_us, interval_us;
+
     if (rate_per_second <= 0)
         return 0;
-    if (now_us < *next_send_us)
+    retry_rate_window(rate_per_second, &per_window, &window_us);
+    if (now_us < r->next_us) {
+        *wait_until_us = r->next_us;
         return 1;
-    /* Rounded up: 1/3 s rounded to the nearest microsecond is 333333, and
-     * four starts 333333 us apart fit in one second. */
-    *next_send_us = now_us + (int64_t)ceil(1e6 / rate_per_second);
+    }
+    if (r->n >= per_window) {
+        int64_t oldest = r->starts[(r->head + r->n - per_window) % RETRY_RATE_WINDOW_MAX];
+
+        if (oldest + window_us > now_us) {
+            *wait_until_us = oldest + window_us;
+            return 1;
+        }
+    }
+    /* Rounded up, as the window: 1/3 s rounded to the nearest microsecond
+     * is 333333, and four starts 333333 us apart fit in one second. */
+    interval_us = (int64_t)ceil(1e6 / rate_per_second);
+    r->next_us =
+        now_us - r->next_us < RETRY_RATE_LATE_US ? r->next_us + interval_us : now_us + interval_us;
+    if (r->n >= per_window) { /* only the last per_window starts count */
+        r->head = (r->head + r->n - per_window + 1) % RETRY_RATE_WINDOW_MAX;
+        r->n = per_window - 1;
+    }
+    r->starts[(r->head + r->n) % RETRY_RATE_WINDOW_MAX] = now_us;
+    r->n++;
     return 0;
 }
 

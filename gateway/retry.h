@@ -76,13 +76,36 @@ enum retry_hold {
 int64_t retry_probe_interval_ms(enum retry_hold why, int failed, int64_t initial_ms,
                                 int64_t max_ms);
 
-/* The rate limit's slots: whether a DELETE may start at now_us under a
- * limit of rate_per_second. 1 when it must wait (*next_send_us unchanged);
- * 0 when it may, with its slot taken: *next_send_us moves to now_us +
- * 1/rate. Spacing each start from the last one, rather than counting per
- * second, is what keeps every one-second window within the rate, whatever
- * the rate. rate_per_second <= 0: no limit, always 0. */
-int retry_rate_slot(int64_t *next_send_us, double rate_per_second, int64_t now_us);
+/* The rate limit's window: at most *per_window starts in any *window_us.
+ * rate >= 1: floor(rate) in floor(rate)/rate s (10 -> 10 in 1 s; 7.5 -> 7
+ * in 0.933 s); below 1: one in 1/rate s. The single node's pacing and the
+ * shared PostgreSQL limiter both count by it. */
+#define RETRY_RATE_WINDOW_MAX 1000 /* the config's highest rate_per_second */
+void retry_rate_window(double rate_per_second, int *per_window, int64_t *window_us);
+
+/* One account's DELETE starts under its rate limit. */
+#define RETRY_RATE_LATE_US 10000
+struct retry_rate {
+    int64_t next_us;                       /* even spacing: no start before this */
+    int64_t starts[RETRY_RATE_WINDOW_MAX]; /* the last starts, a ring, oldest at head */
+    int head, n;
+};
+
+/* Whether a DELETE may start at now_us under rate_per_second: 0 and the
+ * start recorded, or 1 and *wait_until_us set to when to ask again.
+ *
+ * Starts are spaced 1/rate apart, by a schedule rather than from each
+ * actual start: a timer that fires a millisecond late (they all do) would
+ * otherwise lose that millisecond on every start, and 75/s would drain at
+ * 62/s. Late by less than RETRY_RATE_LATE_US, the schedule holds (at high
+ * rates the starts missed meanwhile go at once); later than that (nothing
+ * to send, or a stall), it starts afresh from now: no burst makes up for
+ * time nobody sent in. A schedule alone could crowd rate + 1 starts into a second
+ * (one late, the next on time), so the window is checked as well, over
+ * the last per_window starts: it is what bounds every second.
+ * rate_per_second <= 0: no limit, always 0. */
+int retry_rate_take(struct retry_rate *r, double rate_per_second, int64_t now_us,
+                    int64_t *wait_until_us);
 
 /* ---- the whole decision for one answer ---- */
 

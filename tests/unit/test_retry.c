@@ -3,7 +3,9 @@
 #include "check.h"
 #include "retry.h"
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* 1994-11-06T08:49:37Z, the RFC's example date. */
 #define RFC_DATE_MS 784111777000LL
@@ -214,18 +216,27 @@ static void test_probe_intervals(void)
     CHECK(retry_probe_interval_ms(RETRY_HOLD_UNREACHABLE, 0, 100, 2000) == 100);
 }
 
-/* Starts granted by retry_rate_slot when asked every step_us for
- * span_us; the largest number in any one-second window goes to *worst. */
-static int rate_slot_starts(double rate, int64_t step_us, int64_t span_us, int *worst)
+/* Starts granted by retry_rate_take to a caller that asks every step_us,
+ * or (step_us 0) when it was told to, late_us late, for span_us; the
+ * largest number in any one-second window goes to *worst. */
+static int rate_starts(double rate, int64_t step_us, int64_t late_us, int64_t span_us, int *worst)
 {
     static int64_t at[20000];
-    int64_t next = 0;
+    static struct retry_rate r;
+    int64_t until = 0;
     int n = 0, j = 0;
 
+    memset(&r, 0, sizeof(r));
     *worst = 0;
-    for (int64_t now = 1000000; now < 1000000 + span_us && n < 20000; now += step_us)
-        if (retry_rate_slot(&next, rate, now) == 0)
+    for (int64_t now = 1000000; now < 1000000 + span_us && n < 20000;) {
+        if (retry_rate_take(&r, rate, now, &until) == 0) {
             at[n++] = now;
+            now += step_us;
+        } else {
+            CHECK(until > now);
+            now = step_us > 0 ? now + step_us : until + late_us;
+        }
+    }
     for (int i = 0; i < n; i++) {
         while (at[i] - at[j] >= 1000000)
             j++;
@@ -235,34 +246,62 @@ static int rate_slot_starts(double rate, int64_t step_us, int64_t span_us, int *
     return n;
 }
 
-static void test_rate_slots_keep_every_second_within_the_rate(void)
+static void test_rate_starts_keep_every_second_within_the_rate(void)
 {
-    static const double rates[] = {1, 3, 7, 8, 50, 333, 1000};
-    int64_t next = 0;
-    int worst;
+    static const double rates[] = {0.5, 1, 3, 7, 7.5, 8, 50, 75, 333, 1000};
+    static struct retry_rate r;
+    int64_t until = 0;
+    int worst, per_window;
+    int64_t window_us;
 
-    /* No limit: every start may go, and nothing is booked. */
-    CHECK(retry_rate_slot(&next, 0, 5) == 0 && next == 0);
-    CHECK(retry_rate_slot(&next, -1, 5) == 0 && next == 0);
-    /* 4 per second: a slot every 250 ms, the first at once. */
-    CHECK(retry_rate_slot(&next, 4, 1000000) == 0 && next == 1250000);
-    CHECK(retry_rate_slot(&next, 4, 1000001) == 1 && next == 1250000);
-    CHECK(retry_rate_slot(&next, 4, 1249999) == 1);
-    CHECK(retry_rate_slot(&next, 4, 1250000) == 0 && next == 1500000);
-    /* A late start books from itself, not from the slot it missed: no
-     * burst makes up for time nobody sent in. */
-    CHECK(retry_rate_slot(&next, 4, 9000000) == 0 && next == 9250000);
-    CHECK(retry_rate_slot(&next, 4, 9000000) == 1);
-    /* Asked every microsecond for ten seconds: the rate is reached and no
-     * one-second window holds more (1/333 s rounded to the nearest
-     * microsecond would let a 334th start into one). */
+    /* No limit: every start may go, and nothing is counted. */
+    CHECK(retry_rate_take(&r, 0, 5, &until) == 0 && r.n == 0);
+    CHECK(retry_rate_take(&r, -1, 5, &until) == 0 && r.n == 0);
+    /* The window: floor(rate) in floor(rate)/rate s, one in 1/rate s below 1. */
+    retry_rate_window(10, &per_window, &window_us);
+    CHECK(per_window == 10 && window_us == 1000000);
+    retry_rate_window(7.5, &per_window, &window_us);
+    CHECK(per_window == 7 && window_us == 933334);
+    retry_rate_window(0.5, &per_window, &window_us);
+    CHECK(per_window == 1 && window_us == 2000000);
+    /* 4 per second: a start every 250 ms, the first at once. */
+    CHECK(retry_rate_take(&r, 4, 1000000, &until) == 0);
+    CHECK(retry_rate_take(&r, 4, 1000001, &until) == 1 && until == 1250000);
+    CHECK(retry_rate_take(&r, 4, 1249999, &until) == 1 && until == 1250000);
+    /* Asked 3 ms late, the schedule holds: the next is still at 1.5 s. */
+    CHECK(retry_rate_take(&r, 4, 1253000, &until) == 0);
+    CHECK(retry_rate_take(&r, 4, 1499999, &until) == 1 && until == 1500000);
+    CHECK(retry_rate_take(&r, 4, 1500000, &until) == 0);
+    CHECK(retry_rate_take(&r, 4, 1750000, &until) == 0);
+    /* At 2.25 s the schedule would put a fifth start in the second that
+     * began with the late one at 1.253 s: the window holds it to 2.253 s. */
+    CHECK(retry_rate_take(&r, 4, 2000000, &until) == 0);
+    CHECK(retry_rate_take(&r, 4, 2250000, &until) == 1 && until == 2253000);
+    CHECK(retry_rate_take(&r, 4, 2253000, &until) == 0);
+    /* A start far behind the schedule begins it afresh: no burst makes up
+     * for time nobody sent in. */
+    CHECK(retry_rate_take(&r, 4, 9000000, &until) == 0);
+    CHECK(retry_rate_take(&r, 4, 9000000, &until) == 1 && until == 9250000);
     for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
-        int n = rate_slot_starts(rates[i], 1, 10000000, &worst);
+        double rate = rates[i];
+        /* At most ceil(rate) in any second (7.5/s is 8 in some). */
+        int most = (int)ceil(rate), n;
 
-        if (worst > (int)rates[i] || n < (int)(rates[i] * 10) - 1)
-            fprintf(stderr, "rate %g: %d starts, %d in the worst second\n", rates[i], n, worst);
-        CHECK(worst <= (int)rates[i]);
-        CHECK(n >= (int)(rates[i] * 10) - 1);
+        /* Asked every microsecond for ten seconds: the rate is reached and
+         * no one-second window holds more. */
+        n = rate_starts(rate, 1, 0, 10000000, &worst);
+        if (worst > most || n < (int)(rate * 10) - 1)
+            fprintf(stderr, "rate %g: %d starts, %d in the worst second\n", rate, n, worst);
+        CHECK(worst <= most);
+        CHECK(n >= (int)(rate * 10) - 1);
+        /* A timer that fires 2 ms late every time loses nothing: 99% of the
+         * rate still, and still no second over it. */
+        n = rate_starts(rate, 0, 2000, 10000000, &worst);
+        if (worst > most || n < (int)(rate * 10 * 0.99) - 1)
+            fprintf(stderr, "rate %g, 2 ms late: %d starts, %d in the worst second\n", rate, n,
+                    worst);
+        CHECK(worst <= most);
+        CHECK(n >= (int)(rate * 10 * 0.99) - 1);
     }
 }
 
@@ -376,7 +415,7 @@ int main(void)
     test_rate_limit_hold_has_a_floor();
     test_rate_limit_hold_grows_with_the_streak();
     test_probe_intervals();
-    test_rate_slots_keep_every_second_within_the_rate();
+    test_rate_starts_keep_every_second_within_the_rate();
     test_decide_terminal_answers();
     test_decide_429_holds_the_account_and_keeps_the_budget();
     test_decide_credentials_open_the_breaker_until_an_answer();

@@ -74,7 +74,10 @@ class ReplicasTest(h.GatewayTestCase):
     def test_three_replicas_share_the_queue_and_the_accounts_limits(self):
         url = fresh_db("share")
         sim = self.sim()
-        rate, in_flight = 20, 3
+        # Each slot is held for the 100 ms a grant waits, the DELETE and the
+        # commit of its answer: 6 slots leave the rate, not the cap, to
+        # set the pace (docs/replicas.md).
+        rate, in_flight = 20, 6
         gws = replicas(self, sim, url, 3, {"extend": {"rate_per_second": rate, "max_in_flight": in_flight}})
         # Warm up: every replica's connection to Extend is made before the
         # measured run, so a TLS handshake does not delay one arrival.
@@ -126,8 +129,10 @@ class ReplicasTest(h.GatewayTestCase):
         if sent_worst > rate or arrived_worst > rate:
             assert late > 0, "%d sent / %d arrived in one second, above %d, none of them late" % (
                 sent_worst, arrived_worst, rate)
-            # Close to the rate, not far below it (bench/ measures it closely).
-            assert len(seen) / took >= 0.85 * rate, "drained at %.1f/s" % (len(seen) / took)
+        # Close to the rate, not far below it: a limiter that lost a quarter
+        # of it would be broken (bench/replicas.sh measures it closely; the
+        # margin is for a loaded machine).
+        assert len(seen) / took >= 0.75 * rate, "drained at %.1f/s" % (len(seen) / took)
         assert sim.stats()["max_concurrent"] <= in_flight, sim.stats()
         assert len({d["id"] for d in seen}) == len(ids), "a resource was deleted twice or not at all"
         assert {v["state"] for v in views} == {"deleted"}, views

@@ -45,8 +45,11 @@ struct ctl {
 /* ---- transport ---- */
 
 /* One request. Returns the HTTP status with *answer (parsed JSON, or NULL
- * when the body is not JSON), or -1 on a connection error, said on stderr. */
-static long call(const struct ctl *c, const char *method, const char *path, json_t **answer)
+ * when the body is not JSON), or -1 on a connection error, said on stderr.
+ * With text non-NULL, a 2xx answer's body is handed over there unparsed
+ * instead (free it; *answer stays NULL). */
+static long call_text(const struct ctl *c, const char *method, const char *path, json_t **answer,
+                      char **text)
 {
     struct probe_request rq = {
         .method = method,
@@ -66,11 +69,20 @@ static long call(const struct ctl *c, const char *method, const char *path, json
         fprintf(stderr, "deletion-gateway: %s: %s\n", c->base, err);
         return -1;
     }
-    if (a.body != NULL)
+    if (text != NULL && a.status >= 200 && a.status < 300) {
+        *text = a.body;
+        a.body = NULL;
+    } else if (a.body != NULL) {
         *answer = json_loads(a.body, 0, NULL);
+    }
     status = a.status;
     probe_answer_free(&a);
     return status;
+}
+
+static long call(const struct ctl *c, const char *method, const char *path, json_t **answer)
+{
+    return call_text(c, method, path, answer, NULL);
 }
 
 /* The gateway's error, on stderr: 1. */
@@ -228,10 +240,39 @@ static int call_ok(const struct ctl *c, const char *method, const char *path, js
     return rc;
 }
 
+/* JSON out: the answer is printed as it came, indented, without parsing
+ * it into a tree and dumping it again (a page of a thousand deletions
+ * costs more that way than the request). */
+static int simple_json(const struct ctl *c, const char *method, const char *path)
+{
+    json_t *answer = NULL;
+    char *text = NULL;
+    long status = call_text(c, method, path, &answer, &text);
+    int rc = 0;
+
+    if (status < 0) {
+        rc = 2;
+    } else if (status < 200 || status >= 300) {
+        rc = refused(status, answer);
+    } else if (text == NULL || util_json_indent(stdout, text) != 0) {
+        fprintf(stderr, "\ndeletion-gateway: the answer is not JSON\n");
+        rc = 2;
+    } else {
+        printf("\n");
+    }
+    json_decref(answer);
+    free(text);
+    return rc;
+}
+
 static int simple(const struct ctl *c, const char *method, const char *path)
 {
     json_t *answer;
-    int rc = call_ok(c, method, path, &answer);
+    int rc;
+
+    if (c->json)
+        return simple_json(c, method, path);
+    rc = call_ok(c, method, path, &answer);
 
     if (rc == 0)
         show(c, answer);

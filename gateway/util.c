@@ -234,6 +234,111 @@ size_t util_json_escape(const char *s, char *out, size_t outlen)
     return n;
 }
 
+/* util_json_indent's output, in runs rather than a call per byte. */
+struct indent_out {
+    FILE *f;
+    size_t n;
+    char buf[8192];
+};
+
+static void indent_put(struct indent_out *o, const char *s, size_t len)
+{
+    if (o->n + len > sizeof(o->buf)) {
+        fwrite(o->buf, 1, o->n, o->f);
+        o->n = 0;
+    }
+    if (len > sizeof(o->buf)) {
+        fwrite(s, 1, len, o->f);
+        return;
+    }
+    memcpy(o->buf + o->n, s, len);
+    o->n += len;
+}
+
+static void indent_line(struct indent_out *o, int depth)
+{
+    static const char spaces[] = "                                ";
+
+    indent_put(o, "\n", 1);
+    for (int i = 0; i < 2 * depth; i += (int)sizeof(spaces) - 1)
+        indent_put(o, spaces,
+                   2 * depth - i < (int)sizeof(spaces) - 1 ? (size_t)(2 * depth - i)
+                                                           : sizeof(spaces) - 1);
+}
+
+int util_json_indent(FILE *out, const char *s)
+{
+    /* Nesting deeper than this is no answer of ours. */
+    char open[64];
+    int depth = 0, bad = 0;
+    struct indent_out o = {.f = out, .n = 0};
+
+    s += strspn(s, " \t\r\n");
+    if (*s == '\0')
+        return -1;
+    while (*s != '\0' && !bad) {
+        const char *run = s;
+
+        switch (*s) {
+        case '"':
+            for (s++; *s != '"'; s++) {
+                if (*s == '\0' || (*s == '\\' && *++s == '\0'))
+                    break;
+            }
+            if (*s == '\0') {
+                bad = 1;
+                break;
+            }
+            indent_put(&o, run, (size_t)(++s - run));
+            break;
+        case '{':
+        case '[':
+            if (s[1] == (*s == '{' ? '}' : ']')) {
+                indent_put(&o, s, 2);
+                s += 2;
+                break;
+            }
+            if (depth == (int)sizeof(open)) {
+                bad = 1;
+                break;
+            }
+            open[depth++] = *s;
+            indent_put(&o, s++, 1);
+            indent_line(&o, depth);
+            break;
+        case '}':
+        case ']':
+            if (depth == 0 || open[depth - 1] != (*s == '}' ? '{' : '[')) {
+                bad = 1;
+                break;
+            }
+            indent_line(&o, --depth);
+            indent_put(&o, s++, 1);
+            break;
+        case ',':
+            indent_put(&o, s++, 1);
+            indent_line(&o, depth);
+            break;
+        case ':':
+            indent_put(&o, ": ", 2);
+            s++;
+            break;
+        case ' ':
+        case '\t':
+        case '\r':
+        case '\n':
+            s++;
+            break;
+        default:
+            while (*s != '\0' && strchr("\"{}[],: \t\r\n", *s) == NULL)
+                s++;
+            indent_put(&o, run, (size_t)(s - run));
+        }
+    }
+    fwrite(o.buf, 1, o.n, out);
+    return bad || depth != 0 ? -1 : 0;
+}
+
 int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     char *end;

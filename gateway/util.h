@@ -6,6 +6,7 @@
 #define DG_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Wall-clock time in Unix milliseconds (CLOCK_REALTIME). */
@@ -48,6 +49,13 @@ void util_hex(const unsigned char *in, size_t len, char *out);
 /* Writes s as a quoted JSON string into out (always NUL-terminated, cut
  * short if out is too small). Returns the number of bytes written. */
 size_t util_json_escape(const char *s, char *out, size_t outlen);
+
+/* Writes compact JSON text (as jansson's JSON_COMPACT writes it) to out
+ * indented by two spaces, exactly as JSON_INDENT(2) would, without
+ * building the tree: ctl prints a page of a thousand deletions this way,
+ * where parsing and dumping it again cost more than the request. -1 when
+ * the text is not balanced JSON (out then holds part of it). */
+int util_json_indent(FILE *out, const char *s);
 
 /* Bounded integer parse of a whole decimal string: 0, or -1 when empty,
  * not a number, trailing garbage or outside [min, max]. */

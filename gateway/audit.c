@@ -152,7 +152,7 @@ int audit_open(struct audit **out, const char *path, const unsigned char *key, s
     }
     a->rotate_bytes = rotate_bytes;
     memcpy(a->prev, audit_zero_mac, 65);
-    if (audit_file_mkdirs(path) != 0) {
+    if (util_mkdirs(path) != 0) {
         snprintf(err, errlen, "audit.path %s: cannot create its directory: %s", path,
                  strerror(errno));
         goto fail;
@@ -171,7 +171,7 @@ int audit_open(struct audit **out, const char *path, const unsigned char *key, s
         snprintf(err, errlen, "audit.path %s: in use by another process", path);
         goto fail;
     }
-    if (created && audit_file_sync_dir(path) != 0) {
+    if (created && util_sync_dir(path) != 0) {
         snprintf(err, errlen, "audit.path %s: cannot sync its directory", path);
         goto fail;
     }

@@ -1,6 +1,5 @@
 /*
- * audit_file.c: the audit log's files: parent directories, fsync of a
- * directory entry, and the rotated files path.1, path.2, ...
+ * audit_file.c: the audit log's rotated files path.1, path.2, ...
  */
 #include "audit_int.h"
 
@@ -15,64 +14,10 @@
 
 #include "util.h"
 
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-
-    if (slash == NULL)
-        return strdup(".");
-    if (slash == path)
-        return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
-/* After a file is created or renamed its directory entry must reach the
- * disk too, or a crash could lose the whole file. */
-int audit_file_sync_dir(const char *path)
-{
-    char *dir = dir_of(path);
-    int fd, rc = -1;
-
-    if (dir == NULL)
-        return -1;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        rc = fsync(fd);
-        close(fd);
-    }
-    free(dir);
-    return rc;
-}
-
-int audit_file_mkdirs(const char *path)
-{
-    char *dir = dir_of(path);
-    int rc = 0;
-
-    if (dir == NULL)
-        return -1;
-    for (char *p = dir + 1; rc == 0; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        /* a new directory's own entry must reach the disk as well */
-        if (mkdir(dir, 0700) == 0)
-            rc = audit_file_sync_dir(dir);
-        else if (errno != EEXIST)
-            rc = -1;
-        *p = c;
-        if (c == '\0')
-            break;
-    }
-    free(dir);
-    return rc;
-}
-
 /* Rotated numbers K of path.K, ascending. */
 int audit_file_rotated(const char *path, long **nums, int *n)
 {
-    char *dir = dir_of(path);
+    char *dir = util_dir_of(path);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     size_t blen = strlen(base);
     DIR *d = NULL;

@@ -83,10 +83,6 @@ int audit_line_check(const char *line, size_t len, const unsigned char *key, siz
                      uint64_t *seq, char prev[65], char mac[65], const char **why);
 
 /* audit_file.c */
-/* fsync of path's directory, so a created or renamed entry reaches the disk. */
-int audit_file_sync_dir(const char *path);
-/* Creates path's missing parent directories 0700, each entry synced. */
-int audit_file_mkdirs(const char *path);
 /* Rotated numbers K of path.K, ascending. 0 or -1. */
 int audit_file_rotated(const char *path, long **nums, int *n);
 char *audit_file_rotated_name(const char *path, long k);

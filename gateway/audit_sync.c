@@ -73,7 +73,7 @@ static int open_fresh(struct audit *a)
     int fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600), saved;
 
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
-        audit_file_sync_dir(a->path) != 0)
+        util_sync_dir(a->path) != 0)
         goto fail;
     if (st.st_size != 0) {
         errno = EEXIST;
@@ -169,7 +169,7 @@ static int restore(struct audit *a)
     identity_end(a);
     fd = -1;
     a->cut_pending = 0; /* only durable bytes were copied */
-    if (audit_file_sync_dir(a->path) != 0)
+    if (util_sync_dir(a->path) != 0)
         goto fail;
     free(tmp);
     free(buf);

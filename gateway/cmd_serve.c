@@ -315,7 +315,9 @@ int cmd_serve(int argc, char **argv)
                        "`deletion-gateway ctl resume` sends again");
     }
     dispatch_start(gw.dispatch);
-    log_info(NULL, "deletion-gateway %s started: queue %s, Extend %s%s", DG_VERSION, cfg.queue.path,
+    /* queue.url holds no password (config refuses one there). */
+    log_info(NULL, "deletion-gateway %s started: queue %s%s, Extend %s%s", DG_VERSION,
+             strcmp(cfg.queue.backend, "postgres") == 0 ? "postgres " : "", qo.path,
              cfg.accounts[0].base_url, cfg.accounts[0].dry_run ? " (dry run)" : "");
     for (int i = 1; i < cfg.n_accounts; i++)
         log_info(NULL, "account %s: Extend %s%s", cfg.accounts[i].id, cfg.accounts[i].base_url,

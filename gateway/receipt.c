@@ -140,18 +140,14 @@ fail:
 /* Makes a key and links it in at path; -2 when path appeared meanwhile. */
 static int key_file_create(const char *path, char *err, size_t errlen)
 {
-    char tmp[4200], dir[4200];
+    char tmp[4200];
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     BIO *bio = BIO_new(BIO_s_mem());
     char *pem = NULL;
     long pem_len = 0;
     int fd = -1, rc = -1, linked;
 
-    const char *slash = strrchr(path, '/');
-
-    if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp) ||
-        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
-                 slash ? path : ".") >= (int)sizeof(dir)) {
+    if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp)) {
         snprintf(err, errlen, "%s: path too long", path);
         goto fail;
     }
@@ -159,6 +155,11 @@ static int key_file_create(const char *path, char *err, size_t errlen)
         PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1 ||
         (pem_len = BIO_get_mem_data(bio, &pem)) <= 0) {
         snprintf(err, errlen, "%s: cannot make an Ed25519 key", path);
+        goto fail;
+    }
+    /* The queue's directory, which a PostgreSQL replica never makes. */
+    if (util_mkdirs(path) != 0) {
+        snprintf(err, errlen, "%s: cannot make its directory: %s", path, strerror(errno));
         goto fail;
     }
     unlink(tmp); /* left by a crash of a process with our pid */
@@ -179,11 +180,8 @@ static int key_file_create(const char *path, char *err, size_t errlen)
     rc = linked == 0 ? 0 : -2;
     /* The directory entry must survive a crash, or the next start makes
      * another key and receipts already handed out stop verifying. */
-    if (rc == 0 && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-        fsync(fd);
-        close(fd);
-        fd = -1;
-    }
+    if (rc == 0)
+        util_sync_dir(path);
 fail:
     if (fd != -1)
         close(fd);

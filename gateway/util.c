@@ -1,13 +1,16 @@
 /*
- * util.c: the clock, random ids and string helpers (see util.h).
+ * util.c: the clock, random ids, string helpers and directories (see util.h).
  */
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -337,6 +340,57 @@ int util_json_indent(FILE *out, const char *s)
     }
     fwrite(o.buf, 1, o.n, out);
     return bad || depth != 0 ? -1 : 0;
+}
+
+char *util_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+int util_sync_dir(const char *path)
+{
+    char *dir = util_dir_of(path);
+    int fd, rc = -1;
+
+    if (dir == NULL)
+        return -1;
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        rc = fsync(fd);
+        close(fd);
+    }
+    free(dir);
+    return rc;
+}
+
+int util_mkdirs(const char *path)
+{
+    char *dir = util_dir_of(path);
+    int rc = 0;
+
+    if (dir == NULL)
+        return -1;
+    for (char *p = dir + 1; rc == 0; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, 0700) == 0)
+            rc = util_sync_dir(dir);
+        else if (errno != EEXIST)
+            rc = -1;
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    free(dir);
+    return rc;
 }
 
 int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)

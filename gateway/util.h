@@ -57,6 +57,18 @@ size_t util_json_escape(const char *s, char *out, size_t outlen);
  * the text is not balanced JSON (out then holds part of it). */
 int util_json_indent(FILE *out, const char *s);
 
+/* path's directory ("." for a bare name), in a new string (free it), or
+ * NULL when out of memory. */
+char *util_dir_of(const char *path);
+
+/* fsync of path's directory, so a created or renamed entry reaches the
+ * disk: without it a crash can lose the whole file. 0 or -1. */
+int util_sync_dir(const char *path);
+
+/* Creates path's missing parent directories 0700, each new entry synced.
+ * 0 or -1 (errno). */
+int util_mkdirs(const char *path);
+
 /* Bounded integer parse of a whole decimal string: 0, or -1 when empty,
  * not a number, trailing garbage or outside [min, max]. */
 int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);

@@ -314,6 +314,31 @@ class ReplicasTest(h.GatewayTestCase):
                    what="ingest back without a restart")
         h.wait_for(lambda: h.request(g.port, "GET", "/readyz").status == 200, 10, what="/readyz 200")
 
+    def test_a_replica_without_a_signing_key_makes_one_beside_queue_path(self):
+        # A replica keeps no queue file, so nothing else makes that
+        # directory: the key's creation does (and the start says where).
+        url = fresh_db("key")
+        sim = self.sim()
+        state = os.path.join(self.dir, "state", "deeper")
+        g = replicas(self, sim, url, 1, {"queue": {"path": os.path.join(state, "queue.db")},
+                                          "receipts": {"signing_key": None}})[0]
+        key = os.path.join(state, "receipt-key.pem")
+        assert os.stat(key).st_mode & 0o777 == 0o600, oct(os.stat(key).st_mode)
+        logs = g.logs()
+        assert "receipts: signing with key id" in logs and "generated " + key in logs, logs
+        assert "started: queue postgres " in logs, logs
+        r = erase_on(g, "file_key_0")
+        assert r.status == 202, r
+        did = r.json()["deletions"][0]["id"]
+        g.wait_state(did, {"deleted"})
+        receipt = g.get_deletion(did, suffix="/receipt")
+        assert receipt.status == 200, receipt
+        key_id = receipt.json()["key_id"]
+        assert "signing with key id %s" % key_id in logs, (key_id, logs)
+        # The next start uses the same key.
+        g.restart()
+        assert g.logs().count("signing with key id %s (from %s)" % (key_id, key)) == 1, g.logs()
+
 
 if __name__ == "__main__":
     if not PG_URL:

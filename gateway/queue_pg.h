@@ -147,6 +147,12 @@ int queue_pg_limiter_learn(struct queue_store *q, const char *account,
 const struct pg_account *queue_pg_account(const struct queue_store *q, const char *id);
 
 /* ops, one per kind (queue_pg_submit.c, queue_pg_claims.c, queue_pg_ops.c) */
+/* Read on every claim and every scrape; the tests plan them on a table
+ * whose statistics lag behind (test_queue.c). */
+extern const char queue_pg_next_due_sql[]; /* $1: the account */
+extern const char queue_pg_next_due_any_sql[];
+extern const char queue_pg_oldest_pending_sql[];
+
 int queue_pg_op_submit(struct queue_store *q, struct cycle *c, struct op *op);
 int queue_pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op);
 int queue_pg_op_complete(struct queue_store *q, struct cycle *c, struct op *op);

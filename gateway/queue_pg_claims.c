@@ -61,6 +61,19 @@ static int pg_claim_some(struct queue_store *q, struct cycle *c, struct op *op,
     return got;
 }
 
+/* When the next job of an account ($1), or of any, falls due. ORDER BY
+ * ... LIMIT 1, not min(): while a table fills faster than autovacuum
+ * analyses it, the planner believes it holds a row or two and aggregates
+ * over the whole partial index instead of reading its first entry (10 ms
+ * at 40,000 queued, on every claim). */
+const char queue_pg_next_due_sql[] =
+    "SELECT least((SELECT due_ms FROM dg_jobs WHERE account = $1 AND state = 'queued'"
+    " ORDER BY due_ms LIMIT 1), (SELECT due_ms FROM dg_jobs WHERE account = $1"
+    " AND state = 'in_flight' ORDER BY due_ms LIMIT 1))";
+const char queue_pg_next_due_any_sql[] =
+    "SELECT least((SELECT due_ms FROM dg_jobs WHERE state = 'queued' ORDER BY due_ms LIMIT 1),"
+    " (SELECT due_ms FROM dg_jobs WHERE state = 'in_flight' ORDER BY due_ms LIMIT 1))";
+
 int queue_pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
 {
     int max = op->in.claim.max_jobs, allow = 0, rescued;
@@ -84,16 +97,9 @@ int queue_pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
         op->out.claim.jobs[i].send_at_ms = lim.at > lim.now ? lim.at : 0;
     if (op->in.claim.account[0] != '\0') {
         arg_text(&a, op->in.claim.account);
-        r = queue_pg_exec(q,
-                          "SELECT least((SELECT min(due_ms) FROM dg_jobs WHERE account = $1"
-                          " AND state = 'queued'), (SELECT min(due_ms) FROM dg_jobs"
-                          " WHERE account = $1 AND state = 'in_flight'))",
-                          &a);
+        r = queue_pg_exec(q, queue_pg_next_due_sql, &a);
     } else {
-        r = queue_pg_exec(q,
-                          "SELECT least((SELECT min(due_ms) FROM dg_jobs WHERE state = 'queued'),"
-                          " (SELECT min(due_ms) FROM dg_jobs WHERE state = 'in_flight'))",
-                          NULL);
+        r = queue_pg_exec(q, queue_pg_next_due_any_sql, NULL);
     }
     if (r == NULL)
         return -1;

@@ -80,6 +80,11 @@ int queue_pg_op_get(struct queue_store *q, struct cycle *c, struct op *op)
 
 /* Counts summed over every replica's rows: a few rows per replica,
  * whatever the queue's size. */
+/* LIMIT 1 rather than min(), as queue_pg_next_due_sql. */
+const char queue_pg_oldest_pending_sql[] =
+    "SELECT coalesce((SELECT created_ms FROM dg_jobs WHERE state IN ('queued', 'in_flight')"
+    " ORDER BY created_ms LIMIT 1), 0)";
+
 int queue_pg_op_stats(struct queue_store *q, struct cycle *c, struct op *op)
 {
     struct queue_stats *s = &op->out.stats;
@@ -98,10 +103,7 @@ int queue_pg_op_stats(struct queue_store *q, struct cycle *c, struct op *op)
             s->count[ds] = queue_pg_i64(r, i, 1);
     }
     PQclear(r);
-    r = queue_pg_exec(q,
-                      "SELECT coalesce(min(created_ms), 0) FROM dg_jobs WHERE state IN ('queued',"
-                      " 'in_flight')",
-                      NULL);
+    r = queue_pg_exec(q, queue_pg_oldest_pending_sql, NULL);
     if (r == NULL)
         return -1;
     s->oldest_pending_ms = queue_pg_i64(r, 0, 0);

@@ -531,7 +531,7 @@ static const char usage[] =
     "  pause | resume [--account ID]\n"
     "                          hold all dispatching (jobs stay queued, and it\n"
     "                          outlives a restart), or send again; with\n"
-    "                          --account, one account's only (until a restart)\n"
+    "                          --account, one account's only\n"
     "  find RESOURCE_ID        every deletion that targeted this resource\n"
     "  export [--since T] [--until T] [--source S] [--resource-id ID] [--state S]\n"
     "         [--format csv|jsonl] [--receipts]\n"

@@ -309,10 +309,24 @@ int cmd_serve(int argc, char **argv)
     if (drain_timer == NULL || sig_term == NULL || sig_int == NULL || sig_hup == NULL ||
         evsignal_add(sig_term, NULL) || evsignal_add(sig_int, NULL) || evsignal_add(sig_hup, NULL))
         goto done;
-    if (queue_paused(gw.queue)) {
-        dispatch_set_paused(gw.dispatch, -1, 1);
+    /* A shared queue holds a paused account's claims itself, for every
+     * replica, until a resume through any of them. */
+    if (queue_paused(gw.queue, NULL)) {
+        if (!queue_shared(gw.queue))
+            dispatch_set_paused(gw.dispatch, -1, 1);
         log_warn(NULL, "dispatching is paused (by an operator, before the last stop): "
                        "`deletion-gateway ctl resume` sends again");
+    } else {
+        for (int i = 0; i < cfg.n_accounts; i++) {
+            if (!queue_paused(gw.queue, cfg.accounts[i].id))
+                continue;
+            if (!queue_shared(gw.queue))
+                dispatch_set_paused(gw.dispatch, i, 1);
+            log_warn(NULL,
+                     "dispatching to account %s is paused (by an operator, before the last "
+                     "stop): `deletion-gateway ctl resume --account %s` sends again",
+                     cfg.accounts[i].id, cfg.accounts[i].id);
+        }
     }
     dispatch_start(gw.dispatch);
     /* queue.url holds no password (config refuses one there). */

@@ -684,6 +684,13 @@ static void lane_set_paused(struct lane *d, int paused)
     }
 }
 
+/* Paused here, or, in a shared queue, by an operator through any replica
+ * (the queue learns it with each claim; the claims get nothing). */
+static int lane_paused(const struct lane *d)
+{
+    return d->paused || (queue_shared(d->dep.queue) && queue_paused(d->dep.queue, d->acct->id));
+}
+
 int dispatch_set_paused(struct dispatch *ds, int account, int paused)
 {
     if (account >= ds->n)
@@ -702,7 +709,7 @@ int dispatch_account_state(const struct dispatch *ds, int account, struct dispat
     if (account < 0 || account >= ds->n)
         return -1;
     d = ds->lane[account];
-    st->paused = d->paused;
+    st->paused = lane_paused(d);
     st->breaker_open = d->sending.breaker_open;
     st->unreachable = d->sending.unreachable;
     st->in_flight = d->in_flight;
@@ -715,7 +722,7 @@ int dispatch_paused(const struct dispatch *ds)
     int all = ds->n > 0;
 
     for (int i = 0; i < ds->n; i++)
-        all = all && ds->lane[i]->paused;
+        all = all && lane_paused(ds->lane[i]);
     return all;
 }
 

@@ -299,7 +299,10 @@ static void pause_done(int failed, void *arg)
         http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not record the %s",
                          a->what);
     } else {
-        if (!pause)
+        /* A shared queue's stored pause holds every replica's claims,
+         * this one's too, and a resume through any replica ends it: the
+         * hold here was only until the commit. */
+        if (!pause || queue_shared(a->r.ctx->queue))
             dispatch_set_paused(a->r.ctx->dispatch, a->account, 0);
         if (a->account < 0) {
             log_info(a->r.rid, "admin: dispatching %s", pause ? "paused" : "resumed");
@@ -428,15 +431,14 @@ static int admin_account_arg(const struct http_req *r)
     return a;
 }
 
-/* A pause of every account holds sending at once; the answer waits for the
- * commit that makes it outlive a restart. A resume sends only once it is
- * committed, so a restart cannot undo it either. One account's pause or
- * resume is an audit record only: it lasts until the next start. */
+/* A pause of one account (?account=ID) or of all holds sending at once;
+ * the answer waits for the commit that makes it outlive a restart and, in
+ * a shared queue, hold every replica. A resume sends only once it is
+ * committed, so a restart cannot undo it either. */
 static void admin_set_paused(struct http_req *r, int pause)
 {
     struct admin_ctx *a;
     int account = admin_account_arg(r);
-    char detail[64];
 
     if (account == -2)
         return;
@@ -445,13 +447,9 @@ static void admin_set_paused(struct http_req *r, int pause)
     if ((a = admin_ctx_new(r, pause ? "pause" : "resume")) == NULL)
         return;
     a->account = account;
-    if (account < 0) {
-        admin_handed(a, queue_set_paused(r->ctx->queue, pause, "admin", pause_done, a));
-        return;
-    }
-    snprintf(detail, sizeof(detail), "account %s", r->ctx->cfg->accounts[account].id);
-    admin_handed(a, queue_audit_note(r->ctx->queue, pause ? "paused" : "resumed", "admin", detail,
-                                     pause_done, a));
+    admin_handed(a, queue_set_paused(r->ctx->queue,
+                                     account < 0 ? NULL : r->ctx->cfg->accounts[account].id, pause,
+                                     "admin", pause_done, a));
 }
 
 static void admin_pause(struct http_req *r, const char *arg)

@@ -385,7 +385,11 @@ static void deliver_submit(struct queue *q, struct op *op)
 
 static void deliver_claim(struct queue *q, struct op *op)
 {
-    (void)q;
+    /* In a shared store another replica may have paused or resumed the
+     * account since: each claim brings the stored state back. */
+    for (int i = 0; q->be->shared && !op->failed && i < q->n_accounts; i++)
+        if (strcmp(op->in.claim.account, q->account_ids[i]) == 0)
+            q->paused = op->out.claim.paused ? q->paused | 1u << i : q->paused & ~(1u << i);
     if (op->cb.claim == NULL)
         return;
     if (op->failed)
@@ -396,8 +400,15 @@ static void deliver_claim(struct queue *q, struct op *op)
 
 static void deliver_done(struct queue *q, struct op *op)
 {
-    if (op->kind == OP_PAUSE && !op->failed)
-        q->paused = op->in.note.paused;
+    if (op->kind == OP_PAUSE && !op->failed) {
+        unsigned bits = 0;
+
+        for (int i = 0; i < q->n_accounts; i++)
+            if (op->in.note.account[0] == '\0' ||
+                strcmp(op->in.note.account, q->account_ids[i]) == 0)
+                bits |= 1u << i;
+        q->paused = op->in.note.paused ? q->paused | bits : q->paused & ~bits;
+    }
     if (op->cb.done != NULL)
         op->cb.done(op->failed, op->arg);
 }
@@ -592,7 +603,8 @@ static int q_open_audit(struct queue *q, const struct queue_options *opts, char 
     int64_t qseq = -1;
     uint64_t aseq = 0, mark = 0;
     char qmac[65] = "", amac[65], problem[400] = "", note[256] = "";
-    int found = 0, paused = 0;
+    int found = 0;
+    unsigned paused = 0;
 
     if (be->begin(q->store) != 0 || be->meta_read(q->store, &qseq, qmac, &paused) != 0) {
         snprintf(err, errlen, "queue: cannot read its own state");
@@ -709,6 +721,15 @@ int queue_open(struct queue **out, struct event_base *base, const struct queue_o
     q->notify_due = INT64_MAX;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
+    if (opts->n_accounts < 0 || opts->n_accounts > QUEUE_MAX_ACCOUNTS) {
+        snprintf(err, errlen, "queue: %d accounts, at most %d", opts->n_accounts,
+                 QUEUE_MAX_ACCOUNTS);
+        goto fail;
+    }
+    q->n_accounts = opts->n_accounts > 0 ? opts->n_accounts : 1;
+    for (int i = 0; i < q->n_accounts; i++)
+        snprintf(q->account_ids[i], sizeof(q->account_ids[i]), "%s",
+                 opts->n_accounts > 0 ? opts->accounts[i].id : "default");
     if ((q->be = q_backend(opts->backend)) == NULL) {
         snprintf(err, errlen, "queue.backend \"%s\" is not one this gateway has", opts->backend);
         goto fail;

@@ -274,11 +274,15 @@ int queue_audit_note(struct queue *q, const char *event, const char *source, con
 
 /* ---- operators ---- */
 
-/* Records an operator's pause or resume of dispatching (with an audit
- * record naming actor), so that it survives a restart. cb runs once it is
- * committed. queue_paused: the state committed last (read at open). */
-int queue_set_paused(struct queue *q, int paused, const char *actor, queue_done_cb cb, void *arg);
-int queue_paused(const struct queue *q);
+/* Records an operator's pause or resume of one account's dispatching
+ * (account NULL: every account's), with an audit record naming actor, so
+ * that it survives a restart and, in a shared store, holds every replica.
+ * cb runs once it is committed. -1 for an account the queue was not
+ * opened with. queue_paused: the state committed last (read at open) of
+ * one account, or (NULL) whether every account is paused. */
+int queue_set_paused(struct queue *q, const char *account, int paused, const char *actor,
+                     queue_done_cb cb, void *arg);
+int queue_paused(const struct queue *q, const char *account);
 
 struct queue_stats {
     int64_t count[DEL_STATE_COUNT]; /* deletions by state */

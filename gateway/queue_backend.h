@@ -82,7 +82,8 @@ struct op {
         } list;
         struct {
             char event[32], source[QUEUE_SOURCE_MAX + 1], detail[256];
-            int paused; /* OP_PAUSE */
+            int paused;                          /* OP_PAUSE */
+            char account[QUEUE_ACCOUNT_MAX + 1]; /* OP_PAUSE: "" = every account */
         } note;
         struct {
             int64_t after_ms, after_seq, until_ms; /* the keyset position and the end */
@@ -102,6 +103,7 @@ struct op {
             struct queue_job *jobs;
             int n;
             int64_t next_due_ms;
+            int paused; /* a shared store: an operator's pause of the account holds it */
         } claim;
         struct {
             struct queue_deletion_view *views;
@@ -166,8 +168,11 @@ struct queue_backend {
      * cycle's count moves. */
     int (*end_cycle)(struct queue_store *s, struct cycle *c);
     /* The queue's small state: where it last committed the audit log
-     * (seq -1 = not known yet) and the operator's pause. */
-    int (*meta_read)(struct queue_store *s, int64_t *audit_seq, char audit_mac[65], int *paused);
+     * (seq -1 = not known yet) and the operator's pauses: bit i of
+     * *paused for account i of queue_options.accounts (bit 0 alone, for
+     * "default", without them). */
+    int (*meta_read)(struct queue_store *s, int64_t *audit_seq, char audit_mac[65],
+                     unsigned *paused);
     int (*meta_write_audit)(struct queue_store *s, uint64_t seq, const char *mac);
     /* Optional, for a shared store: on the loop thread, call due() when
      * another replica made jobs due, so this one need not poll for them.

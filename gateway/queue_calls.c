@@ -347,7 +347,7 @@ int queue_cancel(struct queue *q, const char *deletion_id, const char *actor, in
 /* A note (config_loaded on SIGHUP) and a pause are both one audit record;
  * a pause also changes the queue's stored state. */
 static int q_note(struct queue *q, enum op_kind kind, const char *event, const char *source,
-                  const char *detail, int paused, queue_done_cb cb, void *arg)
+                  const char *detail, int paused, const char *account, queue_done_cb cb, void *arg)
 {
     struct op *op = q_op_new(kind, 0, arg);
 
@@ -355,6 +355,7 @@ static int q_note(struct queue *q, enum op_kind kind, const char *event, const c
         return -1;
     op->cb.done = cb;
     op->in.note.paused = paused;
+    snprintf(op->in.note.account, sizeof(op->in.note.account), "%s", account ? account : "");
     if (!q_str_ok(event, 1, sizeof(op->in.note.event) - 1) ||
         !q_str_ok(source, kind == OP_PAUSE, QUEUE_SOURCE_MAX) ||
         !q_str_ok(detail, 0, sizeof(op->in.note.detail) - 1))
@@ -367,20 +368,38 @@ static int q_note(struct queue *q, enum op_kind kind, const char *event, const c
     return q_enqueue(q, op);
 }
 
-int queue_set_paused(struct queue *q, int paused, const char *actor, queue_done_cb cb, void *arg)
+/* One account's pause is recorded as the operator's action with the
+ * account named in its detail, as "account ID". */
+int queue_set_paused(struct queue *q, const char *account, int paused, const char *actor,
+                     queue_done_cb cb, void *arg)
 {
-    return q_note(q, OP_PAUSE, paused ? "paused" : "resumed", actor, NULL, paused != 0, cb, arg);
+    char detail[64] = "";
+    int known = account == NULL;
+
+    for (int i = 0; !known && i < q->n_accounts; i++)
+        known = strcmp(account, q->account_ids[i]) == 0;
+    if (!known)
+        return -1;
+    if (account != NULL)
+        snprintf(detail, sizeof(detail), "account %s", account);
+    return q_note(q, OP_PAUSE, paused ? "paused" : "resumed", actor, account ? detail : NULL,
+                  paused != 0, account, cb, arg);
 }
 
-int queue_paused(const struct queue *q)
+int queue_paused(const struct queue *q, const char *account)
 {
-    return q->paused;
+    unsigned all = q->n_accounts >= 32 ? ~0u : (1u << q->n_accounts) - 1;
+
+    for (int i = 0; account != NULL && i < q->n_accounts; i++)
+        if (strcmp(account, q->account_ids[i]) == 0)
+            return (q->paused >> i) & 1;
+    return account == NULL && (q->paused & all) == all;
 }
 
 int queue_audit_note(struct queue *q, const char *event, const char *source, const char *detail,
                      queue_done_cb cb, void *arg)
 {
-    return q_note(q, OP_NOTE, event, source, detail, 0, cb, arg);
+    return q_note(q, OP_NOTE, event, source, detail, 0, NULL, cb, arg);
 }
 
 int queue_maintain(struct queue *q, queue_count_cb cb, void *arg)

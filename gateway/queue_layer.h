@@ -19,7 +19,11 @@ struct queue {
     uint64_t audit_committed; /* worker: seq of the last audit record committed */
     int64_t stale_total;      /* worker: completions and releases dropped, since open */
     int64_t pruned_total;     /* worker: finished jobs pruned, since open */
-    int paused; /* loop thread: dispatching paused by an operator, kept across restarts */
+    /* Loop thread: the accounts an operator paused (bit i: account_ids[i]),
+     * kept across restarts. */
+    unsigned paused;
+    int n_accounts;
+    char account_ids[QUEUE_MAX_ACCOUNTS][QUEUE_ACCOUNT_MAX + 1];
 
     struct event *ev_done;
     struct event *ev_maintain; /* every second: queue_maintain */

@@ -467,7 +467,8 @@ static int pg_end_cycle(struct queue_store *q, struct cycle *c)
     return pg_count_flush(q, &c->moves);
 }
 
-static int pg_meta_read(struct queue_store *q, int64_t *audit_seq, char audit_mac[65], int *paused)
+static int pg_meta_read(struct queue_store *q, int64_t *audit_seq, char audit_mac[65],
+                        unsigned *paused)
 {
     struct pg_args a = {.n = 0};
     PGresult *r;
@@ -475,15 +476,24 @@ static int pg_meta_read(struct queue_store *q, int64_t *audit_seq, char audit_ma
     arg_text(&a, q->replica);
     r = queue_pg_exec(q,
                       "SELECT (SELECT seq FROM dg_audit_heads WHERE replica = $1), (SELECT mac FROM"
-                      " dg_audit_heads WHERE replica = $1), (SELECT paused FROM dg_limiter WHERE"
-                      " account = 'default')",
+                      " dg_audit_heads WHERE replica = $1), (SELECT string_agg(account, ' ') FROM"
+                      " dg_limiter WHERE paused)",
                       &a);
     if (r == NULL)
         return -1;
     /* No row yet: a replica's first start adopts its log's position. */
     *audit_seq = PQgetisnull(r, 0, 0) ? -1 : queue_pg_i64(r, 0, 0);
     snprintf(audit_mac, 65, "%s", PQgetvalue(r, 0, 1));
-    *paused = PQgetvalue(r, 0, 2)[0] == 't';
+    *paused = 0;
+    for (int i = 0; i < q->n_accounts; i++) {
+        const char *list = PQgetvalue(r, 0, 2);
+        size_t n = strlen(q->accounts[i].id);
+
+        /* Account ids hold no space ([a-z0-9_-]). */
+        for (const char *p = list; (p = strstr(p, q->accounts[i].id)) != NULL; p += n)
+            if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+                *paused |= 1u << i;
+    }
     PQclear(r);
     return 0;
 }

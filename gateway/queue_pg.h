@@ -136,6 +136,7 @@ struct pg_limit {
     int n_ring;
     int64_t probe_at, interval;
     int probing; /* this claim may take the breaker's one probe */
+    int paused;  /* an operator paused the account */
 };
 int queue_pg_limit_read(struct queue_store *q, const struct pg_account *acct, struct pg_limit *l,
                         int want, int *allow, int64_t *wake);

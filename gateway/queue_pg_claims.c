@@ -95,6 +95,7 @@ int queue_pg_op_claim(struct queue_store *q, struct cycle *c, struct op *op)
         return -1;
     for (int i = 0; i < op->out.claim.n; i++)
         op->out.claim.jobs[i].send_at_ms = lim.at > lim.now ? lim.at : 0;
+    op->out.claim.paused = lim.paused;
     if (op->in.claim.account[0] != '\0') {
         arg_text(&a, op->in.claim.account);
         r = queue_pg_exec(q, queue_pg_next_due_sql, &a);

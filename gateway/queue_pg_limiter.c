@@ -72,7 +72,7 @@ int queue_pg_limit_read(struct queue_store *q, const struct pg_account *acct, st
     breaker = PQgetvalue(r, 0, 3)[0] == 't';
     l->probe_at = queue_pg_i64(r, 0, 4);
     l->interval = queue_pg_i64(r, 0, 5);
-    paused = PQgetvalue(r, 0, 6)[0] == 't';
+    paused = l->paused = PQgetvalue(r, 0, 6)[0] == 't';
     in_flight = queue_pg_i64(r, 0, 7);
     PQclear(r);
 

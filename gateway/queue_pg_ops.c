@@ -330,13 +330,15 @@ int queue_pg_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
     return 0;
 }
 
-/* A pause holds every replica: their claims get nothing while it lasts. */
+/* A pause holds every replica: their claims of that account (of every
+ * account, with none named) get nothing while it lasts. */
 int queue_pg_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
 {
     struct pg_args a = {.n = 0};
 
     arg_text(&a, op->in.note.paused ? "t" : "f");
-    if (queue_pg_do(q, "UPDATE dg_limiter SET paused = $1", &a) != 0)
+    arg_text(&a, op->in.note.account);
+    if (queue_pg_do(q, "UPDATE dg_limiter SET paused = $1 WHERE account = $2 OR $2 = ''", &a) != 0)
         return -1;
     return queue_op_note(q, c, op);
 }

@@ -143,6 +143,18 @@ int queue_pg_migrate(struct queue_store *q, char *err, size_t errlen)
                         &a) != 0)
             goto sql_fail;
     }
+    if (q->adopt_default[0] != '\0') {
+        /* An operator's pause of "default" goes with its jobs. */
+        struct pg_args a = {.n = 0};
+        arg_text(&a, q->adopt_default);
+        if (queue_pg_do(q,
+                        "UPDATE dg_limiter SET paused = true WHERE account = $1 AND EXISTS"
+                        " (SELECT 1 FROM dg_limiter WHERE account = 'default' AND paused)",
+                        &a) != 0 ||
+            queue_pg_do(q, "UPDATE dg_limiter SET paused = false WHERE account = 'default'",
+                        NULL) != 0)
+            goto sql_fail;
+    }
     if (queue_pg_do(q, "COMMIT", NULL) != 0)
         goto sql_fail;
     rc = 0;

@@ -125,6 +125,9 @@ const char *const sq_stmt_sql[S_COUNT] = {
     [S_META_AUDIT] = "UPDATE meta SET audit_seq = ?1, audit_mac = ?2",
     [S_META_PAUSED] = "UPDATE meta SET paused = ?1",
     [S_META_READ] = "SELECT audit_seq, audit_mac, paused FROM meta",
+    [S_PAUSE_ADD] = "INSERT OR IGNORE INTO paused_accounts (account) VALUES (?1)",
+    [S_PAUSE_DEL] = "DELETE FROM paused_accounts WHERE account = ?1 OR ?1 = ''",
+    [S_PAUSE_HAS] = "SELECT 1 FROM paused_accounts WHERE account = ?1",
     [S_JOB_RELEASE] = "UPDATE jobs SET state = 'queued', due_ms = ?2, lease_until_ms = 0,"
                       " updated_ms = ?3 WHERE id = ?1",
     [S_PRUNE_PICK] = "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE state NOT IN"
@@ -725,18 +728,34 @@ static int q_end_cycle(struct queue_store *q, struct cycle *c)
     return sq_count_flush(q, &c->moves);
 }
 
-static int q_meta_read(struct queue_store *q, int64_t *audit_seq, char audit_mac[65], int *paused)
+/* meta.paused is how a version before per-account pauses kept a pause of
+ * all: it still pauses every account until the next pause or resume. */
+static int q_meta_read(struct queue_store *q, int64_t *audit_seq, char audit_mac[65],
+                       unsigned *paused)
 {
     sqlite3_stmt *st = q->st[S_META_READ];
-    int rc = sqlite3_step(st);
+    int rc = sqlite3_step(st), all = 0;
 
     if (rc == SQLITE_ROW) {
         *audit_seq = sqlite3_column_int64(st, 0);
         sq_col_copy(st, 1, audit_mac, 65);
-        *paused = sqlite3_column_int(st, 2) != 0;
+        all = sqlite3_column_int(st, 2) != 0;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 0 : -1;
+    if (rc != SQLITE_ROW)
+        return -1;
+    *paused = 0;
+    for (int i = 0; i < q->n_accounts; i++) {
+        st = q->st[S_PAUSE_HAS];
+        sq_bind_text(st, 1, q->account_ids[i]);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return -1;
+        if (all || rc == SQLITE_ROW)
+            *paused |= 1u << i;
+    }
+    return 0;
 }
 
 const struct queue_backend queue_sqlite_backend = {

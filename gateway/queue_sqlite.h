@@ -60,6 +60,9 @@ enum stmt_id {
     S_META_AUDIT,
     S_META_PAUSED,
     S_META_READ,
+    S_PAUSE_ADD,
+    S_PAUSE_DEL,
+    S_PAUSE_HAS,
     S_JOB_RELEASE,
     S_PRUNE_PICK,
     S_PRUNE_LIVE,
@@ -84,6 +87,8 @@ struct queue_store {
     int64_t ttl_ms;       /* idempotency keys older than this are forgotten */
     int64_t retention_ms; /* finished jobs older than this are pruned; 0 = kept */
     int lock_fd;
+    int n_accounts; /* the configured accounts, for the operator's pauses */
+    char account_ids[QUEUE_MAX_ACCOUNTS][QUEUE_ACCOUNT_MAX + 1];
 
     /* The checkpointer: its own connection copies committed WAL frames
      * into the database beside the worker, so no commit waits for it. */

@@ -386,14 +386,40 @@ int sq_op_cancel(struct queue_store *q, struct cycle *c, struct op *op)
     return 0;
 }
 
-/* The operator's pause outlives a restart: a paused gateway that comes
- * back must not start sending. */
+/* The operator's pause outlives a restart: a paused account whose
+ * gateway comes back must not start sending. A row per paused account;
+ * the old pause of all (meta.paused) becomes a row for each account
+ * first, so that resuming one leaves the others paused. */
+static int sq_pause_row(struct queue_store *q, const char *account, int paused)
+{
+    sqlite3_stmt *st = q->st[paused ? S_PAUSE_ADD : S_PAUSE_DEL];
+
+    sq_bind_text(st, 1, account);
+    return sq_done(q, paused ? S_PAUSE_ADD : S_PAUSE_DEL);
+}
+
 int sq_op_pause(struct queue_store *q, struct cycle *c, struct op *op)
 {
-    sqlite3_stmt *st = q->st[S_META_PAUSED];
+    sqlite3_stmt *st = q->st[S_META_READ];
+    const char *one = op->in.note.account;
+    int rc = sqlite3_step(st), was = rc == SQLITE_ROW && sqlite3_column_int(st, 2) != 0;
 
-    sqlite3_bind_int(st, 1, op->in.note.paused);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return -1;
+    for (int i = 0; was && i < q->n_accounts; i++)
+        if (sq_pause_row(q, q->account_ids[i], 1) != 0)
+            return -1;
+    sqlite3_bind_int(q->st[S_META_PAUSED], 1, 0);
     if (sq_done(q, S_META_PAUSED) != 0)
         return -1;
+    if (one[0] != '\0' || !op->in.note.paused) {
+        if (sq_pause_row(q, one, op->in.note.paused) != 0) /* "": every row */
+            return -1;
+    } else {
+        for (int i = 0; i < q->n_accounts; i++)
+            if (sq_pause_row(q, q->account_ids[i], 1) != 0)
+                return -1;
+    }
     return queue_op_note(q, c, op);
 }

@@ -172,6 +172,11 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
     "ALTER TABLE submissions ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
     "CREATE INDEX jobs_account_due ON jobs (account, state, due_ms);",
+    /* v11: an operator pauses one account or all of them, and each pause
+     * outlives a restart: a row per paused account. meta.paused, the
+     * pause of all that came before, is turned into rows by the next
+     * pause or resume (sq_op_pause). */
+    "CREATE TABLE paused_accounts (account TEXT PRIMARY KEY) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -299,8 +304,12 @@ static int q_migrate(sqlite3 *db, int64_t now, const char *adopt, char *err, siz
         log_warn(NULL, "queue: %d job(s) in flight at the last stop are queued again",
                  sqlite3_changes(db));
     if (adopt != NULL) {
-        char *sql =
-            sqlite3_mprintf("UPDATE jobs SET account = %Q WHERE account = 'default'", adopt);
+        /* An operator's pause of "default" goes with its jobs. */
+        char *sql = sqlite3_mprintf(
+            "UPDATE OR IGNORE paused_accounts SET account = %Q WHERE account = 'default';"
+            "DELETE FROM paused_accounts WHERE account = 'default';"
+            "UPDATE jobs SET account = %Q WHERE account = 'default'",
+            adopt, adopt);
         if (sql == NULL || q_exec(db, sql, err, errlen) != 0) {
             sqlite3_free(sql);
             goto fail;
@@ -502,6 +511,11 @@ int sq_store_open(const struct queue_options *opts, struct queue_store **out, ch
         return -1;
     }
     q->lock_fd = -1;
+    q->n_accounts =
+        opts->n_accounts > 0 && opts->n_accounts <= QUEUE_MAX_ACCOUNTS ? opts->n_accounts : 1;
+    for (int i = 0; i < q->n_accounts; i++)
+        snprintf(q->account_ids[i], sizeof(q->account_ids[i]), "%s",
+                 opts->n_accounts > 0 ? opts->accounts[i].id : "default");
     q->ttl_ms = opts->idempotency_ttl_ms;
     q->retention_ms = opts->retention_ms;
     pthread_mutex_init(&q->ckpt_mu, NULL);

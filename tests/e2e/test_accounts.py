@@ -197,12 +197,19 @@ class AccountsTest(h.GatewayTestCase):
         r = g.admin("POST", "/admin/pause?account=us")
         assert r.status == 200 and r.json() == {"paused": True, "account": "us"}, r
         du = g.erasure({"resource": "file", "id": "file_pu", "account": "us"}).json()["deletions"][0]["id"]
-        de = g.erasure({"resource": "file", "id": "file_pe"}).json()["deletions"][0]["id"]
-        g.wait_state(de, "deleted")
-        assert g.show(du)["state"] == "queued"
-        ready = h.request(g.port, "GET", "/readyz").json()
-        assert ready["accounts"]["us"]["dispatch"] == "paused", ready
-        assert ready["accounts"]["eu"]["dispatch"] == "running", ready
+
+        def only_us_held(eu_id):
+            de = g.erasure({"resource": "file", "id": eu_id}).json()["deletions"][0]["id"]
+            g.wait_state(de, "deleted")
+            assert g.show(du)["state"] == "queued"
+            ready = h.request(g.port, "GET", "/readyz").json()
+            assert ready["accounts"]["us"]["dispatch"] == "paused", ready
+            assert ready["accounts"]["eu"]["dispatch"] == "running", ready
+        only_us_held("file_pe")
+        # The pause outlives a restart, and holds that account alone.
+        g.restart()
+        assert "dispatching to account us is paused" in g.logs(), g.logs()[-2000:]
+        only_us_held("file_pe2")
         r = g.admin("POST", "/admin/pause?account=apac")
         assert r.status == 400 and r.json()["error"]["code"] == "unknown_account", r
         # ctl names the account the same way.
@@ -224,8 +231,9 @@ class AccountsTest(h.GatewayTestCase):
                for i in range(3)]
         g.stop()
         db = sqlite3.connect(os.path.join(self.dir, "queue.db"))
-        assert db.execute("SELECT schema_version FROM meta").fetchone()[0] == 10
-        db.executescript("DROP INDEX jobs_account_due; ALTER TABLE jobs DROP COLUMN account;"
+        assert db.execute("SELECT schema_version FROM meta").fetchone()[0] == 11
+        db.executescript("DROP TABLE paused_accounts;"
+                         "DROP INDEX jobs_account_due; ALTER TABLE jobs DROP COLUMN account;"
                          "ALTER TABLE submissions DROP COLUMN account;"
                          "UPDATE meta SET schema_version = 9, paused = 0;")
         db.close()
@@ -240,7 +248,7 @@ class AccountsTest(h.GatewayTestCase):
             assert '"account"' not in f.read()
         assert sorted(q["id"] for q in sim.deletes()) == ["file_old0", "file_old1", "file_old2"]
         db = sqlite3.connect(os.path.join(self.dir, "queue.db"))
-        assert db.execute("SELECT schema_version FROM meta").fetchone()[0] == 10
+        assert db.execute("SELECT schema_version FROM meta").fetchone()[0] == 11
         assert {r[0] for r in db.execute("SELECT DISTINCT account FROM jobs")} == {"default"}
         db.close()
 

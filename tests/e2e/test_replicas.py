@@ -201,6 +201,35 @@ class ReplicasTest(h.GatewayTestCase):
             assert ok, "account %s: %d granted in one second, above %d" % (aid, worst, rates[aid])
         for d in ids["us"][:3]:
             assert gws[0].show(d)["account"] == "us"
+        # One account paused through one replica holds that account on the
+        # other as well, and only that account.
+        assert gws[0].admin("POST", "/admin/pause?account=eu").status == 200
+        held = gws[1].erasure({"resource": "file", "id": "file_eu_held", "account": "eu"})
+        sent = gws[1].erasure({"resource": "file", "id": "file_us_sent", "account": "us"})
+        assert held.status == 202 and sent.status == 202, (held, sent)
+        h.wait_for(lambda: any(d["id"] == "file_us_sent" for d in us.deletes()), 10,
+                   what="the other account's DELETE")
+        time.sleep(1.5)  # the poll that would have claimed it has come round
+        assert not any(d["id"] == "file_eu_held" for d in eu.deletes()), eu.deletes()[-3:]
+
+        def eu_dispatch(g):
+            return h.request(g.port, "GET", "/readyz").json()["accounts"]["eu"]["dispatch"]
+        h.wait_for(lambda: eu_dispatch(gws[1]) == "paused", 5, 0.2,
+                   what="the other replica seeing the pause")
+        assert eu_dispatch(gws[0]) == "paused" and \
+            h.request(gws[1].port, "GET", "/readyz").json()["accounts"]["us"]["dispatch"] == "running"
+        # Resumed through the other replica: both send again, neither is
+        # left holding the pause it was given.
+        assert gws[1].admin("POST", "/admin/resume?account=eu").status == 200
+        h.wait_for(lambda: any(d["id"] == "file_eu_held" for d in eu.deletes()), 10,
+                   what="the paused account's DELETE after its resume")
+        h.wait_for(lambda: eu_dispatch(gws[0]) == "running", 5, 0.2,
+                   what="the replica that paused it seeing the resume")
+        for i, g in enumerate(gws):
+            assert g.erasure({"resource": "file", "id": "file_eu_after%d" % i,
+                              "account": "eu"}).status == 202
+        h.wait_for(lambda: {"file_eu_after0", "file_eu_after1"} <= {d["id"] for d in eu.deletes()},
+                   10, what="DELETEs of the resumed account from both replicas")
 
     def test_a_429_or_401_seen_by_one_replica_holds_them_all(self):
         url = fresh_db("hold")

@@ -47,7 +47,7 @@ static int64_t test_clock(void)
 /* The lease token of each job's last claim, so completions name it. */
 #define MAX_JOBS 4096
 
-#define SCHEMA_NOW 10 /* the queue's schema version */
+#define SCHEMA_NOW 11 /* the queue's schema version */
 static int64_t leases[MAX_JOBS];
 
 /* ---- loop helpers ---- */
@@ -99,21 +99,28 @@ static void db_path(const char *name, char *out, size_t outlen)
     PQfinish(c);
 }
 
-static struct queue *open_q_kept(const char *name, int64_t ttl_ms, int64_t retention_ms)
+/* The store named name, opened with o (its backend, path and clock set
+ * here). */
+static struct queue *open_with(const char *name, struct queue_options *o)
 {
     char path[512], err[256] = "";
-    struct queue_options o = {.backend = backend,
-                              .path = path,
-                              .idempotency_ttl_ms = ttl_ms,
-                              .retention_ms = retention_ms,
-                              .clock_ms = test_clock};
     struct queue *q = NULL;
 
     db_path(name, path, sizeof(path));
-    if (queue_open(&q, base, &o, err, sizeof(err)) != 0)
+    o->backend = backend;
+    o->path = path;
+    o->clock_ms = test_clock;
+    if (queue_open(&q, base, o, err, sizeof(err)) != 0)
         fprintf(stderr, "queue_open %s: %s\n", path, err);
     CHECK(q != NULL);
     return q;
+}
+
+static struct queue *open_q_kept(const char *name, int64_t ttl_ms, int64_t retention_ms)
+{
+    struct queue_options o = {.idempotency_ttl_ms = ttl_ms, .retention_ms = retention_ms};
+
+    return open_with(name, &o);
 }
 
 static struct queue *open_q(const char *name, int64_t ttl_ms)
@@ -549,6 +556,74 @@ static int claim_account(struct queue *q, const char *account, int64_t now, int 
 /* Jobs belong to an account: the same resource in two accounts is two
  * jobs, coalescing happens within one account, and each account's claims
  * take its own jobs only. Items that name no account are "default"'s. */
+static int set_paused(struct queue *q, const char *account, int paused)
+{
+    struct done_res d = {0};
+
+    if (queue_set_paused(q, account, paused, "test", on_done, &d) != 0)
+        return 0;
+    run_until(&d.done);
+    return d.done && d.ok;
+}
+
+static struct queue *open_accounts(const char *name)
+{
+    static const struct queue_account_limits acc[] = {{"eu", 0, 0}, {"us", 0, 0}, {"apac", 0, 0}};
+    struct queue_options o = {.accounts = acc, .n_accounts = 3};
+
+    return open_with(name, &o);
+}
+
+/* An operator's pause of one account, or of all, is stored: a reopened
+ * queue (a restart, or another replica) reads it back, one account's
+ * resume leaves the others paused, and an account the queue does not
+ * know is refused. */
+static void test_pauses_per_account_outlive_a_reopen(void)
+{
+    struct queue *q = open_accounts("pauses.db");
+
+    if (q == NULL)
+        return;
+    CHECK(!queue_paused(q, "eu") && !queue_paused(q, NULL));
+    CHECK(set_paused(q, "us", 1));
+    CHECK(queue_paused(q, "us") && !queue_paused(q, "eu") && !queue_paused(q, NULL));
+    CHECK(queue_set_paused(q, "mars", 1, "test", on_done, NULL) == -1);
+    queue_close(q);
+    REQUIRE((q = open_accounts("pauses.db")) != NULL);
+    CHECK(queue_paused(q, "us") && !queue_paused(q, "eu") && !queue_paused(q, "apac"));
+    /* All, then one back: the other two stay paused across a reopen. */
+    CHECK(set_paused(q, NULL, 1) && queue_paused(q, NULL));
+    CHECK(set_paused(q, "eu", 0));
+    CHECK(!queue_paused(q, "eu") && queue_paused(q, "us") && queue_paused(q, "apac"));
+    queue_close(q);
+    REQUIRE((q = open_accounts("pauses.db")) != NULL);
+    CHECK(!queue_paused(q, "eu") && queue_paused(q, "us") && queue_paused(q, "apac"));
+    CHECK(!queue_paused(q, NULL));
+    CHECK(set_paused(q, NULL, 0));
+    queue_close(q);
+    REQUIRE((q = open_accounts("pauses.db")) != NULL);
+    CHECK(!queue_paused(q, "eu") && !queue_paused(q, "us") && !queue_paused(q, "apac"));
+    queue_close(q);
+    if (sqlite_backend) {
+        /* The pause of all that an earlier version kept in meta pauses
+         * every account, and resuming one turns it into the others'. */
+        char path[512];
+        sqlite3 *db;
+
+        db_path("pauses.db", path, sizeof(path));
+        REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db, "UPDATE meta SET paused = 1", NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(db);
+        REQUIRE((q = open_accounts("pauses.db")) != NULL);
+        CHECK(queue_paused(q, NULL));
+        CHECK(set_paused(q, "apac", 0));
+        queue_close(q);
+        REQUIRE((q = open_accounts("pauses.db")) != NULL);
+        CHECK(queue_paused(q, "eu") && queue_paused(q, "us") && !queue_paused(q, "apac"));
+        queue_close(q);
+    }
+}
+
 static void test_accounts_coalesce_and_claim_apart(void)
 {
     static const struct queue_account_limits acc[] = {{"eu", 0, 0}, {"us", 0, 0}};
@@ -1304,6 +1379,7 @@ static void test_reopen_keeps_rows_and_requeues_in_flight(void)
                        "DROP INDEX jobs_account_due; ALTER TABLE jobs DROP COLUMN account;"
                        "ALTER TABLE submissions DROP COLUMN account;"
                        "DROP INDEX deletions_accepted; DROP INDEX jobs_resource_id;"
+                       "DROP TABLE paused_accounts;"
                        "CREATE TRIGGER count_job_state AFTER UPDATE OF state ON jobs BEGIN"
                        " SELECT 1; END;"
                        "CREATE TRIGGER count_deletion_change AFTER UPDATE OF state ON deletions"
@@ -1809,6 +1885,7 @@ int main(void)
     test_submit_ok_duplicate_and_sources();
     test_coalescing();
     test_accounts_coalesce_and_claim_apart();
+    test_pauses_per_account_outlive_a_reopen();
     test_one_commit_answers_each_submission_as_alone();
     test_due_limit_and_lease();
     test_complete_attempts_and_retry_at();

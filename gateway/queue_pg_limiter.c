@@ -125,26 +125,31 @@ int queue_pg_limit_read(struct queue_store *q, const struct pg_account *acct, st
     return 0;
 }
 
-/* Records what the claim took: one grant per job in the rate window
- * (only grants still inside a minute are kept), and a probe taken. */
+/* Records what the claim took: one grant per job in the rate window, and
+ * a probe taken. The row keeps the grants of the last minute, to show
+ * what was granted, but never more than PG_RING_MAX: then the oldest go.
+ * The newest must stay, whatever the rate: they are the window's, and a
+ * row that kept the oldest instead would let the window look empty. */
 int queue_pg_limit_write(struct queue_store *q, const struct pg_account *acct,
                          const struct pg_limit *l, int taken)
 {
     char buf[PG_RING_MAX * 21 + 2];
     size_t len = 0;
     struct pg_args a = {.n = 0};
-    int kept = 0;
+    int first = 0;
 
     if (taken == 0)
         return 0;
     buf[0] = '\0';
-    for (int i = 0; i < l->n_ring && acct->rate > 0; i++) {
-        if (l->ring[i] > l->now - 60000 && kept < PG_RING_MAX - taken) {
-            len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", len ? "," : "",
-                                    (long long)l->ring[i]);
-            kept++;
-        }
-    }
+    if (taken > PG_RING_MAX)
+        taken = PG_RING_MAX;
+    /* The ring is in grant order, oldest first. */
+    while (first < l->n_ring &&
+           (l->ring[first] <= l->now - 60000 || l->n_ring - first > PG_RING_MAX - taken))
+        first++;
+    for (int i = first; i < l->n_ring && acct->rate > 0; i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", len ? "," : "",
+                                (long long)l->ring[i]);
     for (int i = 0; i < taken && acct->rate > 0; i++)
         len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", len ? "," : "",
                                 (long long)l->at);

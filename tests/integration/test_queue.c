@@ -1765,6 +1765,49 @@ static void submit_many(struct queue *q, const char *source, const char *key, co
     free(items);
 }
 
+/* The shared limit holds however many grants it has made: at 50/s a
+ * minute is 3,000 of them, more than the limiter row keeps, and the row
+ * must then drop the oldest, not the newest that the window counts.
+ * Claims every 20 ms of the queue's clock for 40 s, each job completed at
+ * once; no one second may hold more than 50 of the moments granted. */
+static void test_pg_shared_rate_holds_past_a_thousand_grants(void)
+{
+    enum { RATE = 50, SPAN_MS = 40000, STEP_MS = 20 };
+    struct queue_options o = {.rate_per_second = RATE, .idempotency_ttl_ms = 86400000};
+    struct queue *q = open_with("rate.db", &o);
+    static int64_t at[RATE * SPAN_MS / 1000 * 2];
+    int n = 0, worst = 0;
+    int64_t t0 = util_now_ms();
+
+    if (q == NULL)
+        return;
+    submit_many(q, "crm", "k_rate", "rate", 2 * RATE * SPAN_MS / 1000, t0);
+    for (int64_t t = t0; t < t0 + SPAN_MS && n < (int)(sizeof(at) / sizeof(at[0])); t += STEP_MS) {
+        struct claim_res c;
+
+        if (claim(q, t, 8, 60000, &c) <= 0)
+            continue;
+        for (int i = 0; i < c.n && n < (int)(sizeof(at) / sizeof(at[0])); i++) {
+            at[n++] = c.jobs[i].send_at_ms;
+            fake_now = t;
+            CHECK(complete(q, c.jobs[i].job_id, DEL_DELETED, 0, 1, 200, ""));
+        }
+    }
+    fake_now = 0;
+    for (int i = 0, j = 0; i < n; i++) {
+        while (at[i] - at[j] >= 1000)
+            j++;
+        if (i - j + 1 > worst)
+            worst = i - j + 1;
+    }
+    if (worst > RATE || n < RATE * SPAN_MS / 1000 * 9 / 10)
+        fprintf(stderr, "shared rate %d/s: %d granted in %d s, %d in the busiest second\n", RATE, n,
+                SPAN_MS / 1000, worst);
+    CHECK(worst <= RATE);
+    CHECK(n >= RATE * SPAN_MS / 1000 * 9 / 10);
+    queue_close(q);
+}
+
 static void test_export_pages_filters_and_cursor(void)
 {
     struct queue *q = open_q("export.db", 86400000);
@@ -1906,6 +1949,7 @@ int main(void)
         test_wal_stays_bounded_under_ingest();
     } else {
         test_pg_next_due_reads_one_entry_under_stale_statistics();
+        test_pg_shared_rate_holds_past_a_thousand_grants();
     }
     event_free(tick);
     event_base_free(base);

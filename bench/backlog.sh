@@ -15,6 +15,11 @@
 #   - draining at a configured rate r against the simulator: the rate seen
 #     there against r (within 5%), for each r in BENCH_BACKLOG_RATES.
 #
+# With BENCH_BACKLOG_PG_URL (a conninfo without dbname) the queue is one
+# replica on PostgreSQL instead, in a database dg_backlog made afresh: the
+# same steps, but the database's size (pg_database_size) in place of the
+# file and WAL sizes, and no claim probe (claim_probe reads SQLite).
+#
 # Environment (defaults): BENCH_BACKLOG_N (1000000), BENCH_BACKLOG_STEP
 # (100000 items per load step), BENCH_BACKLOG_CONNS (8),
 # BENCH_BACKLOG_RATES ("10 75"), BENCH_BACKLOG_DRAIN_SECONDS (20), and those
@@ -52,8 +57,17 @@ say() { echo "bench: backlog: $*" >&2; }
 record() { echo "BENCH $*" | tee -a "$out" >&2; }
 probe() { python3 "$root/bench/probe.py" "$@"; }
 
+PG_URL="${BENCH_BACKLOG_PG_URL:-}"
+queue_json=""
+if [ -n "$PG_URL" ]; then
+    psql "$PG_URL dbname=postgres" -qc "DROP DATABASE IF EXISTS dg_backlog WITH (FORCE)" \
+        -c "CREATE DATABASE dg_backlog" >/dev/null
+    queue_json="{ \"backend\": \"postgres\", \"url\": \"$PG_URL dbname=dg_backlog\" }"
+    record "backend=postgres"
+fi
+
 # config RATE: deletions to the simulator at RATE per second.
-config() { client_config "$work" "$PORT" "$ADMIN_PORT" "$1" 16; }
+config() { client_config "$work" "$PORT" "$ADMIN_PORT" "$1" 16 "$queue_json"; }
 
 # start: the gateway in the background (gw_pid, gw_started: Unix seconds).
 start() {
@@ -114,6 +128,7 @@ record "$(probe latency --secret "$DG_BENCH_CLIENT_SECRET" deletion_get -- GET "
 stop_pid "$gw_pid"
 wait "$sampler" 2>/dev/null || true # it ends with the process
 record "$(sed 's/^BENCH //; s/rss_kb/load_peak_rss_kb/; s/wal_bytes/load_peak_wal_bytes/; s/db_bytes/load_db_bytes/' "$work/samples.max")"
+[ -z "$PG_URL" ] || record "pg_database_bytes=$(psql "$PG_URL dbname=dg_backlog" -Atc "SELECT pg_database_size(current_database())")"
 start
 record "readyz_after_clean_stop_s=$(probe readyz "$PORT" --since "$gw_started" | sed -n 's/.*seconds=//p')"
 kill -9 "$gw_pid"
@@ -123,13 +138,15 @@ record "readyz_after_kill9_s=$(probe readyz "$PORT" --since "$gw_started" | sed 
 stop_pid "$gw_pid"
 
 # 4. A claim at N queued against one at 1,000 queued.
-say "claims at $loaded and at 1000 queued"
-big=$("$root/$BUILD/claim_probe" "$work/queue.db" 200 | sed 's/^BENCH //')
-small_dir=$(mktemp -d "$work/small.XXXXXX")
-small=$("$root/$BUILD/claim_probe" "$small_dir/queue.db" 200 1000 | sed 's/^BENCH //')
-rm -rf "$small_dir"
-record "$(echo "$big" | sed 's/\([a-z_0-9]*\)=/claim_at_n_\1=/g')"
-record "$(echo "$small" | sed 's/\([a-z_0-9]*\)=/claim_at_1k_\1=/g')"
+if [ -z "$PG_URL" ]; then
+    say "claims at $loaded and at 1000 queued"
+    big=$("$root/$BUILD/claim_probe" "$work/queue.db" 200 | sed 's/^BENCH //')
+    small_dir=$(mktemp -d "$work/small.XXXXXX")
+    small=$("$root/$BUILD/claim_probe" "$small_dir/queue.db" 200 1000 | sed 's/^BENCH //')
+    rm -rf "$small_dir"
+    record "$(echo "$big" | sed 's/\([a-z_0-9]*\)=/claim_at_n_\1=/g')"
+    record "$(echo "$small" | sed 's/\([a-z_0-9]*\)=/claim_at_1k_\1=/g')"
+fi
 
 # 5. Draining at a configured rate r, from the backlog, paused at start.
 for r in $RATES; do

@@ -4,9 +4,10 @@
 
 export DG_BENCH_CLIENT_SECRET="${DG_BENCH_CLIENT_SECRET:-whsec_$(head -c 32 /dev/urandom | base64 | tr -d '\n')}"
 
-# client_config DIR PORT ADMIN_PORT RATE MAX_IN_FLIGHT: DIR/gateway.json.
+# client_config DIR PORT ADMIN_PORT RATE MAX_IN_FLIGHT [QUEUE_JSON]:
+# DIR/gateway.json (QUEUE_JSON as gateway_config takes it).
 client_config() {
-    gateway_config "$1" "$2" "$4" "$5"
+    gateway_config "$1" "$2" "$4" "$5" ${6:+"$6"}
     python3 - "$1/gateway.json" "$3" <<'PY'
 import json, sys
 p, port = sys.argv[1], int(sys.argv[2])

@@ -61,8 +61,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         wait_port "$PORT" 20 "$pid" || { tail -5 "$dir/log" >&2; exit 1; }
         "$gw" ctl -c "$dir/gateway.json" pause >/dev/null
         # Enough batches that none repeats (a repeat is a duplicate, not a
-        # write): 60,000 items/s per round-second is beyond this machine.
-        n=$((SECONDS_RUN * 60000 / ITEMS + 4 * c))
+        # write): 120,000 items/s per round-second, the target and more.
+        n=$((SECONDS_RUN * 120000 / ITEMS + 4 * c))
         python3 "$root/bench/gen_webhooks.py" --secret "$DG_BENCH_CLIENT_SECRET" --items "$ITEMS" \
             --count "$n" --threads 2 --host "127.0.0.1:$PORT" --out "$dir/req" 2>/dev/null
         perf_pid=""
@@ -87,7 +87,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
         rows=$(sqlite3 "$dir/queue.db" "SELECT count(*) FROM deletions")
         [ -n "${BENCH_KEEP:-}" ] || rm -f "$dir"/queue.db* "$dir"/audit.jsonl*
         m="$dir/wrk.out"
-        ok=$(kv "$m" ok2xx)
+        # Only first sends count: a repeat's 2xx replays a stored answer.
+        ok=$(($(kv "$m" ok2xx) - $(kv "$m" repeats)))
+        [ "$ok" -ge 0 ] || ok=0
         secs=$(python3 -c "print($(kv "$m" duration_us) / 1e6)")
         record "what=gateway round=$r conns=$c items_per_s=$(python3 -c "print(int($ok * $ITEMS / $secs))") batches_ok=$ok non2xx=$(kv "$m" non2xx) repeats=$(kv "$m" repeats) p50_us=$(kv "$m" p50_us) p99_us=$(kv "$m" p99_us) rows=$rows cpu_us_per_item=$(python3 -c "import os; print('%.1f' % (($t1 - $t0) / os.sysconf('SC_CLK_TCK') * 1e6 / max(1, $ok * $ITEMS)))")"
     done

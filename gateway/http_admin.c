@@ -138,49 +138,67 @@ static void stats_done(const struct queue_stats *st, int failed, void *arg)
     admin_ctx_free(a);
 }
 
-/* Rows as the API shows them; with key, each deleted or not_found row also
- * gets its receipt, signed now for what the row says now: the statement
- * GET /v1/deletions/ID/receipt would hand out (null for other states). */
-static json_t *rows_json(const struct queue_deletion_view *views, int n, EVP_PKEY *key)
+/* The receipt of a deleted or not_found row as compact JSON (free it), or
+ * NULL for other states and on failure. receipt_make writes it indented,
+ * for a person; here it is one member of a compact page. */
+static char *row_receipt(EVP_PKEY *key, const struct queue_deletion_view *v, int64_t now)
 {
-    json_t *arr = json_array(), *o;
-    int64_t now = util_now_ms();
+    char *text = NULL, *compact = NULL;
+    json_t *r;
 
-    for (int i = 0; arr != NULL && i < n; i++) {
-        char *receipt = NULL;
-        json_t *r = NULL;
-
-        if ((o = http_view_json(&views[i], 0)) == NULL)
-            continue;
-        if (key != NULL) {
-            if ((views[i].state == DEL_DELETED || views[i].state == DEL_NOT_FOUND) &&
-                receipt_make(key, &views[i], now, &receipt) == 0)
-                r = json_loads(receipt, 0, NULL);
-            json_object_set_new(o, "receipt", r != NULL ? r : json_null());
-            free(receipt);
-        }
-        json_array_append_new(arr, o);
-    }
-    return arr;
+    if ((v->state != DEL_DELETED && v->state != DEL_NOT_FOUND) ||
+        receipt_make(key, v, now, &text) != 0)
+        return NULL;
+    r = json_loads(text, 0, NULL);
+    free(text);
+    if (r != NULL)
+        compact = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(r);
+    return compact;
 }
 
 /* A list or an export page: {"count", "deletions"[, "next_cursor"]}; next
- * NULL for a list, "" for the last page of an export. */
+ * NULL for a list, "" for the last page of an export. With key, each
+ * deleted or not_found row also gets its receipt, signed now for what the
+ * row says now: the statement GET /v1/deletions/ID/receipt would hand out
+ * (null for other states). */
 static void send_rows(struct admin_ctx *a, const struct queue_deletion_view *views, int n,
                       int failed, const char *next, EVP_PKEY *key)
 {
-    json_t *arr, *o;
+    struct evbuffer *out = evhttp_request_get_output_buffer(a->r.req);
+    int64_t now = util_now_ms();
+    int bad = 0;
 
     if (failed) {
         http_reply_error(&a->r, 503, "queue_unavailable", "the queue did not answer");
         admin_ctx_free(a);
         return;
     }
-    arr = rows_json(views, n, key);
-    o = json_pack("{s:i,s:o}", "count", (int)json_array_size(arr), "deletions", arr);
-    if (o != NULL && next != NULL)
-        json_object_set_new(o, "next_cursor", next[0] != '\0' ? json_string(next) : json_null());
-    http_reply_value(&a->r, 200, o);
+    bad |= evbuffer_add_printf(out, "{\"count\":%d,\"deletions\":[", n) < 0;
+    for (int i = 0; !bad && i < n; i++) {
+        const struct queue_deletion_view *v = &views[i];
+        const char *member = NULL; /* no "receipt" member */
+        char *receipt = NULL;
+
+        if (key != NULL)
+            member = (receipt = row_receipt(key, v, now)) != NULL ? receipt : "null";
+        bad |= (i > 0 && evbuffer_add(out, ",", 1) != 0) || http_view_write(out, v, 0, member) != 0;
+        free(receipt);
+    }
+    bad |= evbuffer_add(out, "]", 1) != 0;
+    if (next != NULL) {
+        char cursor[160] = "null";
+        if (next[0] != '\0')
+            util_json_escape(next, cursor, sizeof(cursor));
+        bad |= evbuffer_add_printf(out, ",\"next_cursor\":%s", cursor) < 0;
+    }
+    bad |= evbuffer_add(out, "}", 1) != 0;
+    if (bad) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        http_reply_error(&a->r, 503, "queue_unavailable", "out of memory");
+    } else {
+        http_reply_written(&a->r, 200);
+    }
     admin_ctx_free(a);
 }
 
@@ -285,7 +303,7 @@ static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
     else if (v == NULL)
         http_reply_error(&a->r, 404, "not_found", "no deletion with this id");
     else
-        http_reply_value(&a->r, 200, http_view_json(v, 1));
+        http_reply_view(&a->r, v);
     admin_ctx_free(a);
 }
 

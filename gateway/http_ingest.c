@@ -441,7 +441,7 @@ static void get_done(const struct queue_deletion_view *v, int failed, void *arg)
     } else if (v == NULL) {
         http_reply_error(r, 404, "not_found", "no deletion with this id");
     } else if (!g->receipt) {
-        http_reply_value(r, 200, http_view_json(v, 1));
+        http_reply_view(r, v);
     } else if (r->ctx->receipt_key == NULL) {
         http_reply_error(r, 404, "receipts_disabled",
                          "receipts are turned off (receipts.enabled is false)");

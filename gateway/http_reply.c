@@ -16,6 +16,7 @@
 
 #include <event2/keyvalq_struct.h>
 
+#include "http_view.h"
 #include "log.h"
 #include "util.h"
 
@@ -67,19 +68,36 @@ void http_reply_send(const struct http_req *r, int status)
     evhttp_send_reply(r->req, status, NULL, NULL);
 }
 
-void http_reply_json(const struct http_req *r, int status, const char *body)
+void http_reply_written(const struct http_req *r, int status)
 {
     struct evbuffer *out = evhttp_request_get_output_buffer(r->req);
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
 
     evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "Cache-Control", "no-store");
-    evbuffer_add(out, body, strlen(body));
     evbuffer_add(out, "\n", 1);
     /* Counting at the reply sees every answer, errors and asynchronous
      * ones included. */
     metrics_request(r->label, status);
     http_reply_send(r, status);
+}
+
+void http_reply_json(const struct http_req *r, int status, const char *body)
+{
+    evbuffer_add(evhttp_request_get_output_buffer(r->req), body, strlen(body));
+    http_reply_written(r, status);
+}
+
+void http_reply_view(const struct http_req *r, const struct queue_deletion_view *v)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(r->req);
+
+    if (http_view_write(out, v, 1, NULL) != 0) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        http_reply_error(r, 503, "queue_unavailable", "out of memory");
+        return;
+    }
+    http_reply_written(r, 200);
 }
 
 void http_reply_value(const struct http_req *r, int status, json_t *v)

@@ -23,6 +23,7 @@ struct config;
 struct dispatch;
 struct evhttp_request;
 struct queue;
+struct queue_deletion_view;
 struct readiness;
 struct tls_server;
 
@@ -65,6 +66,12 @@ int http_reply_in_flight(const struct http_ctx *ctx);
 
 /* Sends a JSON body (NUL-terminated text) with the given status. */
 void http_reply_json(const struct http_req *r, int status, const char *body);
+
+/* Sends the JSON body the route wrote into the request's output buffer. */
+void http_reply_written(const struct http_req *r, int status);
+
+/* Sends one deletion, with its attempt history (200). */
+void http_reply_view(const struct http_req *r, const struct queue_deletion_view *v);
 
 /* Sends v (its reference taken) as compact JSON, keys in order. */
 void http_reply_value(const struct http_req *r, int status, json_t *v);

@@ -102,6 +102,30 @@ class EvidenceTest(h.GatewayTestCase):
         r = g.get_deletion(did, suffix="/receipt")
         assert r.status == 409 and r.json()["error"]["code"] == "receipt_not_available", r
 
+    def test_receipt_and_audit_outlive_retention(self):
+        """Retention prunes the deletion's rows; its receipt still verifies
+        offline, and the audit log still holds and proves its history."""
+        sim = self.sim()
+        g = self.gateway(sim, overrides={"queue": {"retention_days": 1 / 86400}})
+        did = g.erasure({"resource": "extract_run", "id": "exr_kept_proof"}).json()["deletions"][0]["id"]
+        g.wait_state(did, ("deleted",))
+        r = g.get_deletion(did, suffix="/receipt")
+        assert r.status == 200, r
+        pub_path = os.path.join(self.dir, "pub.pem")
+        open(pub_path, "wb").write(h.run_cli("receipt", "pubkey", "-c", g.config_path, env=g.env, check=True).stdout)
+        h.wait_for(lambda: g.get_deletion(did).status == 404, 10, what="the deletion pruned")
+        assert g.get_deletion(did, suffix="/receipt").status == 404
+        assert "dg_queue_pruned_total 1" in h.request(g.port, "GET", "/metrics").body.decode()
+        ok = h.run_cli("receipt", "verify", "--pubkey", pub_path, stdin=r.body)
+        assert ok.returncode == 0, ok.stdout
+        g.stop()
+        recs = audit_lines(g)
+        job = [x for x in recs if x.get("deletion_id") == did and x["event"] == "accepted"][0]["job_id"]
+        events = [x["event"] for x in recs if x.get("job_id") == job]
+        assert events == ["accepted", "deleted"], events
+        v = h.run_cli("audit", "verify", "-c", g.config_path, env=g.env)
+        assert v.returncode == 0, (v.stdout, v.stderr)
+
     def test_metrics_pass_promtool_and_count_what_happened(self):
         sim, g, ids = run_some_deletions(self)
         g.webhook(h.extract_event("exr_m", "evt_m"), headers=h.sign_extend(b"other"))  # invalid signature
